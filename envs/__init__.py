@@ -1,0 +1,16 @@
+"""The domain core: world, tools, shopper, difficulty, rewards and the eight environments.
+
+No Ray, no torch: importable and testable on its own.
+"""
+
+from .actions import Action, Answer, InvalidAction, parse_action
+from .base import ShopEnv
+from .catalog import CatalogLike, SearchFilters, SearchHits
+from .difficulty import AXIS_NAMES, Axes, axes_for
+from .registry import C1, C2, C4, C8, COLLECTIONS, ENV_IDS, env_class, make_env, resolve_envs
+
+__all__ = [
+    "Action", "Answer", "InvalidAction", "parse_action", "ShopEnv", "CatalogLike", "SearchFilters",
+    "SearchHits", "AXIS_NAMES", "Axes", "axes_for", "C1", "C2", "C4", "C8", "COLLECTIONS", "ENV_IDS",
+    "env_class", "make_env", "resolve_envs",
+]

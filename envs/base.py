@@ -1,0 +1,326 @@
+"""`ShopEnv`: the episode engine every environment shares (Gymnasium semantics).
+
+    obs, info = env.reset(seed=7, options={"difficulty": 6})
+    obs, reward, terminated, truncated, info = env.step(action)
+
+An environment subclass supplies four things: its tool allow-list and answer fields,
+`_generate()` (build the hidden goal and world, return the shopper's opening), `_score()`
+(the verifier: r_task from the hidden goal and the final world or answer) and, optionally,
+`_react()` (shopper reactions to the agent's messages) and `_on_tool()` (world events).
+Everything else lives here: action parsing, tool dispatch with the per-turn budget, the
+transcript, hallucination and efficiency accounting, termination and the reward.
+
+Contract: the same (env_id, difficulty, seed, actions) gives a byte-identical transcript
+and reward in any process. Invalid actions end the episode with r_total = -1 and a named
+reason; no exception escapes `step` for bad agent input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+from .actions import Action, Answer, InvalidAction, parse_action
+from .catalog import CatalogLike
+from .difficulty import Axes, axes_for
+from .reward import RewardBreakdown, TaskScore, combine, efficiency, invalid
+from .rng import EpisodeRandom
+from .shopper import QUIT, TemplateShopper, Utterance
+from .tools import TOOLS, Args, ToolContext, tool_schemas, validate_call
+from .world import ORDER_STATUSES, SimClock, World
+
+ID_KEYS = ("product_id", "order_id", "line_id", "variant_id", "new_product_id", "new_variant_id", "return_id")
+ANSWER_ID_FIELDS = ("recommended_product_ids", "selected_order_id", "selected_line_id")
+_PRICE = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})*(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?)")
+_SENTENCE = re.compile(r"[^.!?\n]+(?:\.\d+[^.!?\n]*)*")
+
+
+def collect_ids(obj: Any, out: set[str]) -> None:
+    """Add every id-valued field (see ID_KEYS) found anywhere in `obj` to `out`."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in ID_KEYS and isinstance(value, str):
+                out.add(value)
+            else:
+                collect_ids(value, out)
+    elif isinstance(obj, list):
+        for value in obj:
+            collect_ids(value, out)
+
+
+def dumps(obj: Any) -> str:
+    """Canonical JSON for transcripts (insertion order, no whitespace variance)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "), default=str)
+
+
+class ShopEnv:
+    """Base class of the eight environments."""
+
+    env_id: ClassVar[str]
+    tools: ClassVar[tuple[str, ...]]
+    answer_fields: ClassVar[tuple[str, ...]]
+    task_brief: ClassVar[str]
+    metadata: ClassVar[dict] = {"render_modes": []}
+
+    def __init__(self, catalog: CatalogLike, difficulty: int = 0):
+        self.catalog = catalog
+        self.default_difficulty = difficulty
+        self._next_seed = 0
+        self._tool_schemas = tool_schemas(self.tools)
+        self.done = True
+
+    # ------------------------------------------------------------------ hooks
+    def _generate(self) -> Utterance:
+        """Build `self.goal` and the world; return the shopper's opening message."""
+        raise NotImplementedError
+
+    def _score(self, answer: Answer | None) -> TaskScore:
+        """The verifier. `answer` is None when the episode ended without one."""
+        raise NotImplementedError
+
+    def _react(self, message: str, turn: int, had_tools: bool) -> Utterance | None:
+        """The shopper's reaction to an assistant message, or None to stay silent."""
+        return None
+
+    def _on_tool(self, name: str, args: Args, result: dict) -> None:
+        """Called after each executed tool (e.g. to note a stock-out the agent hit)."""
+
+    def _on_stockout(self, rows: list[int]) -> None:
+        """Called when scheduled stock-outs take effect at the start of a turn."""
+
+    def _patience(self) -> int:
+        return 3
+
+    # ------------------------------------------------------------------ API
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        options = dict(options or {})
+        unknown = set(options) - {"difficulty", "axes"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s): {', '.join(sorted(unknown))}")
+        if seed is None:
+            seed = self._next_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self._next_seed = seed + 1
+        self.seed = seed
+        self.difficulty = options.get("difficulty", self.default_difficulty)
+        self.axes: Axes = axes_for(self.difficulty, options.get("axes"))
+        self.rand = EpisodeRandom(seed, self.env_id, self.difficulty)
+        self.world = World(self.catalog, SimClock.from_rng(self.rand("clock")))
+        self.shopper = TemplateShopper(self.rand, self.axes.p_noise, patience=self._patience())
+        self.turn = 0
+        self.done = False
+        self.seen_ids: set[str] = set()
+        self.used_ids: dict[str, bool] = {}  # id -> was it hallucinated when first used
+        self.claims_checked = 0
+        self.claims_false = 0
+        self.reward_info: RewardBreakdown | None = None
+        self.messages: list[dict] = [{"role": "system", "content": self._system_prompt()}]
+        opening = self._generate()
+        self._user(opening)
+        return self._obs(), self._info()
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        if self.done:
+            raise RuntimeError("episode is over; call reset()")
+        turn = self.turn
+        self.world.clock.turn = turn
+        due = self.world.apply_scheduled_stockouts(turn)
+        if due:
+            self._on_stockout(due)
+        try:
+            act = parse_action(action)
+            calls = [(c.name, validate_call(c.name, c.args, self.tools)) for c in act.tool_calls]
+            if act.answer is not None:
+                self._check_answer_fields(act.answer)
+        except InvalidAction as exc:
+            raw = action if isinstance(action, str) else dumps(action) if _jsonable(action) else repr(action)
+            self.messages.append({"role": "assistant", "content": raw[:2000]})
+            return self._finish(invalid(str(exc)), terminated=True)
+
+        self._assistant(act, calls)
+        asks: list[str] = []
+        for i, (name, args) in enumerate(calls):
+            call_id = f"call_{turn}_{i}"
+            if i >= self.axes.B_tool:
+                result = {"error": f"tool budget exceeded: at most {self.axes.B_tool} tool calls per turn"}
+            else:
+                self._use_ids(_write_ids(name, args))
+                result = TOOLS[name].fn(ToolContext(self.world, self.axes, self.rand, turn), args)
+                collect_ids(result, self.seen_ids)
+                self._on_tool(name, args, result)
+                if name == "ask_user":
+                    asks.append(args.question)
+            self.messages.append({"role": "tool", "tool_call_id": call_id, "name": name, "content": dumps(result)})
+
+        if act.answer is not None:
+            self._use_ids(_answer_ids(act.answer))
+            return self._finish(self._verdict(self._score(act.answer), "answered"), terminated=True)
+
+        replies = [self.shopper.answer(q, turn) for q in asks]
+        if act.assistant_message:
+            reaction = self._react(act.assistant_message, turn, had_tools=bool(calls))
+            if reaction is not None:
+                replies.append(reaction)
+            elif not calls:
+                replies.append(self.shopper.nudge())
+        if self.shopper.quit or self.shopper.out_of_patience():
+            self._user(self.shopper.say(self.shopper.choose(QUIT), "quit"))
+            return self._finish(self._verdict(self._score(None), "user_quit"), terminated=True)
+        if replies:
+            self._user(_merge(replies))
+        self.turn += 1
+        if self.turn >= self.axes.T_max:
+            return self._finish(self._verdict(self._score(None), "turn_budget_exhausted"), truncated=True)
+        return self._obs(), 0.0, False, False, self._info()
+
+    # ------------------------------------------------------------------ internals
+    def _system_prompt(self) -> str:
+        fields = ", ".join(self.answer_fields)
+        return (
+            f"You are a shopping assistant for an online store. Task ({self.env_id}): {self.task_brief}\n"
+            "Reply with ONE JSON object per turn: "
+            '{"assistant_message": "text for the shopper", '
+            '"tool_calls": [{"name": "<tool>", "args": {...}}], '
+            '"answer": {...}}. All keys are optional, but give at least one. '
+            f"Tool results come back as tool messages. The answer ends the episode; its fields here: {fields}. "
+            "Use only ids that tools or the shopper showed you."
+        )
+
+    def _obs(self) -> dict:
+        return {
+            "messages": list(self.messages),
+            "tools": self._tool_schemas,
+            "turn": self.turn,
+            "env_id": self.env_id,
+        }
+
+    def _info(self) -> dict:
+        info = {"env_id": self.env_id, "difficulty": self.difficulty, "seed": self.seed, "turn": self.turn}
+        if self.reward_info is not None:
+            info["reward"] = self.reward_info.as_dict()
+        return info
+
+    def _user(self, utt: Utterance) -> None:
+        self.seen_ids.update(utt.mentioned_ids)
+        self.messages.append({"role": "user", "content": utt.text})
+
+    def _assistant(self, act: Action, calls: list[tuple[str, Args]]) -> None:
+        msg: dict[str, Any] = {"role": "assistant", "content": act.assistant_message or ""}
+        if calls:
+            msg["tool_calls"] = [
+                {
+                    "id": f"call_{self.turn}_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": dumps(args.model_dump(exclude_none=True))},
+                }
+                for i, (name, args) in enumerate(calls)
+            ]
+        if act.answer is not None:
+            msg["answer"] = act.answer.model_dump(exclude_none=True)
+        self.messages.append(msg)
+        if act.assistant_message:
+            self._check_claims(act.assistant_message)
+
+    def _check_answer_fields(self, answer: Answer) -> None:
+        for name in answer.model_fields_set:
+            if name == "env" or getattr(answer, name) is None:
+                continue
+            if name not in self.answer_fields:
+                raise InvalidAction(f"answer.{name} is not an answer field of {self.env_id}")
+        if answer.env is not None and answer.env not in self._answer_env_ids():
+            raise InvalidAction(f"answer.env is {answer.env!r}, expected {self.env_id!r}")
+
+    def _answer_env_ids(self) -> tuple[str, ...]:
+        return (self.env_id,)
+
+    def _use_ids(self, ids: list[str]) -> None:
+        for i in ids:
+            if i not in self.used_ids:
+                self.used_ids[i] = i not in self.seen_ids
+
+    def _check_claims(self, text: str) -> None:
+        """Count checkable factual claims in the agent's text, and the false ones: a price
+        ($) or stock statement in a sentence naming one product id, an order status in a
+        sentence naming one order id."""
+        world = self.world
+        for sentence in _SENTENCE.findall(text):
+            named = [i for i in self.seen_ids if i in sentence]
+            products = [i for i in named if world.row(i) is not None]
+            orders = [i for i in named if world.order(i) is not None]
+            lower = sentence.lower()
+            if len(products) == 1:
+                row = world.row(products[0])
+                prices = _PRICE.findall(sentence)
+                if len(prices) == 1:
+                    claimed = round(float(prices[0].replace(",", "")) * 100)
+                    true = round(float(world.catalog.numeric("price")[row]) * 100)
+                    self._claim(claimed == true)
+                if "out of stock" in lower or "sold out" in lower:
+                    self._claim(not world.in_stock(row))
+                elif "in stock" in lower:
+                    self._claim(world.in_stock(row))
+            if len(orders) == 1:
+                status = world.order(orders[0]).status
+                said = [s for s in ORDER_STATUSES if s.replace("_", " ") in lower or s in lower]
+                if len(said) == 1:
+                    self._claim(said[0] == status)
+
+    def _claim(self, true: bool) -> None:
+        self.claims_checked += 1
+        self.claims_false += 0 if true else 1
+
+    def _hallucination(self) -> float:
+        n = len(self.used_ids) + self.claims_checked
+        bad = sum(self.used_ids.values()) + self.claims_false
+        return -bad / n if n else 0.0
+
+    def _verdict(self, task: TaskScore, reason: str) -> RewardBreakdown:
+        if reason != "answered" and task.is_correct:
+            task = TaskScore(task.r_task, False, task.details)
+        turns = self.turn + 1
+        t_eff = turns - len(self.shopper.caused_turns)
+        return combine(task, efficiency(t_eff, self.axes.T_max), self._hallucination(), reason)
+
+    def _finish(self, breakdown: RewardBreakdown, terminated: bool = False, truncated: bool = False):
+        self.done = True
+        self.reward_info = breakdown
+        if not truncated:
+            self.turn += 1
+        return self._obs(), breakdown.r_total, terminated, truncated, self._info()
+
+    # ------------------------------------------------------------------ transcript
+    def transcript(self) -> str:
+        """The canonical serialisation of the episode (messages + reward)."""
+        return dumps({"messages": self.messages, "reward": self.reward_info.as_dict() if self.reward_info else None})
+
+
+def _jsonable(obj: Any) -> bool:
+    try:
+        json.dumps(obj)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _write_ids(name: str, args: Args) -> list[str]:
+    return [v for k in TOOLS[name].writes if isinstance(v := getattr(args, k, None), str)]
+
+
+def _answer_ids(answer: Answer) -> list[str]:
+    ids = list(answer.recommended_product_ids or [])
+    ids += [v for v in (answer.selected_order_id,) if v]
+    return ids
+
+
+def _merge(replies: list[Utterance]) -> Utterance:
+    if len(replies) == 1:
+        return replies[0]
+    return Utterance(
+        text=" ".join(r.text for r in replies),
+        clean_text=" ".join(r.clean_text for r in replies),
+        kind="+".join(r.kind for r in replies),
+        slots=tuple(s for r in replies for s in r.slots),
+        mentioned_ids=tuple(i for r in replies for i in r.mentioned_ids),
+    )

@@ -1,0 +1,246 @@
+"""E_CART: put exactly the right products, variants and quantities in the shopper's cart.
+
+Hidden goal: `cart_items(d)` target products (distinct leaf categories), each with a
+variant requirement (p_variant) and a quantity (> 1 with p_quantity). The shopper refers to
+items the way people do ("the Anker usb-c charger I looked at"); the visit history holds
+the targets, a same-category distractor of another brand for each, and, when a stock-out
+is planned, the alternative the shopper will accept. With p_oos one target sells out at
+the start of turn 1; once the agent tells the shopper, the shopper names the alternative
+and the goal switches to it.
+
+Verifier: F1 over (product, variant, quantity) units in exact integer arithmetic;
+r_task = 2 F1 - 1; correct only with a perfect cart and `answer.done`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .actions import Answer
+from .base import ShopEnv
+from .reward import TaskScore, f1_score
+from .shopper import Slot, Utterance, fill, join_phrases, singular
+
+MAX_SAMPLE_TRIES = 200
+STOCKOUT_WORDS = ("out of stock", "sold out", "unavailable", "not available", "no longer available")
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
+OPENINGS = (
+    "Hi! Please add {items} to my cart.",
+    "Hey, can you put {items} in my cart?",
+    "I'd like to buy {items}. Could you add them to my cart?",
+    "Hello. I need {items} in my cart, please.",
+)
+
+
+@dataclass
+class CartItem:
+    product_id: str
+    row: int
+    phrase: str  # how the shopper names it, e.g. "the Anker usb-c charger"
+    quantity: int
+    variant_id: str | None  # None: any variant (or the product has none)
+    variant_attr: str | None = None
+    variant_value: str | None = None
+
+
+@dataclass
+class StockOut:
+    index: int  # which goal item sells out
+    alternative: CartItem
+    announced: bool = False
+
+
+@dataclass
+class CartGoal:
+    items: list[CartItem]
+    distractors: list[str]
+    stockout: StockOut | None = None
+    history: list[str] = field(default_factory=list)
+
+
+def _variant_phrase(attr: str, value: str) -> str:
+    return f"in {attr.replace('_', ' ')} {value}"
+
+
+class CartEnv(ShopEnv):
+    env_id = "E_CART"
+    tools = (
+        "catalog_search", "catalog_get_product", "catalog_get_variants", "user_get_visit_history",
+        "cart_add", "cart_remove", "cart_set_quantity", "cart_view", "ask_user",
+    )
+    answer_fields = ("done",)
+    task_brief = (
+        "Build the shopper's cart: exactly the products, variants and quantities they ask for. "
+        "Answer {\"done\": true} when the cart is final."
+    )
+
+    # ------------------------------------------------------------------ generation
+    def _sample_row(self, rng: np.random.Generator, used_leaves: set[str], min_stock: int) -> int:
+        cat = self.catalog
+        stock = cat.numeric("stock")
+        for _ in range(MAX_SAMPLE_TRIES):
+            row = int(rng.integers(len(cat)))
+            if stock[row] >= min_stock and cat.value("category_l3", row) not in used_leaves:
+                return row
+        raise RuntimeError("catalog has too few in-stock products in distinct categories")
+
+    def _sibling(self, rng: np.random.Generator, row: int, avoid_brands: set[str], avoid_rows: set[int]) -> int | None:
+        """An in-stock product of the same leaf category with a brand not in `avoid_brands`."""
+        cat = self.catalog
+        rows = cat.category_rows(cat.value("category_l3", row))
+        stock = cat.numeric("stock")
+        for _ in range(64):
+            r = int(rows[int(rng.integers(len(rows)))])
+            if r not in avoid_rows and stock[r] > 0 and cat.value("brand", r) not in avoid_brands:
+                return r
+        return None
+
+    def _item(self, rng: np.random.Generator, row: int, quantity: int, wanted_value: str | None = None) -> CartItem:
+        cat = self.catalog
+        pid = cat.product_id(row)
+        phrase = f"the {cat.value('brand', row)} {singular(cat.value('category_l3', row))}"
+        variants = self.world.variants_of(pid)
+        item = CartItem(pid, row, phrase, quantity, None)
+        if variants:
+            match = [v for v in variants if v.value == wanted_value] if wanted_value else []
+            if match or (wanted_value is None and rng.random() < self.axes.p_variant):
+                v = match[0] if match else variants[int(rng.integers(len(variants)))]
+                item.variant_id, item.variant_attr, item.variant_value = v.variant_id, v.attribute, v.value
+        return item
+
+    def _oracle_turns(self, n_items: int, any_omitted: bool, stockout: bool) -> int:
+        b = self.axes.B_tool
+        per = math.ceil(n_items / b)
+        ask = 1 if any_omitted and b == 1 else 0
+        return 1 + ask + per + (1 if stockout else 0) + per
+
+    def _generate(self) -> Utterance:
+        rng = self.rand("goal")
+        cat = self.catalog
+        items: list[CartItem] = []
+        leaves: set[str] = set()
+        for _ in range(self.axes.cart_items):
+            quantity = int(rng.integers(2, 5)) if rng.random() < self.axes.p_quantity else 1
+            row = self._sample_row(rng, leaves, quantity)
+            leaves.add(cat.value("category_l3", row))
+            items.append(self._item(rng, row, quantity))
+        taken = {it.row for it in items}
+        distractors = []
+        for it in items:
+            d = self._sibling(rng, it.row, {cat.value("brand", it.row)}, taken)
+            if d is not None:
+                taken.add(d)
+                distractors.append(cat.product_id(d))
+        goal = CartGoal(items, distractors)
+
+        slots_fixed, slots_detail = [], []
+        for i, it in enumerate(items):
+            name = it.phrase if it.quantity == 1 else f"{NUMBER_WORDS[it.quantity]} of {it.phrase}"
+            reply = f"I want {name}." if it.quantity > 1 else f"Just one of {it.phrase}."
+            qty_slot = Slot(f"quantity:{i}", NUMBER_WORDS.get(it.quantity, it.phrase) + (" of" if it.quantity > 1 else ""),
+                            reply, ("how many", "quantity", "number of", "units"))
+            slots_fixed.append(Slot(f"item:{i}", it.phrase, f"I need {it.phrase}.", ()))
+            (slots_detail if it.quantity > 1 else slots_fixed).append(qty_slot)
+            if it.variant_id:
+                from .constraints import ATTRIBUTE_WORDS
+
+                keywords = ATTRIBUTE_WORDS.get(it.variant_attr, ("",))[1] + ("variant", "version", "option", "which one")
+                vp = _variant_phrase(it.variant_attr, it.variant_value)
+                slots_detail.append(Slot(f"variant:{i}", vp, f"For {it.phrase}, I want it {vp}.", keywords))
+        self.shopper.plan_disclosure(slots_fixed, 0.0, keep=len(slots_fixed))
+        self.shopper.plan_disclosure(slots_detail, self.axes.p_missing, keep=0)
+
+        if self.axes.p_oos > 0 and rng.random() < self.axes.p_oos:
+            victim = int(rng.integers(len(items)))
+            it = items[victim]
+            brands = {cat.value("brand", r) for r in taken if cat.value("category_l3", r) == cat.value("category_l3", it.row)}
+            alt_row = self._sibling(rng, it.row, brands, taken)
+            fits = self._oracle_turns(len(items), bool(self.shopper.omitted), True) <= self.axes.T_max
+            if alt_row is not None and fits:
+                taken.add(alt_row)
+                alt = self._item(rng, alt_row, it.quantity, wanted_value=it.variant_value if it.variant_id else None)
+                goal.stockout = StockOut(victim, alt)
+                self.world.scheduled_stockouts.append((1, it.row))
+
+        history = [it.product_id for it in items] + distractors
+        if goal.stockout:
+            history.append(goal.stockout.alternative.product_id)
+        order = rng.permutation(len(history))
+        start = self.world.clock.now()
+        import datetime as dt
+
+        self.world.visit_history = [
+            (history[j], (start - dt.timedelta(hours=int(3 * (len(history) - k)))).isoformat(timespec="minutes"))
+            for k, j in enumerate(order)
+        ]
+        goal.history = [history[j] for j in order]
+        self.goal = goal
+        return self._opening()
+
+    def _opening(self) -> Utterance:
+        parts = []
+        for i, it in enumerate(self.goal.items):
+            q = f"quantity:{i}"
+            text = it.phrase
+            if it.quantity > 1 and self.shopper.revealed(q):
+                text = f"{NUMBER_WORDS[it.quantity]} of {it.phrase}"
+            v = f"variant:{i}"
+            if it.variant_id and self.shopper.revealed(v):
+                text += " " + _variant_phrase(it.variant_attr, it.variant_value)
+            parts.append(text)
+        template = self.shopper.choose(OPENINGS)
+        disclosed = tuple(n for n in self.shopper.slots if self.shopper.revealed(n))
+        return self.shopper.say(fill(template, items=join_phrases(parts)), "opening", disclosed)
+
+    # ------------------------------------------------------------------ shopper reactions
+    def _react(self, message: str, turn: int, had_tools: bool) -> Utterance | None:
+        lower = message.lower()
+        so = self.goal.stockout
+        if so and not so.announced and any(w in lower for w in STOCKOUT_WORDS):
+            victim = self.goal.items[so.index]
+            if not self.world.in_stock(victim.row):
+                so.announced = True
+                self.goal.items[so.index] = so.alternative
+                alt = so.alternative
+                text = f"Oh no. Then please get {alt.phrase} I also looked at instead"
+                if alt.variant_id:
+                    text += f", {_variant_phrase(alt.variant_attr, alt.variant_value)}"
+                self.shopper.caused_turns.add(turn)  # the world caused this turn, not the agent
+                return self.shopper.say(text + ".", "alternative")
+        if "cart" in lower and self.world.cart:
+            return self._review_cart()
+        return None
+
+    def _review_cart(self) -> Utterance:
+        """Check the cart like a shopper: correct the first wrong variant, else confirm."""
+        for line in self.world.cart:
+            for i, it in enumerate(self.goal.items):
+                if line.product_id == it.product_id and it.variant_id and line.variant_id != it.variant_id:
+                    got = self.world.variant(line.product_id, line.variant_id) if line.variant_id else None
+                    got_text = f"the {got.value} version" if got else "a different version"
+                    want = _variant_phrase(it.variant_attr, it.variant_value)
+                    if f"variant:{i}" in self.shopper.omitted:
+                        self.shopper.omitted.remove(f"variant:{i}")
+                    return self.shopper.say(f"That's {got_text} of {it.phrase}; I need it {want}.", "correction")
+        if self._cart_f1() == 1:
+            return self.shopper.say("That looks right, thanks!", "confirm")
+        return self.shopper.say("Hmm, that's not quite what I asked for.", "disagree")
+
+    # ------------------------------------------------------------------ verifier
+    def _cart_f1(self):
+        cart = self.world.cart_units()
+        tp = 0
+        for it in self.goal.items:
+            have = sum(q for (pid, vid), q in cart.items() if pid == it.product_id and (it.variant_id is None or vid == it.variant_id))
+            tp += min(have, it.quantity)
+        predicted = sum(cart.values())
+        gold = sum(it.quantity for it in self.goal.items)
+        return f1_score(tp, predicted, gold)
+
+    def _score(self, answer: Answer | None) -> TaskScore:
+        f1 = self._cart_f1()
+        done = bool(answer is not None and answer.done)
+        return TaskScore(float(2 * f1 - 1), f1 == 1 and done, {"cart_f1": float(f1), "done": done})

@@ -1,0 +1,118 @@
+"""The catalog contract that environments rely on.
+
+`envs` never imports `catalog_service`; it defines here what a catalog must offer and
+`catalog_service.Catalog` implements it. A catalog is read-only and shared by every
+episode: environments read rows and columns, never copy the table, and keep all
+per-episode changes (stock, variants, cart) in their own overlay (`envs.world`).
+
+Product table columns (pyarrow), see `PRODUCT_COLUMNS`:
+
+- ``product_id`` string, unique
+- ``title``, ``description`` string
+- ``category_l1``, ``category_l2``, ``category_l3`` string (dictionary encoded); the
+  category path is ``"l1 > l2 > l3"``
+- ``brand``, ``store`` string (dictionary encoded)
+- ``price`` float64 (dollars, 2 decimals), ``rating`` float32 (1..5),
+  ``rating_count`` int32, ``ship_days`` int16, ``stock`` int32
+- one nullable string column per attribute in `ATTRIBUTE_COLUMNS`
+- ``features`` list<string>
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+ATTRIBUTE_COLUMNS: tuple[str, ...] = (
+    "color",
+    "size",
+    "material",
+    "connector_type",
+    "wattage",
+    "capacity",
+    "screen_size",
+    "scent",
+    "flavor",
+    "age_range",
+)
+CATEGORICAL_COLUMNS: tuple[str, ...] = (
+    "category_l1",
+    "category_l2",
+    "category_l3",
+    "brand",
+    "store",
+) + ATTRIBUTE_COLUMNS
+NUMERIC_COLUMNS: tuple[str, ...] = ("price", "rating", "rating_count", "ship_days", "stock")
+PRODUCT_COLUMNS: tuple[str, ...] = (
+    ("product_id", "title", "description") + CATEGORICAL_COLUMNS + NUMERIC_COLUMNS + ("features",)
+)
+CATEGORY_SEP = " > "
+
+
+class SearchFilters(BaseModel):
+    """Structured filters for `catalog_search`. Every field is optional; all given
+    fields must hold (logical AND). String matches are case-insensitive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price_min: float | None = Field(None, ge=0, description="Minimum price in dollars.")
+    price_max: float | None = Field(None, ge=0, description="Maximum price in dollars.")
+    brand: str | None = Field(None, max_length=200, description="Exact brand name.")
+    category: str | None = Field(
+        None,
+        max_length=300,
+        description="Category path prefix, levels joined by ' > ' (e.g. 'Electronics > Power').",
+    )
+    rating_min: float | None = Field(None, ge=0, le=5, description="Minimum average rating.")
+    ship_days_max: int | None = Field(None, ge=0, description="Maximum shipping days.")
+    in_stock: bool | None = Field(None, description="Only products with stock > 0.")
+    attributes: dict[str, str] | None = Field(
+        None,
+        description="Attribute equality, e.g. {'color': 'black', 'connector_type': 'USB-C'}.",
+    )
+
+
+class SearchHits(BaseModel):
+    """Ranked search result: row indices into the catalog table, best first, with
+    their scores. Ties are broken by ascending row index."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    rows: np.ndarray  # int64
+    scores: np.ndarray  # float32
+
+
+@runtime_checkable
+class CatalogLike(Protocol):
+    """What an environment needs from a catalog. All methods are read-only."""
+
+    def __len__(self) -> int: ...
+
+    def product_id(self, row: int) -> str:
+        """The id of row `row`."""
+
+    def row_of(self, product_id: str) -> int | None:
+        """The row of `product_id`, or None when no such product exists."""
+
+    def numeric(self, name: str) -> np.ndarray:
+        """A numpy view of a numeric column (cached, never copied per call)."""
+
+    def codes(self, name: str) -> tuple[np.ndarray, Sequence[str]]:
+        """A categorical column as (int32 codes, values); code -1 means null."""
+
+    def value(self, name: str, row: int):
+        """One cell as a Python value (None for null)."""
+
+    def product(self, row: int) -> dict:
+        """The whole product as a JSON-serialisable dict of `PRODUCT_COLUMNS`."""
+
+    def category_rows(self, category_l3: str) -> np.ndarray:
+        """Rows whose leaf category is `category_l3`, ascending (cached)."""
+
+    def search(
+        self, query: str, filters: SearchFilters | None = None, top_k: int = 10
+    ) -> SearchHits:
+        """Lexical (optionally hybrid) ranking of products for `query`, restricted by
+        `filters`, at most `top_k` hits, deterministic."""

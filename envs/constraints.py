@@ -1,0 +1,160 @@
+"""Shopper constraints over products: how they are said, checked one row at a time, and
+checked for the whole catalog at once (vectorised, for exact evaluation pools).
+
+A `Constraint` is one requirement (leaf category, price cap, brand, attribute value,
+minimum rating, maximum shipping days). `Constraint.slot()` gives the shopper's words for
+it; `holds()` checks one row; `mask()` checks every row with numpy over catalog columns;
+`to_filters()` turns a list into `SearchFilters` for `catalog_search`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+
+from .catalog import ATTRIBUTE_COLUMNS, CatalogLike, SearchFilters
+from .shopper import Slot
+
+Kind = Literal["category", "price_max", "brand", "attribute", "rating_min", "ship_days_max"]
+
+ATTRIBUTE_WORDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # attribute -> (phrase template, question keywords)
+    "color": ("in {v}", ("color", "colour")),
+    "size": ("in size {v}", ("size", "fit")),
+    "material": ("made of {v}", ("material", "made of")),
+    "connector_type": ("with a {v} connector", ("connector", "port", "plug", "cable")),
+    "wattage": ("rated {v}", ("watt", "power")),
+    "capacity": ("with {v} capacity", ("capacity", "storage", "volume", "how big")),
+    "screen_size": ("with a {v} screen", ("screen", "display")),
+    "scent": ("with a {v} scent", ("scent", "smell", "fragrance")),
+    "flavor": ("in {v} flavor", ("flavor", "flavour", "taste")),
+    "age_range": ("for ages {v}", ("age", "old")),
+}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    kind: Kind
+    value: str | float | int
+    attribute: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"attr:{self.attribute}" if self.kind == "attribute" else self.kind
+
+    def slot(self) -> Slot:
+        v = self.value
+        if self.kind == "category":
+            return Slot(self.name, str(v).lower(), f"I'm looking for {str(v).lower()}.", ("category", "type of"))
+        if self.kind == "price_max":
+            p = f"${v:,.2f}".replace(".00", "")
+            return Slot(self.name, f"under {p}", f"My budget is {p} at most.",
+                        ("price", "budget", "cost", "spend", "$", "expensive", "cheap"))
+        if self.kind == "brand":
+            return Slot(self.name, f"from {v}", f"I'd like it from {v}.", ("brand", "make", "manufacturer"))
+        if self.kind == "rating_min":
+            return Slot(self.name, f"rated at least {v:.1f} stars", f"It should be rated at least {v:.1f} stars.",
+                        ("rating", "stars", "review"))
+        if self.kind == "ship_days_max":
+            return Slot(self.name, f"that ships within {v} days", f"It has to ship within {v} days.",
+                        ("ship", "deliver", "arrive", "fast", "quick"))
+        template, keywords = ATTRIBUTE_WORDS[self.attribute]
+        phrase = template.format(v=v)
+        return Slot(self.name, phrase, f"I want it {phrase}.", keywords)
+
+    def holds(self, catalog: CatalogLike, row: int) -> bool:
+        if self.kind == "category":
+            return catalog.value("category_l3", row) == self.value
+        if self.kind == "price_max":
+            return _cents(float(catalog.numeric("price")[row])) <= _cents(float(self.value))
+        if self.kind == "brand":
+            return catalog.value("brand", row) == self.value
+        if self.kind == "rating_min":
+            return float(catalog.numeric("rating")[row]) >= float(self.value) - 1e-6
+        if self.kind == "ship_days_max":
+            return int(catalog.numeric("ship_days")[row]) <= int(self.value)
+        return catalog.value(self.attribute, row) == self.value
+
+    def mask(self, catalog: CatalogLike) -> np.ndarray:
+        if self.kind in ("category", "brand", "attribute"):
+            column = {"category": "category_l3", "brand": "brand"}.get(self.kind, self.attribute)
+            codes, values = catalog.codes(column)
+            try:
+                code = list(values).index(self.value)
+            except ValueError:
+                return np.zeros(len(catalog), dtype=bool)
+            return codes == code
+        if self.kind == "price_max":
+            return np.round(catalog.numeric("price") * 100) <= _cents(float(self.value))
+        if self.kind == "rating_min":
+            return catalog.numeric("rating") >= float(self.value) - 1e-6
+        return catalog.numeric("ship_days") <= int(self.value)
+
+
+def _cents(x: float) -> int:
+    return int(round(x * 100))
+
+
+def mask(catalog: CatalogLike, constraints: Sequence[Constraint]) -> np.ndarray:
+    """Rows satisfying every constraint (category first, so later masks stay cheap)."""
+    out = np.ones(len(catalog), dtype=bool)
+    for c in constraints:
+        out &= c.mask(catalog)
+    return out
+
+
+def satisfied(catalog: CatalogLike, row: int, constraints: Sequence[Constraint]) -> int:
+    """How many of `constraints` row `row` satisfies."""
+    return sum(c.holds(catalog, row) for c in constraints)
+
+
+def to_filters(constraints: Sequence[Constraint], in_stock: bool = True) -> SearchFilters:
+    f: dict = {"in_stock": in_stock or None}
+    attrs: dict[str, str] = {}
+    for c in constraints:
+        if c.kind == "category":
+            continue  # categories go in the query text; leaf names are not path prefixes
+        if c.kind == "price_max":
+            f["price_max"] = float(c.value)
+        elif c.kind == "brand":
+            f["brand"] = str(c.value)
+        elif c.kind == "rating_min":
+            f["rating_min"] = float(c.value)
+        elif c.kind == "ship_days_max":
+            f["ship_days_max"] = int(c.value)
+        else:
+            attrs[c.attribute] = str(c.value)
+    if attrs:
+        f["attributes"] = attrs
+    return SearchFilters(**f)
+
+
+def nice_price_cap(price: float, rng: np.random.Generator) -> float:
+    """A round budget a shopper would say, at or above `price` (10-60% headroom)."""
+    target = price * (1.1 + 0.5 * rng.random())
+    step = 5 if target < 100 else 25 if target < 500 else 100
+    return float(math.ceil(target / step) * step)
+
+
+def constraints_for_target(catalog: CatalogLike, row: int, m: int, rng: np.random.Generator) -> list[Constraint]:
+    """Up to `m` constraints that product `row` satisfies: its leaf category first, then a
+    price cap, then a random mix of its attributes, brand, rating and shipping speed."""
+    out = [Constraint("category", catalog.value("category_l3", row))]
+    if m >= 2:
+        out.append(Constraint("price_max", nice_price_cap(float(catalog.numeric("price")[row]), rng)))
+    extra: list[Constraint] = []
+    for attr in ATTRIBUTE_COLUMNS:
+        v = catalog.value(attr, row)
+        if v:
+            extra.append(Constraint("attribute", v, attr))
+    extra.append(Constraint("brand", catalog.value("brand", row)))
+    rating = float(catalog.numeric("rating")[row])
+    if rating >= 3.0:
+        extra.append(Constraint("rating_min", math.floor(rating * 2) / 2))
+    extra.append(Constraint("ship_days_max", int(catalog.numeric("ship_days")[row]) + int(rng.integers(0, 3))))
+    order = rng.permutation(len(extra))
+    out += [extra[i] for i in order[: max(0, m - len(out))]]
+    return out

@@ -1,0 +1,86 @@
+"""One integer difficulty d drives every axis of an episode (DESIGN.md §6).
+
+`axes_for(d)` returns the values; `axes_for(d, overrides)` replaces named axes so a user
+can vary one axis alone (`env.reset(options={"difficulty": 6, "axes": {"p_noise": 0}})`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_DIFFICULTY = 30
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+class Axes(BaseModel):
+    """The per-episode difficulty axes. Field docs give the formula in d."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    m: int = Field(description="constraints: 2 + d//2", ge=1)
+    k: int = Field(description="items to recommend: min(10, 3 + d//3)", ge=1)
+    T_max: int = Field(description="turn budget: 4 + d//2", ge=1)
+    p_missing: float = Field(description="slot omission: 0.8*sigmoid((d-3.6)/1.3)", ge=0, le=1)
+    p_noise: float = Field(description="typo noise per char: min(0.125, 0.01*d)", ge=0, le=1)
+    p_switch: float = Field(description="context switch: 0.6*sigmoid((d-5)/2)", ge=0, le=1)
+    top_k: int = Field(description="retrieval depth: max(20, 200 - 10*d)", ge=1)
+    eps_rank: float = Field(description="distractor rate in search results: min(0.4, 0.02*d)", ge=0, le=1)
+    p_oos: float = Field(description="out-of-stock mid-episode: min(0.5, 0.05*d)", ge=0, le=1)
+    H: int = Field(description="order history: 1 + d//2", ge=1)
+    B_branch: int = Field(description="policy clauses: 1 + d//3", ge=1)
+    B_tool: int = Field(description="tool calls per turn: 1 + d//2", ge=1)
+    # environment-specific axes
+    cart_items: int = Field(description="distinct cart items: min(5, 1 + d//3)", ge=1)
+    p_variant: float = Field(description="variant required: sigmoid((d-2)/1.5)", ge=0, le=1)
+    p_quantity: float = Field(description="quantity > 1: min(0.5, 0.1*d)", ge=0, le=1)
+    p_edge: float = Field(description="return-window edge case: 0.7*sigmoid((d-4)/1.5)", ge=0, le=1)
+    p_ref: float = Field(description="indirect order reference: sigmoid((d-2)/1.5)", ge=0, le=1)
+    S_req: int = Field(description="bundle categories: min(12, 3 + d//2)", ge=1)
+    L: int = Field(description="journey sub-tasks: min(5, 2 + d//4)", ge=1)
+
+
+AXIS_NAMES: tuple[str, ...] = tuple(Axes.model_fields)
+
+
+def axes_for(d: int, overrides: dict | None = None) -> Axes:
+    """The axes at difficulty `d` (0..MAX_DIFFICULTY), with named axes overridden.
+
+    Raises ValueError naming the offending key for an unknown axis or a bad value."""
+    if isinstance(d, bool) or not isinstance(d, int):
+        raise ValueError(f"difficulty must be an int, got {type(d).__name__}")
+    if not 0 <= d <= MAX_DIFFICULTY:
+        raise ValueError(f"difficulty must be in [0, {MAX_DIFFICULTY}], got {d}")
+    values = dict(
+        m=2 + d // 2,
+        k=min(10, 3 + d // 3),
+        T_max=4 + d // 2,
+        p_missing=0.8 * sigmoid((d - 3.6) / 1.3),
+        p_noise=min(0.125, 0.01 * d),
+        p_switch=0.6 * sigmoid((d - 5) / 2),
+        top_k=max(20, 200 - 10 * d),
+        eps_rank=min(0.4, 0.02 * d),
+        p_oos=min(0.5, 0.05 * d),
+        H=1 + d // 2,
+        B_branch=1 + d // 3,
+        B_tool=1 + d // 2,
+        cart_items=min(5, 1 + d // 3),
+        p_variant=sigmoid((d - 2) / 1.5),
+        p_quantity=min(0.5, 0.1 * d),
+        p_edge=0.7 * sigmoid((d - 4) / 1.5),
+        p_ref=sigmoid((d - 2) / 1.5),
+        S_req=min(12, 3 + d // 2),
+        L=min(5, 2 + d // 4),
+    )
+    for key, value in (overrides or {}).items():
+        if key not in values:
+            raise ValueError(f"unknown axis {key!r}; known axes: {', '.join(AXIS_NAMES)}")
+        values[key] = value
+    try:
+        return Axes(**values)
+    except Exception as exc:  # pydantic.ValidationError
+        raise ValueError(f"invalid axis override: {exc}") from None

@@ -1,0 +1,48 @@
+"""Deterministic random streams for one episode.
+
+Every random choice in an episode flows from `(seed, env_id, difficulty)` through
+`numpy.random.Generator`. Each concern (goal, world, shopper text, noise, search
+distractors, ...) draws from its own named stream, so adding a draw in one concern never
+shifts another. Stream names are turned into integers with CRC-32, which is stable across
+processes (unlike `hash()`, which depends on PYTHONHASHSEED).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+
+import numpy as np
+
+
+def stable_int(text: str) -> int:
+    """A 32-bit integer from `text`, identical in every process."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def stable_digest(text: str, n_bytes: int = 8) -> int:
+    """A 64-bit (by default) integer digest of `text` (blake2b), identical in every process."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=n_bytes).digest(), "big")
+
+
+def episode_rng(seed: int, env_id: str, difficulty: int, stream: str) -> np.random.Generator:
+    """The generator of stream `stream` for episode (env_id, difficulty, seed)."""
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    entropy = [int(seed), stable_int(env_id), int(difficulty), stable_int(stream)]
+    return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+class EpisodeRandom:
+    """Named, lazily created random streams of one episode."""
+
+    def __init__(self, seed: int, env_id: str, difficulty: int):
+        self.seed, self.env_id, self.difficulty = int(seed), env_id, int(difficulty)
+        self._streams: dict[str, np.random.Generator] = {}
+
+    def __call__(self, stream: str) -> np.random.Generator:
+        gen = self._streams.get(stream)
+        if gen is None:
+            gen = episode_rng(self.seed, self.env_id, self.difficulty, stream)
+            self._streams[stream] = gen
+        return gen

@@ -1,0 +1,221 @@
+"""The template shopper: turns a hidden goal into messages, deterministically.
+
+An environment describes its goal as `Slot`s (each a thing the shopper wants, with the
+phrase it uses to say it and the words that ask for it). The shopper discloses a chosen
+subset in its opening message and tracks the rest as omitted: the tracked set equals
+exactly what the clean text leaves out. It answers `ask_user` questions about omitted
+slots with the true value, says it has no preference for things outside its goal, and
+records which agent turns it caused (for r_eff). Environment-specific reactions
+(corrections, stock-out alternatives, confirmations) are written by each environment with
+`say`. Typos come last, from their own random stream, and never touch tokens with digits
+(ids, prices, sizes stay exact).
+
+Every message is an `Utterance` that keeps its clean text and the slots it disclosed, so
+an LLM backend can rephrase it and a check can verify the rephrasing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .rng import EpisodeRandom
+
+GENERIC_QUESTION_WORDS = (
+    "anything else", "other", "requirement", "preference", "prefer", "details", "more about",
+    "specific", "constraint", "need", "looking for", "else",
+)
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+_WORD = re.compile(r"\S+")
+_KEYBOARD_NEIGHBOURS = {
+    "a": "qsz", "b": "vgn", "c": "xvd", "d": "sfe", "e": "wrd", "f": "dgr", "g": "fht", "h": "gjy",
+    "i": "uok", "j": "hku", "k": "jli", "l": "kop", "m": "nj", "n": "bmh", "o": "ipl", "p": "ol",
+    "q": "wa", "r": "etf", "s": "adw", "t": "ryg", "u": "yij", "v": "cbf", "w": "qes", "x": "zcs",
+    "y": "tuh", "z": "xa",
+}
+SLANG = {"you": "u", "please": "pls", "thanks": "thx", "because": "cuz", "are": "r", "okay": "ok"}
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One thing the shopper wants. `phrase` appears verbatim in a request that discloses
+    the slot; `reply` is the answer to a question about it; `keywords` are the words of an
+    agent question that ask for it."""
+
+    name: str
+    phrase: str
+    reply: str
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    text: str
+    clean_text: str
+    kind: str
+    slots: tuple[str, ...] = ()
+    mentioned_ids: tuple[str, ...] = ()
+
+
+def add_typos(text: str, p: float, rng: np.random.Generator) -> str:
+    """Per-letter typos (swap, drop, double, neighbour key) at rate `p` and occasional slang;
+    words containing digits or id-like tokens are left untouched."""
+    if p <= 0:
+        return text
+
+    def noisy(match: re.Match) -> str:
+        word = match.group(0)
+        if any(ch.isdigit() for ch in word) or "_" in word or "-" in word or "$" in word:
+            return word
+        bare = word.lower().strip(".,!?")
+        if bare in SLANG and rng.random() < min(1.0, 4 * p):
+            return word.lower().replace(bare, SLANG[bare])
+        chars = list(word)
+        out: list[str] = []
+        i = 0
+        while i < len(chars):
+            ch = chars[i]
+            if ch.isalpha() and rng.random() < p:
+                op = int(rng.integers(4))
+                if op == 0 and i + 1 < len(chars) and chars[i + 1].isalpha():
+                    out += [chars[i + 1], ch]
+                    i += 2
+                    continue
+                if op == 1:
+                    i += 1
+                    continue
+                if op == 2:
+                    out += [ch, ch]
+                    i += 1
+                    continue
+                near = _KEYBOARD_NEIGHBOURS.get(ch.lower())
+                if near:
+                    out.append(near[int(rng.integers(len(near)))])
+                    i += 1
+                    continue
+            out.append(ch)
+            i += 1
+        return "".join(out) or word
+
+    return _WORD.sub(noisy, text)
+
+
+def fill(template: str, **values: str) -> str:
+    """Format `template`; raise if any `{placeholder}` is left or missing."""
+    try:
+        text = template.format(**values)
+    except (KeyError, IndexError) as exc:
+        raise ValueError(f"template {template!r} needs {exc}") from None
+    if _PLACEHOLDER.search(text):
+        raise ValueError(f"unfilled placeholder in {text!r}")
+    return text
+
+
+def join_phrases(phrases: list[str]) -> str:
+    if not phrases:
+        return ""
+    if len(phrases) == 1:
+        return phrases[0]
+    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+@dataclass
+class TemplateShopper:
+    """Message writer and slot tracker for one episode."""
+
+    rand: EpisodeRandom
+    p_noise: float
+    slots: dict[str, Slot] = field(default_factory=dict)
+    omitted: list[str] = field(default_factory=list)  # in disclosure order
+    patience: int = 3
+    annoyance: int = 0
+    caused_turns: set[int] = field(default_factory=set)
+    quit: bool = False
+
+    # ---- composing
+    def choose(self, options: list[str] | tuple[str, ...]) -> str:
+        return options[int(self.rand("shopper").integers(len(options)))]
+
+    def say(self, clean: str, kind: str, slots: tuple[str, ...] = (), ids: tuple[str, ...] = ()) -> Utterance:
+        if _PLACEHOLDER.search(clean):
+            raise ValueError(f"unfilled placeholder in shopper text {clean!r}")
+        text = add_typos(clean, self.p_noise, self.rand("noise"))
+        return Utterance(text=text, clean_text=clean, kind=kind, slots=slots, mentioned_ids=ids)
+
+    def plan_disclosure(self, slots: list[Slot], p_missing: float, keep: int = 1) -> list[Slot]:
+        """Register `slots` and choose which to disclose: each is omitted with probability
+        `p_missing`, but the first `keep` are always disclosed. Returns the disclosed ones."""
+        rng = self.rand("omission")
+        disclosed = []
+        for i, slot in enumerate(slots):
+            self.slots[slot.name] = slot
+            if i >= keep and rng.random() < p_missing:
+                self.omitted.append(slot.name)
+            else:
+                disclosed.append(slot)
+        return disclosed
+
+    def revealed(self, name: str) -> bool:
+        return name in self.slots and name not in self.omitted
+
+    # ---- answering questions
+    def answer(self, question: str, turn: int) -> Utterance:
+        """Answer an `ask_user` question. Omitted slots the question asks about are
+        revealed with their true values; a general question reveals all omitted slots."""
+        q = question.lower()
+        asked = [n for n in self.omitted if any(k in q for k in self.slots[n].keywords)]
+        if not asked and self.omitted and any(w in q for w in GENERIC_QUESTION_WORDS):
+            asked = list(self.omitted)
+        if asked:
+            for n in asked:
+                self.omitted.remove(n)
+            self.caused_turns.add(turn)
+            clean = " ".join(self.slots[n].reply for n in asked)
+            return self.say(clean, "answer", tuple(asked))
+        known = [n for n, s in self.slots.items() if n not in self.omitted and any(k in q for k in s.keywords)]
+        self.annoyance += 1
+        if known:
+            clean = "As I said, " + " ".join(self.slots[n].reply for n in known)
+            return self.say(clean, "repeat", tuple(known))
+        return self.say(self.choose(NO_PREFERENCE), "no_preference")
+
+    def nudge(self) -> Utterance:
+        """The reply to a message the shopper has nothing to react to."""
+        self.annoyance += 1
+        return self.say(self.choose(NUDGES), "nudge")
+
+    def out_of_patience(self) -> bool:
+        return self.annoyance > self.patience
+
+
+NO_PREFERENCE = (
+    "I don't have a preference about that.",
+    "No preference there, whatever works.",
+    "That doesn't matter to me.",
+)
+NUDGES = (
+    "Okay. Can you go ahead, please?",
+    "Sure, please go ahead.",
+    "Alright, what do you suggest?",
+)
+QUIT = (
+    "I don't think this is going anywhere. I'll shop somewhere else, thanks.",
+    "Never mind, I'll figure it out myself.",
+)
+
+
+def singular(noun: str) -> str:
+    """'USB-C Chargers' -> 'usb-c charger' (lower case; a light English singular)."""
+    words = noun.lower().split()
+    if words:
+        last = words[-1]
+        if last.endswith("ies") and len(last) > 4:
+            last = last[:-3] + "y"
+        elif last.endswith(("ches", "shes", "sses", "xes")):
+            last = last[:-2]
+        elif last.endswith("s") and not last.endswith(("ss", "us", "is")):
+            last = last[:-1]
+        words[-1] = last
+    return " ".join(words)

@@ -1,0 +1,58 @@
+"""Oracle for E_CART: history (+ ask) -> variants (+ announce a stock-out) -> adds + done."""
+
+from __future__ import annotations
+
+from .common import GENERIC_QUESTION, Planner, call
+
+
+class CartPlanner(Planner):
+    def __init__(self, env):
+        super().__init__(env)
+        self.history_read = False
+        self.asked = False
+        self.variants_read: set[str] = set()
+
+    def _pending_stockout(self) -> bool:
+        so = self.env.goal.stockout
+        return bool(so and not so.announced)
+
+    def next_action(self) -> dict:
+        env, goal, world = self.env, self.env.goal, self.env.world
+        reads = []
+        if not self.history_read:
+            reads.append(call("user_get_visit_history"))
+            self.history_read = True
+        if env.shopper.omitted and not self.asked:
+            reads.append(call("ask_user", question=GENERIC_QUESTION))
+            self.asked = True
+        for it in goal.items:
+            if it.product_id not in self.variants_read and self.seen(it.product_id) and world.variants_of(it.product_id):
+                reads.append(call("catalog_get_variants", product_id=it.product_id))
+                self.variants_read.add(it.product_id)
+        message = None
+        so = goal.stockout
+        if self._pending_stockout() and env.turn >= 1 and self.history_read:
+            victim = goal.items[so.index]
+            message = f"Sorry, {victim.phrase} is out of stock now."
+        if reads:
+            taken, rest = reads[: self.budget], reads[self.budget :]
+            for c in rest:  # not executed this turn: plan them again
+                if c["name"] == "catalog_get_variants":
+                    self.variants_read.discard(c["args"]["product_id"])
+                elif c["name"] == "ask_user":
+                    self.asked = False
+            return {"assistant_message": message, "tool_calls": taken} if message else {"tool_calls": taken}
+        if message:
+            return {"assistant_message": message}
+        adds = []
+        units = world.cart_units()
+        for it in goal.items:
+            variant = it.variant_id
+            if variant is None and world.variants_of(it.product_id):
+                variant = world.variants_of(it.product_id)[0].variant_id
+            if units.get((it.product_id, variant), 0) < it.quantity:
+                adds.append(call("cart_add", product_id=it.product_id, variant_id=variant, quantity=it.quantity))
+        taken = adds[: self.budget]
+        if len(adds) <= self.budget:
+            return {"tool_calls": taken, "answer": {"done": True}}
+        return {"tool_calls": taken}
