@@ -26,6 +26,7 @@ from .catalog import CatalogLike
 from .difficulty import Axes, axes_for
 from .reward import RewardBreakdown, TaskScore, combine, efficiency, invalid
 from .rng import EpisodeRandom
+from .store_policy import generate_policy
 from .shopper import QUIT, TemplateShopper, Utterance
 from .tools import TOOLS, Args, ToolContext, tool_schemas, validate_call
 from .world import ORDER_STATUSES, SimClock, World
@@ -61,6 +62,7 @@ class ShopEnv:
     tools: ClassVar[tuple[str, ...]]
     answer_fields: ClassVar[tuple[str, ...]]
     task_brief: ClassVar[str]
+    uses_policy: ClassVar[bool] = False  # generate the store policy at reset
     metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, catalog: CatalogLike, difficulty: int = 0):
@@ -108,6 +110,8 @@ class ShopEnv:
         self.axes: Axes = axes_for(self.difficulty, options.get("axes"))
         self.rand = EpisodeRandom(seed, self.env_id, self.difficulty)
         self.world = World(self.catalog, SimClock.from_rng(self.rand("clock")))
+        if self.uses_policy:
+            self.world.policy = generate_policy(self.rand("policy"))
         self.shopper = TemplateShopper(self.rand, self.axes.p_noise, patience=self._patience())
         self.turn = 0
         self.done = False
