@@ -120,6 +120,7 @@ class ShopEnv:
         self.claims_checked = 0
         self.claims_false = 0
         self.reward_info: RewardBreakdown | None = None
+        self.utterances: list[Utterance] = []  # the shopper's messages, clean text kept
         self.messages: list[dict] = [{"role": "system", "content": self._system_prompt()}]
         opening = self._generate()
         self._user(opening)
@@ -189,7 +190,8 @@ class ShopEnv:
             '"tool_calls": [{"name": "<tool>", "args": {...}}], '
             '"answer": {...}}. All keys are optional, but give at least one. '
             f"Tool results come back as tool messages. The answer ends the episode; its fields here: {fields}. "
-            "Use only ids that tools or the shopper showed you."
+            "Use only ids that tools or the shopper showed you. "
+            f"Budget: at most {self.axes.B_tool} tool calls per turn and {self.axes.T_max} turns."
         )
 
     def _obs(self) -> dict:
@@ -207,6 +209,7 @@ class ShopEnv:
         return info
 
     def _user(self, utt: Utterance) -> None:
+        self.utterances.append(utt)
         self.seen_ids.update(utt.mentioned_ids)
         self.messages.append({"role": "user", "content": utt.text})
 
