@@ -71,6 +71,7 @@ class ShopEnv:
         self._next_seed = 0
         self._tool_schemas = tool_schemas(self.tools)
         self.done = True
+        self.seen_ids: set[str] = set()
 
     # ------------------------------------------------------------------ hooks
     def _generate(self) -> Utterance:
@@ -115,7 +116,7 @@ class ShopEnv:
         self.shopper = TemplateShopper(self.rand, self.axes.p_noise, patience=self._patience())
         self.turn = 0
         self.done = False
-        self.seen_ids: set[str] = set()
+        self.seen_ids = set()
         self.used_ids: dict[str, bool] = {}  # id -> was it hallucinated when first used
         self.claims_checked = 0
         self.claims_false = 0
@@ -161,7 +162,10 @@ class ShopEnv:
 
         if act.answer is not None:
             self._use_ids(_answer_ids(act.answer))
-            return self._finish(self._verdict(self._score(act.answer), "answered"), terminated=True)
+            final = self._answered(act.answer, turn)
+            if final is not None:
+                return self._finish(self._verdict(final, "answered"), terminated=True)
+            return self._next_turn()
 
         replies = [self.shopper.answer(q, turn) for q in asks]
         if act.assistant_message:
@@ -175,6 +179,14 @@ class ShopEnv:
             return self._finish(self._verdict(self._score(None), "user_quit"), terminated=True)
         if replies:
             self._user(_merge(replies))
+        return self._next_turn()
+
+    def _answered(self, answer: Answer, turn: int) -> TaskScore | None:
+        """Score an answer. Returns the final verdict, or None when the episode goes on
+        (a multi-intent journey moves to its next sub-task)."""
+        return self._score(answer)
+
+    def _next_turn(self):
         self.turn += 1
         if self.turn >= self.axes.T_max:
             return self._finish(self._verdict(self._score(None), "turn_budget_exhausted"), truncated=True)

@@ -59,6 +59,7 @@ class CartGoal:
     distractors: list[str]
     stockout: StockOut | None = None
     history: list[str] = field(default_factory=list)
+    baseline: dict = field(default_factory=dict)  # cart units present before the task began
 
 
 def _variant_phrase(attr: str, value: str) -> str:
@@ -134,7 +135,7 @@ class CartEnv(ShopEnv):
             if d is not None:
                 taken.add(d)
                 distractors.append(cat.product_id(d))
-        goal = CartGoal(items, distractors)
+        goal = CartGoal(items, distractors, baseline=self.world.cart_units())
 
         slots_fixed, slots_detail = [], []
         for i, it in enumerate(items):
@@ -229,9 +230,23 @@ class CartEnv(ShopEnv):
             return self.shopper.say("That looks right, thanks!", "confirm")
         return self.shopper.say("Hmm, that's not quite what I asked for.", "disagree")
 
+    def _switch_goal(self, rng: np.random.Generator) -> Utterance | None:
+        """The shopper changes its mind mid-task (journeys): one more unit of one item."""
+        i = int(rng.integers(len(self.goal.items)))
+        it = self.goal.items[i]
+        if it.quantity >= max(NUMBER_WORDS):
+            return None
+        it.quantity += 1
+        if f"quantity:{i}" in self.shopper.omitted:
+            self.shopper.omitted.remove(f"quantity:{i}")
+        text = f"Actually, I changed my mind: make that {NUMBER_WORDS[it.quantity]} of {it.phrase}."
+        return self.shopper.say(text, "switch", (f"quantity:{i}",))
+
     # ------------------------------------------------------------------ verifier
     def _cart_f1(self):
-        cart = self.world.cart_units()
+        """F1 over the units added since this task began (a journey may share the cart)."""
+        cart = {k: q - self.goal.baseline.get(k, 0) for k, q in self.world.cart_units().items()}
+        cart = {k: q for k, q in cart.items() if q > 0}
         tp = 0
         for it in self.goal.items:
             have = sum(q for (pid, vid), q in cart.items() if pid == it.product_id and (it.variant_id is None or vid == it.variant_id))

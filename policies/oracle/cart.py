@@ -50,8 +50,9 @@ class CartPlanner(Planner):
             variant = it.variant_id
             if variant is None and world.variants_of(it.product_id):
                 variant = world.variants_of(it.product_id)[0].variant_id
-            if units.get((it.product_id, variant), 0) < it.quantity:
-                adds.append(call("cart_add", product_id=it.product_id, variant_id=variant, quantity=it.quantity))
+            have = units.get((it.product_id, variant), 0) - goal.baseline.get((it.product_id, variant), 0)
+            if have < it.quantity:
+                adds.append(call("cart_add", product_id=it.product_id, variant_id=variant, quantity=it.quantity - have))
         taken = adds[: self.budget]
         if len(adds) <= self.budget:
             return {"tool_calls": taken, "answer": {"done": True}}

@@ -1,0 +1,200 @@
+"""E_JOURNEY: several intents of the other environments chained in one conversation and
+one world.
+
+L(d) = min(5, 2 + d//4) sub-tasks of distinct kinds run one after another over the same
+`World`, transcript, seen ids and clock. The shopper reveals the next intent only after the
+current one is answered (each with its own answer object; `answer.env` may name the
+sub-task). With p_switch(d) the shopper changes its mind after the agent's first turn on a
+sub-task: it modifies the intent when that environment supports it (`_switch_goal`), or
+drops it; the verifier then uses the updated goal, and a dropped intent is not scored.
+
+r_task is the mean of the scored sub-tasks' r_task (an intent never reached scores -1);
+correct only if every scored sub-task is.
+
+Turn budget: each sub-task gets the standard T_max(d), so the journey's budget is
+L(d) * T_max(d) (a deliberate extension of DESIGN.md §6, which sizes one intent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .actions import Answer, InvalidAction
+from .base import ShopEnv
+from .registry import env_class
+from .reward import TaskScore
+from .rng import EpisodeRandom
+from .shopper import TemplateShopper, Utterance
+
+SUBTASK_KINDS: tuple[str, ...] = ("E_CART", "E_SUB", "E_PD", "E_RETURN", "E_STATUS", "E_POLICY", "E_BUNDLE")
+TRANSITIONS = ("Thanks! One more thing.", "Great, thank you. Next,", "Perfect. Also,", "Thanks. Another thing:")
+DROPS = ("Actually, never mind that one, forget it.", "Hmm, scratch that, I don't need it anymore.")
+
+
+@dataclass
+class SubTask:
+    kind: str
+    env: ShopEnv
+    start_turn: int = -1
+    switch: bool = False
+    switched: bool = False
+    dropped: bool = False
+    score: TaskScore | None = None
+
+
+def _union(attr: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for kind in SUBTASK_KINDS:
+        try:
+            cls = env_class(kind)
+        except ImportError:
+            continue
+        out += [x for x in getattr(cls, attr) if x not in out]
+    return tuple(out)
+
+
+class JourneyEnv(ShopEnv):
+    env_id = "E_JOURNEY"
+    uses_policy = True
+    task_brief = (
+        "Help the shopper with several requests, one after another. Answer each request with its "
+        "own answer object (set answer.env to the request's kind if you know it); the shopper "
+        "then tells you the next one."
+    )
+    tools: ClassVar[tuple[str, ...]] = ()
+    answer_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, catalog, difficulty: int = 0):
+        cls = type(self)
+        if not cls.tools:
+            cls.tools, cls.answer_fields = _union("tools"), _union("answer_fields")
+        super().__init__(catalog, difficulty)
+
+    # ------------------------------------------------------------------ sub-tasks
+    @property
+    def active(self) -> SubTask:
+        return self.subtasks[self.index]
+
+    def _sync(self) -> ShopEnv:
+        sub = self.active.env
+        sub.turn = max(0, self.turn - self.active.start_turn)
+        return sub
+
+    def _bind(self, sub: ShopEnv, i: int) -> None:
+        """Make `sub` run inside this episode: shared world, transcript, ids and turn
+        accounting; its own random streams and slot tracking."""
+        sub.seed, sub.difficulty = self.seed, self.difficulty
+        sub.axes = self.sub_axes
+        sub.rand = EpisodeRandom(self.seed, f"{self.env_id}/{i}/{sub.env_id}", self.difficulty)
+        sub.world = self.world
+        sub.seen_ids, sub.used_ids = self.seen_ids, self.used_ids
+        sub.messages, sub.utterances = self.messages, self.utterances
+        sub.shopper = TemplateShopper(sub.rand, self.axes.p_noise, patience=sub._patience(),
+                                      caused_turns=self.caused_turns)
+        sub.turn, sub.done, sub.reward_info = 0, False, None
+        sub.claims_checked = sub.claims_false = 0
+
+    def _activate(self, i: int, lead: str) -> Utterance:
+        self.index = i
+        task = self.subtasks[i]
+        task.start_turn = self.turn + 1 if self.turn or i else 0
+        n_sched = len(self.world.scheduled_stockouts)
+        opening = task.env._generate()
+        # a sub-task schedules stock-outs in its own turns; shift them onto the journey's clock
+        sched = self.world.scheduled_stockouts
+        self.world.scheduled_stockouts = sched[:n_sched] + [(t + task.start_turn, r) for t, r in sched[n_sched:]]
+        self.shopper = task.env.shopper
+        task.switch = self.rand("switch").random() < self.axes.p_switch
+        if not lead:
+            return opening
+        return Utterance(f"{lead} {opening.text}", f"{lead} {opening.clean_text}", opening.kind,
+                         opening.slots, opening.mentioned_ids)
+
+    def _generate(self) -> Utterance:
+        rng = self.rand("journey")
+        self.caused_turns: set[int] = set()
+        self.sub_axes = self.axes
+        self.axes = self.axes.model_copy(update={"T_max": self.axes.L * self.axes.T_max})
+        kinds = [SUBTASK_KINDS[j] for j in rng.permutation(len(SUBTASK_KINDS))[: self.axes.L]]
+        self.subtasks = []
+        for i, kind in enumerate(kinds):
+            sub = env_class(kind)(self.catalog, difficulty=self.difficulty)
+            self._bind(sub, i)
+            self.subtasks.append(SubTask(kind, sub))
+        self.goal = self.subtasks
+        return self._activate(0, "")
+
+    def _system_prompt(self) -> str:
+        budget = self.axes.L * self.axes.T_max
+        return super()._system_prompt().replace(f"and {self.axes.T_max} turns.", f"and {budget} turns.")
+
+    # ------------------------------------------------------------------ hooks
+    def _check_answer_fields(self, answer: Answer) -> None:
+        allowed = self.active.env.answer_fields
+        for name in answer.model_fields_set:
+            if name != "env" and getattr(answer, name) is not None and name not in allowed:
+                raise InvalidAction(f"answer.{name} is not an answer field of the current request "
+                                    f"({self.active.kind})")
+        if answer.env is not None and answer.env not in (self.env_id, self.active.kind):
+            raise InvalidAction(f"answer.env is {answer.env!r}, the current request is {self.active.kind!r}")
+
+    def _react(self, message: str, turn: int, had_tools: bool) -> Utterance | None:
+        return self._sync()._react(message, turn, had_tools)
+
+    def _on_tool(self, name, args, result) -> None:
+        sub = self._sync()
+        if name in sub.tools:
+            sub._on_tool(name, args, result)
+
+    def _on_stockout(self, rows: list[int]) -> None:
+        self._sync()._on_stockout(rows)
+
+    def _answered(self, answer: Answer, turn: int) -> TaskScore | None:
+        task = self.active
+        self._sync()
+        task.score = task.env._score(answer)
+        return self._advance(self.shopper.choose(TRANSITIONS))
+
+    def _advance(self, lead: str) -> TaskScore | None:
+        """Move to the next sub-task (its opening becomes the next user message), or end."""
+        if self.index + 1 < len(self.subtasks):
+            self._user(self._activate(self.index + 1, lead))
+            return None
+        return self._score(None)
+
+    def _next_turn(self):
+        task = self.active
+        if task.switch and not task.switched and self.turn >= task.start_turn:
+            task.switched = True
+            modified = task.env._switch_goal(self.rand("switch")) if hasattr(task.env, "_switch_goal") else None
+            if modified is not None:
+                self._user(modified)
+            else:
+                task.dropped = True
+                final = self._advance(self.shopper.choose(DROPS))
+                if final is not None:
+                    self._user(self.shopper.say(f"{self.shopper.choose(DROPS)} That's all for today.", "done"))
+                    return self._finish(self._verdict(final, "answered"), terminated=True)
+            self.caused_turns.add(self.turn)
+        return super()._next_turn()
+
+    def _score(self, answer: Answer | None) -> TaskScore:
+        scores: list[TaskScore] = []
+        for i, task in enumerate(self.subtasks):
+            if task.dropped:
+                continue
+            if task.score is None:
+                task.score = task.env._score(None) if i == self.index else TaskScore(-1.0, False, {"reached": False})
+                if i == self.index:
+                    task.score = TaskScore(task.score.r_task, False, task.score.details)
+            scores.append(task.score)
+        if not scores:
+            return TaskScore(1.0, True, {"subtasks": []})
+        r_task = sum(s.r_task for s in scores) / len(scores)
+        details = {"subtasks": [
+            {"kind": t.kind, "dropped": t.dropped, "switched": t.switched,
+             "r_task": t.score.r_task if t.score else None, "is_correct": t.score.is_correct if t.score else None}
+            for t in self.subtasks
+        ]}
+        return TaskScore(r_task, all(s.is_correct for s in scores), details)
