@@ -1,0 +1,11 @@
+"""Product catalog: schema, synthetic generator, parquet/Amazebay loaders and search.
+
+The data layer (this package minus its Ray actor module) imports without Ray or torch::
+
+    from catalog_service import Catalog
+    catalog = Catalog.synthetic(n_products=10_000, seed=0)
+"""
+
+from catalog_service.catalog import PRODUCT_SCHEMA, SCHEMA_VERSION, Catalog
+
+__all__ = ["Catalog", "PRODUCT_SCHEMA", "SCHEMA_VERSION"]

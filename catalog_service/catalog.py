@@ -1,0 +1,570 @@
+"""`Catalog`: the read-only product table every episode shares.
+
+A `Catalog` wraps one `pyarrow.Table` with `PRODUCT_SCHEMA` (the columns documented in
+`envs.catalog`) and implements `envs.catalog.CatalogLike`. The table is never copied per
+episode; column views (`numeric`, `codes`, `category_rows`) are built once, cached, and
+returned read-only. Environments keep per-episode changes (stock, carts) in their own
+overlay.
+
+Constructors:
+
+- `Catalog.synthetic(n_products, seed)`: `catalog_service.synthetic.generate_products`.
+- `Catalog.from_table(table)`: validates and normalises any table with our columns
+  (categoricals may be plain strings; numbers are cast when lossless). A missing or
+  mistyped column raises ``ValueError`` naming it.
+- `Catalog.from_parquet(path)`: a parquet file in our schema.
+- `Catalog.from_amazebay(path)`: the public Amazebay-catalog-2M parquet schema, see
+  `catalog_service.loaders`; the skip report is kept at `catalog.load_report`.
+- `Catalog.load(directory)`: memory-maps ``products.arrow`` written by `Catalog.save`
+  (near-zero resident memory; pages are shared between processes) and attaches a saved
+  search index when `catalog_service.search` can load one.
+
+Search is delegated to `catalog_service.search` (built lazily on the first `search`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from envs.catalog import (
+    CATEGORICAL_COLUMNS,
+    CATEGORY_SEP,
+    NUMERIC_COLUMNS,
+    PRODUCT_COLUMNS,
+    SearchFilters,
+    SearchHits,
+)
+
+__all__ = [
+    "Catalog",
+    "PRODUCT_SCHEMA",
+    "SCHEMA_VERSION",
+    "TEXT_COLUMNS",
+    "normalize_table",
+    "coerce_filters",
+]
+
+SCHEMA_VERSION = 1
+TABLE_FILE = "products.arrow"
+MANIFEST_FILE = "manifest.json"
+TEXT_COLUMNS: tuple[str, ...] = ("product_id", "title", "description")
+DICTIONARY_TYPE = pa.dictionary(pa.int32(), pa.string())
+NUMERIC_TYPES: dict[str, pa.DataType] = {
+    "price": pa.float64(),
+    "rating": pa.float32(),
+    "rating_count": pa.int32(),
+    "ship_days": pa.int16(),
+    "stock": pa.int32(),
+}
+NUMERIC_DTYPES: dict[str, np.dtype] = {
+    "price": np.dtype(np.float64),
+    "rating": np.dtype(np.float32),
+    "rating_count": np.dtype(np.int32),
+    "ship_days": np.dtype(np.int16),
+    "stock": np.dtype(np.int32),
+}
+FEATURES_TYPE = pa.list_(pa.string())
+
+
+def _field_type(name: str) -> pa.DataType:
+    if name in TEXT_COLUMNS:
+        return pa.string()
+    if name in CATEGORICAL_COLUMNS:
+        return DICTIONARY_TYPE
+    if name in NUMERIC_TYPES:
+        return NUMERIC_TYPES[name]
+    if name == "features":
+        return FEATURES_TYPE
+    raise AssertionError(name)
+
+
+PRODUCT_SCHEMA = pa.schema([pa.field(name, _field_type(name)) for name in PRODUCT_COLUMNS])
+NON_NULL_COLUMNS: tuple[str, ...] = ("product_id", "title") + NUMERIC_COLUMNS
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _normalize_column(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """`col` cast to the schema type of `name`; ValueError naming the column when the
+    type is not compatible (or a numeric cast would lose information)."""
+    t = col.type
+    want = _field_type(name)
+    if t == want:
+        return col
+    bad = ValueError(f"column {name!r} has type {t}, expected {want}")
+    if pa.types.is_null(t):
+        if name in NON_NULL_COLUMNS:
+            raise bad
+        return pa.chunked_array([pa.nulls(len(c), want) for c in col.chunks], type=want)
+    if name in TEXT_COLUMNS:
+        if _is_string(t) or (pa.types.is_dictionary(t) and _is_string(t.value_type)):
+            return col.cast(pa.string())
+        raise bad
+    if name in CATEGORICAL_COLUMNS:
+        if pa.types.is_dictionary(t) and _is_string(t.value_type):
+            return col.cast(want)
+        if _is_string(t):
+            return pc.dictionary_encode(col.cast(pa.string())).cast(want)
+        raise bad
+    if name in NUMERIC_TYPES:
+        ok = pa.types.is_integer(t) or (pa.types.is_floating(want) and pa.types.is_floating(t))
+        if not ok:
+            raise bad
+        try:
+            return col.cast(want, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"column {name!r} cannot be cast from {t} to {want}: {exc}") from None
+    if name == "features":
+        if (pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_string(t.value_type):
+            return col.cast(want)
+        raise bad
+    raise AssertionError(name)
+
+
+def _unify(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Make every chunk of a dictionary column share one dictionary."""
+    if col.num_chunks <= 1:
+        return col
+    first = col.chunk(0).dictionary
+    if all(c.dictionary is first or c.dictionary.equals(first) for c in col.chunks[1:]):
+        return col
+    return col.unify_dictionaries()
+
+
+def normalize_table(table: pa.Table, *, check_unique: bool = True) -> pa.Table:
+    """Validate `table` and return it with exactly `PRODUCT_SCHEMA` (extra columns are
+    dropped; unchanged columns are not copied).
+
+    Raises ValueError naming the column when a column is missing, has an incompatible
+    type, has nulls where none are allowed (`NON_NULL_COLUMNS`), has a negative or
+    non-finite price, negative stock, or (with `check_unique`) duplicate product ids."""
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"expected a pyarrow.Table, got {type(table).__name__}")
+    columns = []
+    for name in PRODUCT_COLUMNS:
+        if name not in table.column_names:
+            raise ValueError(f"product table is missing column {name!r}")
+        if table.column_names.count(name) > 1:
+            raise ValueError(f"product table has column {name!r} more than once")
+        col = _normalize_column(name, table.column(name))
+        if name in CATEGORICAL_COLUMNS:
+            col = _unify(col)
+        if name in NON_NULL_COLUMNS and col.null_count:
+            raise ValueError(f"column {name!r} has {col.null_count} null values")
+        columns.append(col)
+    out = pa.Table.from_arrays(columns, schema=PRODUCT_SCHEMA)
+    if len(out):
+        price = out.column("price")
+        if not pc.all(pc.is_finite(price)).as_py() or pc.min(price).as_py() < 0:
+            raise ValueError("column 'price' must hold finite, non-negative dollars")
+        for name in ("stock", "ship_days", "rating_count"):
+            if pc.min(out.column(name)).as_py() < 0:
+                raise ValueError(f"column {name!r} must be non-negative")
+        if check_unique and pc.count_distinct(out.column("product_id")).as_py() != len(out):
+            counts = pc.value_counts(out.column("product_id"))
+            dup = next(v["values"] for v in counts.to_pylist() if v["counts"] > 1)
+            raise ValueError(f"column 'product_id' has duplicate values (e.g. {dup!r})")
+    return out
+
+
+def coerce_filters(filters: SearchFilters | Mapping[str, Any] | None) -> SearchFilters | None:
+    """`filters` as a `SearchFilters` (a dict is validated; pydantic's ValidationError, a
+    ValueError, names the bad field), or None."""
+    if filters is None or isinstance(filters, SearchFilters):
+        return filters
+    if isinstance(filters, Mapping):
+        return SearchFilters.model_validate(dict(filters))
+    raise TypeError(f"filters must be SearchFilters, a dict or None, got {type(filters).__name__}")
+
+
+def _indices_as_codes(indices: pa.Array) -> np.ndarray:
+    """Int32 codes (-1 for null) of a dictionary chunk's indices. Zero-copy (a view of the
+    Arrow buffer, e.g. of a memory-mapped file, so pages are shared between processes)
+    when there are no nulls or every null slot already stores -1, as the synthetic
+    generator writes them; otherwise one copy."""
+    if indices.type != pa.int32():
+        indices = indices.cast(pa.int32())
+    if len(indices) == 0:
+        return np.empty(0, dtype=np.int32)
+    data = indices.buffers()[1]
+    raw = np.frombuffer(data, dtype=np.int32, count=len(indices) + indices.offset)[indices.offset :]
+    if indices.null_count == 0:
+        return raw
+    valid = indices.is_valid().to_numpy(zero_copy_only=False)
+    if np.all(raw[~valid] == -1):
+        return raw
+    return pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    if array.flags.writeable:
+        array.flags.writeable = False
+    return array
+
+
+# --------------------------------------------------------------------------- the catalog
+
+
+class Catalog:
+    """A read-only product catalog over one pyarrow Table (see module doc).
+
+    Row indices are 0-based positions in `table`. All accessors raise IndexError for a
+    row outside ``[0, len(catalog))`` and KeyError for an unknown column name."""
+
+    def __init__(
+        self,
+        table: pa.Table,
+        *,
+        source: str = "table",
+        seed: int | None = None,
+        validate: bool = True,
+        sequential_ids: bool | None = None,
+    ) -> None:
+        """Wrap `table`. With `validate` (the default) the table goes through
+        `normalize_table`; pass ``validate=False`` only for tables already in
+        `PRODUCT_SCHEMA` with unique ids. `sequential_ids=True` promises that row ``i``
+        has id ``"p%07d" % i`` (checked lazily when None)."""
+        self._table = normalize_table(table) if validate else table
+        self.source = source
+        self.seed = seed
+        self.load_report = None  # a loaders.LoadReport for Amazebay catalogs
+        self._n = self._table.num_rows
+        self._sequential = sequential_ids
+        self._lock = threading.RLock()
+        self._numeric: dict[str, np.ndarray] = {}
+        self._codes: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
+        self._chunk_starts: dict[str, np.ndarray] = {}
+        self._category_index: tuple[np.ndarray, np.ndarray, dict[str, int]] | None = None
+        self._id_to_row: dict[str, int] | None = None
+        self._searcher = None
+
+    # ----------------------------------------------------------------- constructors
+
+    @classmethod
+    def synthetic(cls, n_products: int = 10_000, seed: int = 0) -> "Catalog":
+        """A deterministic synthetic catalog (`synthetic.generate_products`)."""
+        from catalog_service.synthetic import generate_products
+
+        table = generate_products(n_products, seed)
+        return cls(table, source="synthetic", seed=seed, validate=False, sequential_ids=True)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, *, source: str = "table") -> "Catalog":
+        """Validate and wrap `table` (see `normalize_table`)."""
+        return cls(table, source=source)
+
+    @classmethod
+    def from_parquet(cls, path: str | os.PathLike) -> "Catalog":
+        """A parquet file whose columns follow `PRODUCT_SCHEMA` (categoricals may be
+        plain strings)."""
+        return cls(pq.read_table(str(path)), source="parquet")
+
+    @classmethod
+    def from_amazebay(cls, path: str | os.PathLike, *, batch_size: int = 65_536) -> "Catalog":
+        """A catalog from an Amazebay-catalog-2M parquet file; invalid rows are skipped
+        and counted in `catalog.load_report` (`loaders.LoadReport`)."""
+        from catalog_service.loaders import load_amazebay
+
+        table, report = load_amazebay(path, batch_size=batch_size)
+        catalog = cls(table, source="amazebay", validate=False)
+        catalog.load_report = report
+        return catalog
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Catalog":
+        """Memory-map a catalog written by `save` and attach its saved search index
+        (via `catalog_service.search.load_searcher`) when there is one."""
+        directory = Path(directory)
+        manifest_path = directory / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"no {MANIFEST_FILE} in {str(directory)!r}")
+        manifest = json.loads(manifest_path.read_text())
+        version = manifest.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"{manifest_path}: schema_version {version!r}, this code reads {SCHEMA_VERSION}")
+        source = pa.memory_map(str(directory / TABLE_FILE), "r")
+        table = pa.ipc.open_file(source).read_all()
+        if len(table) != manifest.get("n_products"):
+            raise ValueError(f"{manifest_path}: n_products {manifest.get('n_products')} != {len(table)} rows")
+        same_schema = table.schema.equals(PRODUCT_SCHEMA, check_metadata=False)
+        catalog = cls(
+            table if same_schema else normalize_table(table, check_unique=False),
+            source=manifest.get("source", "table"),
+            seed=manifest.get("seed"),
+            validate=False,
+            sequential_ids=True if manifest.get("sequential_ids") is True else None,
+        )
+        if importlib.util.find_spec("catalog_service.search") is not None:
+            search = importlib.import_module("catalog_service.search")
+            loader = getattr(search, "load_searcher", None)
+            if loader is not None:
+                searcher = loader(catalog, directory)
+                if searcher is not None:
+                    catalog.set_searcher(searcher)
+        return catalog
+
+    def save(self, directory: str | os.PathLike, with_index: bool = False) -> Path:
+        """Write ``products.arrow`` (uncompressed Arrow IPC file) and ``manifest.json``
+        to `directory` (created if needed); with `with_index`, also the search index
+        (built first if needed) via ``searcher.save(directory)``. Returns the directory."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (TABLE_FILE + ".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink:
+            with pa.ipc.new_file(sink, self._table.schema) as writer:
+                writer.write_table(self._table)
+        os.replace(tmp, directory / TABLE_FILE)
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "n_products": self._n,
+            "seed": self.seed,
+            "source": self.source,
+            "format": "arrow-ipc-file",
+            "columns": list(PRODUCT_COLUMNS),
+            "sequential_ids": bool(self._sequential),  # row i has id "p%07d" % i
+        }
+        if self.load_report is not None:
+            manifest["load_report"] = self.load_report.to_dict()
+        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if with_index:
+            self._get_searcher().save(directory)
+        return directory
+
+    # ----------------------------------------------------------------- basics
+
+    def __len__(self) -> int:
+        return self._n
+
+    _CACHES = ("_numeric", "_codes", "_chunk_starts", "_category_index", "_id_to_row")
+
+    def __getstate__(self) -> dict:
+        """Pickle the table and metadata (and an attached searcher), not the lock or the
+        derived caches, which are rebuilt on demand."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        for name in self._CACHES:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._numeric, self._codes, self._chunk_starts = {}, {}, {}
+        self._category_index = None
+        self._id_to_row = None
+
+    def __repr__(self) -> str:
+        return f"Catalog(n_products={self._n}, source={self.source!r}, seed={self.seed!r})"
+
+    @property
+    def table(self) -> pa.Table:
+        """The underlying table (`PRODUCT_SCHEMA`); treat it as read-only."""
+        return self._table
+
+    def _row(self, row: int) -> int:
+        if isinstance(row, (bool, np.bool_)) or not isinstance(row, (int, np.integer)):
+            raise TypeError(f"row must be an integer, got {type(row).__name__}")
+        r = int(row)
+        if not 0 <= r < self._n:
+            raise IndexError(f"row {r} out of range for a catalog of {self._n} products")
+        return r
+
+    def _cell(self, name: str, row: int):
+        """The arrow scalar at (`name`, `row`) without combining chunks."""
+        col = self._table.column(name)
+        if col.num_chunks == 1:
+            return col.chunk(0)[row]
+        starts = self._chunk_starts.get(name)
+        if starts is None:
+            starts = np.cumsum([0] + [len(c) for c in col.chunks])
+            self._chunk_starts[name] = starts
+        i = int(np.searchsorted(starts, row, side="right")) - 1
+        return col.chunk(i)[row - int(starts[i])]
+
+    # ----------------------------------------------------------------- columns
+
+    def numeric(self, name: str) -> np.ndarray:
+        """Read-only numpy array of numeric column `name` (one of `NUMERIC_COLUMNS`),
+        cached; zero-copy when the column is a single chunk."""
+        arr = self._numeric.get(name)
+        if arr is not None:
+            return arr
+        if name not in NUMERIC_COLUMNS:
+            raise KeyError(f"{name!r} is not a numeric column; numeric columns: {', '.join(NUMERIC_COLUMNS)}")
+        with self._lock:
+            col = self._table.column(name)
+            dtype = NUMERIC_DTYPES[name]
+            if col.num_chunks == 1:
+                arr = col.chunk(0).to_numpy(zero_copy_only=True)
+            elif col.num_chunks == 0:
+                arr = np.empty(0, dtype=dtype)
+            else:
+                arr = np.concatenate([c.to_numpy(zero_copy_only=True) for c in col.chunks])
+            arr = _readonly(arr)
+            self._numeric[name] = arr
+        return arr
+
+    def codes(self, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Categorical column `name` as (read-only int32 codes, values); code -1 means
+        null and ``values[code]`` is the string otherwise. Cached."""
+        cached = self._codes.get(name)
+        if cached is not None:
+            return cached
+        if name not in CATEGORICAL_COLUMNS:
+            raise KeyError(f"{name!r} is not a categorical column; categorical columns: {', '.join(CATEGORICAL_COLUMNS)}")
+        with self._lock:
+            col = _unify(self._table.column(name))
+            if col.num_chunks == 0:
+                out = (_readonly(np.empty(0, dtype=np.int32)), ())
+            else:
+                values = tuple(col.chunk(0).dictionary.to_pylist())
+                parts = [_indices_as_codes(c.indices) for c in col.chunks]
+                codes = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                out = (_readonly(codes), values)
+            self._codes[name] = out
+        return out
+
+    def value(self, name: str, row: int):
+        """One cell as a Python value: str / float / int / list[str], None for null.
+        Float32 ratings are rounded to 6 decimals (4.3 stays 4.3)."""
+        r = self._row(row)
+        if name in CATEGORICAL_COLUMNS:
+            codes, values = self.codes(name)
+            code = int(codes[r])
+            return values[code] if code >= 0 else None
+        if name in NUMERIC_COLUMNS:
+            v = self.numeric(name)[r]
+            if name == "rating":
+                return round(float(v), 6)
+            return float(v) if name == "price" else int(v)
+        if name in TEXT_COLUMNS or name == "features":
+            return self._cell(name, r).as_py()
+        raise KeyError(f"unknown column {name!r}")
+
+    def product(self, row: int) -> dict:
+        """All `PRODUCT_COLUMNS` of `row` as a JSON-serialisable dict."""
+        r = self._row(row)
+        return {name: self.value(name, r) for name in PRODUCT_COLUMNS}
+
+    def product_id(self, row: int) -> str:
+        """The id of row `row`."""
+        return self._cell("product_id", self._row(row)).as_py()
+
+    def category_path(self, row: int) -> str:
+        """``"l1 > l2 > l3"`` of `row`."""
+        r = self._row(row)
+        return CATEGORY_SEP.join(
+            self.value(level, r) or "" for level in ("category_l1", "category_l2", "category_l3")
+        )
+
+    # ----------------------------------------------------------------- lookups
+
+    def _ids_are_sequential(self) -> bool:
+        """Whether row i has id ``"p" + zero-padded i`` for every row (checked once)."""
+        if self._sequential is None:
+            from catalog_service.synthetic import _format_ids, id_width
+
+            with self._lock:
+                if self._n == 0:
+                    self._sequential = True
+                else:
+                    ids = self._table.column("product_id")
+                    width = id_width(self._n)
+                    expected = _format_ids(0, self._n, width)
+                    self._sequential = bool(pc.all(pc.equal(ids, expected)).as_py())
+        return self._sequential
+
+    def row_of(self, product_id: str) -> int | None:
+        """The row of `product_id`, or None when no product has that id (also for
+        non-string input). Synthetic-style ids are parsed arithmetically; other ids use
+        a dict built on first use."""
+        if not isinstance(product_id, str):
+            return None
+        if self._ids_are_sequential():
+            digits = product_id[1:]
+            if (
+                product_id[:1] == "p"
+                and len(digits) == max(7, len(str(max(self._n - 1, 0))))
+                and digits.isascii()
+                and digits.isdigit()
+            ):
+                row = int(digits)
+                return row if row < self._n else None
+            return None
+        if self._id_to_row is None:
+            with self._lock:
+                if self._id_to_row is None:
+                    ids = self._table.column("product_id").to_pylist()
+                    self._id_to_row = dict(zip(ids, range(len(ids))))
+        return self._id_to_row.get(product_id)
+
+    def _category_rows_index(self) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        if self._category_index is None:
+            with self._lock:
+                codes, values = self.codes("category_l3")
+                order = np.argsort(codes, kind="stable")  # nulls (-1) first, rows ascending
+                counts = np.bincount(codes.astype(np.int64) + 1, minlength=len(values) + 1)
+                starts = np.concatenate([[0], np.cumsum(counts)])
+                self._category_index = (_readonly(order), starts, {v: i for i, v in enumerate(values)})
+        return self._category_index
+
+    def category_rows(self, category_l3: str) -> np.ndarray:
+        """Rows whose leaf category is `category_l3`, ascending int64 (read-only, cached
+        via one argsort); empty for an unknown category."""
+        order, starts, index = self._category_rows_index()
+        code = index.get(category_l3)
+        if code is None:
+            return _readonly(np.empty(0, dtype=np.int64))
+        return order[starts[code + 1] : starts[code + 2]]
+
+    def category_counts(self) -> dict[str, int]:
+        """Number of products per leaf category (only leaves that have products)."""
+        order, starts, index = self._category_rows_index()
+        sizes = np.diff(starts)[1:]
+        return {v: int(sizes[i]) for v, i in index.items() if sizes[i] > 0}
+
+    # ----------------------------------------------------------------- search
+
+    def _get_searcher(self):
+        if self._searcher is None:
+            with self._lock:
+                if self._searcher is None:
+                    from catalog_service.search import build_searcher
+
+                    self._searcher = build_searcher(self)
+        return self._searcher
+
+    @property
+    def searcher(self):
+        """The attached searcher, or None when none was built or loaded yet."""
+        return self._searcher
+
+    def set_searcher(self, searcher) -> None:
+        """Attach a searcher (anything with ``.search(query, filters, top_k)``)."""
+        self._searcher = searcher
+
+    def search(
+        self,
+        query: str,
+        filters: SearchFilters | Mapping[str, Any] | None = None,
+        top_k: int = 10,
+    ) -> SearchHits:
+        """Rank products for `query` under `filters` (SearchFilters, a dict validated
+        into one, or None); at most `top_k` hits. The searcher is built on first use."""
+        return self._get_searcher().search(query, coerce_filters(filters), top_k)
