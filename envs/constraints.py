@@ -59,7 +59,7 @@ class Constraint:
             return Slot(self.name, f"rated at least {v:.1f} stars", f"It should be rated at least {v:.1f} stars.",
                         ("rating", "stars", "review"))
         if self.kind == "ship_days_max":
-            return Slot(self.name, f"that ships within {v} days", f"It has to ship within {v} days.",
+            return Slot(self.name, f"shipping within {v} days", f"It has to ship within {v} days.",
                         ("ship", "deliver", "arrive", "fast", "quick"))
         template, keywords = ATTRIBUTE_WORDS[self.attribute]
         phrase = template.format(v=v)

@@ -17,6 +17,7 @@ an LLM backend can rephrase it and a check can verify the rephrasing.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,6 @@ GENERIC_QUESTION_WORDS = (
     "anything else", "other", "requirement", "preference", "prefer", "details", "more about",
     "specific", "constraint", "need", "looking for", "else",
 )
-_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 _WORD = re.compile(r"\S+")
 _KEYBOARD_NEIGHBOURS = {
     "a": "qsz", "b": "vgn", "c": "xvd", "d": "sfe", "e": "wrd", "f": "dgr", "g": "fht", "h": "gjy",
@@ -103,14 +103,13 @@ def add_typos(text: str, p: float, rng: np.random.Generator) -> str:
 
 
 def fill(template: str, **values: str) -> str:
-    """Format `template`; raise if any `{placeholder}` is left or missing."""
-    try:
-        text = template.format(**values)
-    except (KeyError, IndexError) as exc:
-        raise ValueError(f"template {template!r} needs {exc}") from None
-    if _PLACEHOLDER.search(text):
-        raise ValueError(f"unfilled placeholder in {text!r}")
-    return text
+    """Format `template`, every placeholder must be given. Values are inserted verbatim
+    (a catalog title may itself contain braces)."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    missing = sorted(fields - set(values))
+    if missing:
+        raise ValueError(f"template {template!r} needs {', '.join(missing)}")
+    return template.format(**values)
 
 
 def join_phrases(phrases: list[str]) -> str:
@@ -139,8 +138,6 @@ class TemplateShopper:
         return options[int(self.rand("shopper").integers(len(options)))]
 
     def say(self, clean: str, kind: str, slots: tuple[str, ...] = (), ids: tuple[str, ...] = ()) -> Utterance:
-        if _PLACEHOLDER.search(clean):
-            raise ValueError(f"unfilled placeholder in shopper text {clean!r}")
         text = add_typos(clean, self.p_noise, self.rand("noise"))
         return Utterance(text=text, clean_text=clean, kind=kind, slots=slots, mentioned_ids=ids)
 

@@ -1,0 +1,73 @@
+"""Oracle for E_SUB: history (+ ask about omitted slots) -> filtered search -> the k most
+similar valid results.
+
+The search uses the leaf name and the compatibility attribute values as the query and
+every constraint as filters (`constraints.to_filters`, plus the original's category path),
+so its results are exactly the valid alternatives, up to the retrieval depth. A stock-out
+scheduled by that search is checked with a second search when turns allow (else the
+planner leaves the scheduled row out, from the live world). Only ids a search showed are
+answered.
+"""
+
+from __future__ import annotations
+
+from envs.constraints import to_filters
+from envs.shopper import join_phrases
+
+from .common import Planner, call
+
+SEARCH_TOP_K = 200
+
+
+class SubstitutionPlanner(Planner):
+    def __init__(self, env):
+        super().__init__(env)
+        self.history_read = False
+        self.asked = False
+        self.searched_version: int | None = None
+        self.rechecked = False
+
+    def _question(self) -> str:
+        sh = self.env.shopper
+        words = list(dict.fromkeys(sh.slots[n].keywords[0] for n in sh.omitted if sh.slots[n].keywords))
+        return f"So I can find the right substitute: what {join_phrases(words)} do you need?"
+
+    def _search(self) -> dict:
+        goal = self.env.goal
+        attrs = [str(c.value) for c in goal.constraints if c.kind == "attribute"]
+        filters = to_filters(goal.constraints).model_dump(exclude_none=True)
+        filters["category"] = goal.path
+        return call("catalog_search", query=" ".join([goal.leaf] + attrs), filters=filters, top_k=SEARCH_TOP_K)
+
+    def _answer_ids(self) -> list[str]:
+        env, goal = self.env, self.env.goal
+        pending = {row for _, row in env.world.scheduled_stockouts}
+        rows = [env.world.row(pid) for pid in env.searched_ids]
+        rows = [r for r in rows if env.is_valid(r) and r not in pending]
+        rows.sort(key=lambda r: (-env.similarity_of(r), r))
+        return [env.catalog.product_id(r) for r in rows[: goal.k]]
+
+    def next_action(self) -> dict:
+        env, goal = self.env, self.env.goal
+        reads = []
+        if not self.history_read:
+            reads.append(call("user_get_visit_history"))
+            self.history_read = True
+        if env.shopper.omitted and not self.asked:
+            reads.append(call("ask_user", question=self._question()))
+            self.asked = True
+        if reads:
+            for c in reads[self.budget:]:  # not executed this turn: plan them again
+                if c["name"] == "ask_user":
+                    self.asked = False
+                else:
+                    self.history_read = False
+            return {"tool_calls": reads[: self.budget]}
+        if self.searched_version != goal.version:
+            self.searched_version = goal.version
+            return {"tool_calls": [self._search()]}
+        turns_left = env.axes.T_max - env.turn
+        if goal.oos_row is not None and not self.rechecked and turns_left >= 2:
+            self.rechecked = True  # the search scheduled a stock-out: look again next turn
+            return {"tool_calls": [self._search()]}
+        return {"answer": {"recommended_product_ids": self._answer_ids()}}
