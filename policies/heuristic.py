@@ -127,7 +127,84 @@ def recommend_strategy(t: Transcript, env_id: str) -> dict:
     return {"answer": {"recommended_product_ids": ids[:k]}}
 
 
+ORDER_ID = re.compile(r"\bW\d{7}\b")
+REASON_WORDS = (
+    ("damaged", ("damaged", "broken")),
+    ("defective", ("defective", "stopped working", "doesn't work", "does not work")),
+    ("wrong_item", ("wrong item", "wrong thing", "not the item")),
+    ("does_not_fit", ("fit",)),
+    ("not_as_described", ("described", "description", "listing")),
+    ("no_longer_needed", ("don't need", "no longer need", "changed my mind")),
+)
+METHOD_WORDS = (("pickup", ("pick", "courier")), ("drop_off", ("drop",)), ("mail", ("mail", "ship it back")))
+
+
+def _overlap(text: str, title: str) -> int:
+    words = set(keywords(text))
+    return sum(w in words for w in keywords(title))
+
+
+def _best_order(t: Transcript) -> str | None:
+    """The order the shopper means: an id they wrote, else the best word overlap."""
+    text = t.user_text()
+    m = ORDER_ID.search(" ".join(t.user_texts()))
+    if m:
+        return m.group(0)
+    orders = (t.results("order_list") or [{}])[-1].get("orders", [])
+    scored = [(-_overlap(text, " ".join(o.get("items", []))), i, o["order_id"]) for i, o in enumerate(orders)]
+    return min(scored)[2] if scored else None
+
+
+def _pick(text: str, table, default: str) -> str:
+    return next((name for name, words in table if any(w in text for w in words)), default)
+
+
+def status_strategy(t: Transcript) -> dict:
+    """order_list -> order_get of the matching order -> report its status."""
+    if not t.results("order_list"):
+        return {"tool_calls": [call("order_list")]}
+    order_id = _best_order(t)
+    got = {r.get("order_id"): r for r in t.results("order_get")}
+    if order_id not in got:
+        return {"tool_calls": [call("order_get", order_id=order_id)]}
+    order = got[order_id]
+    answer = {"selected_order_id": order_id, "order_status": order["status"]}
+    if order.get("eta") and any(w in t.user_text() for w in ("when", "arrive", "eta", "deliver")):
+        answer["eta"] = order["eta"]
+    return {"answer": answer}
+
+
+def return_strategy(t: Transcript) -> dict:
+    """order_list (+ ask) -> order_get -> eligibility -> refund return -> answer."""
+    if not t.results("order_list"):
+        calls = [call("order_list")]
+        if t.tool_budget > 1:
+            calls.append(call("ask_user", question=GENERIC_QUESTION))
+        return {"tool_calls": calls}
+    text = t.user_text()
+    order_id = _best_order(t)
+    got = {r.get("order_id"): r for r in t.results("order_get")}
+    if order_id not in got:
+        return {"tool_calls": [call("order_get", order_id=order_id)]}
+    lines = got[order_id].get("lines", [])
+    line = max(lines, key=lambda ln: _overlap(text, ln["title"])) if lines else None
+    if line is None:
+        return {"answer": {"selected_order_id": order_id, "eligible": False}}
+    checks = [r for r in t.results("return_check_eligibility") if r.get("line_id") == line["line_id"]]
+    if not checks:
+        return {"tool_calls": [call("return_check_eligibility", order_id=order_id, line_id=line["line_id"])]}
+    answer = {"selected_order_id": order_id, "selected_line_id": line["line_id"], "eligible": checks[-1]["eligible"]}
+    if not checks[-1]["eligible"]:
+        return {"assistant_message": "Sorry, this item is not eligible for return.", "answer": answer}
+    reason = _pick(text, REASON_WORDS, "other")
+    method = _pick(text, METHOD_WORDS, "mail")
+    return {"tool_calls": [call("return_initiate", order_id=order_id, line_id=line["line_id"], reason=reason,
+                                method=method)], "answer": answer}
+
+
 STRATEGIES: dict[str, Callable[[Transcript], dict]] = {
+    "E_RETURN": return_strategy,
+    "E_STATUS": status_strategy,
     "E_CART": cart_strategy,
     "E_PD": lambda t: recommend_strategy(t, "E_PD"),
     "E_SUB": lambda t: recommend_strategy(t, "E_SUB"),
