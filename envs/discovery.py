@@ -1,0 +1,408 @@
+"""E_PD (product discovery): recommend the shopper's top k(d) products for a need described
+by constraints, ranked by the shopper's hidden preferences.
+
+Hidden goal. An in-stock target product is sampled (O(1): random rows until one is in stock
+in the world overlay and has attributes enough for m(d) constraints, `_sample_target`).
+`constraints_for_target(catalog, row, m(d), rng)` gives up to m(d) constraints it satisfies:
+its leaf category first, then a price cap, then a random mix of its attributes, brand,
+minimum rating and maximum shipping days. Their `slot()`s go
+to the shopper: the category is always said, every other slot is omitted with p_missing(d)
+(`shopper.plan_disclosure`) and revealed when `ask_user` asks about it. The opening says
+exactly the disclosed phrases ("Hi, I'm looking for wall chargers under $25 and in Black.
+Could you suggest your top 3?"), plus one sentence naming the shopper's main priority. An
+omitted phrase that happens to occur in the opening anyway counts as disclosed, so the
+omitted set always equals exactly what the clean text leaves out.
+
+Hidden preferences (`rand("prefs")`): weights over six aspects, `ASPECTS` = price (cheaper
+is better, relative to the cap), rating, shipping speed, brand (the target's brand),
+popularity (log rating count) and similarity (share of the target's attributes matched).
+Dirichlet(2, ..., 2) plus `STATED_BIAS` on each aspect the shopper's opening states a
+constraint about (a stated price cap raises the price weight, a stated minimum rating the
+rating weight, ...), normalised. Utility of a row = sum of weight x feature, each feature in
+[0, 1], rounded to 12 decimals (`utility(rows)`, vectorised, same value for a row whatever
+array it is computed in).
+
+Evaluation pool (scoring time, vectorised over the whole catalog): every product satisfying
+ALL constraints (`constraints.mask`) and in stock in the world overlay. Ideal ranking = pool
+by utility desc, row asc. With the recommended ids deduplicated (order kept) and the first k
+considered:
+
+    rel(row)  = utility(row) / max pool utility for pool members, 0 otherwise (unknown ids too)
+    ndcg      = DCG@k / IDCG@k                              (IDCG from the ideal ranking)
+    fit       = mean over items of (constraints satisfied / m), 0 for items outside the leaf
+    stock     = mean over items of [in the leaf and in stock]
+    r_task    = clip(2 (0.7 ndcg + 0.2 fit + 0.1 stock) - 1, -1, 1)
+
+so unknown ids and products of another kind score exactly -1; a random catalog product of the
+requested kind earns a little partial credit (a truly valid one is a fair hit). `is_correct` requires the top
+recommendation to satisfy every constraint, be in stock in the final world and have appeared
+in a catalog_search result this episode.
+
+Mid-episode stock-out: with p_oos(d) (decided at reset), the first catalog_search whose
+results hold at least two valid products schedules the highest-utility valid one that is
+not the target to sell out at the next turn (`world.scheduled_stockouts`): a stale
+recommendation is penalised, and a valid result (the target or another) always remains.
+
+Shopper reactions (`_react`): when the agent names seen products in text, the first one is
+checked against the constraints the shopper has stated (the broken one is pointed out), then
+its stock; otherwise the shopper confirms. A text question without tool calls is answered
+like `ask_user`. In a journey the shopper may raise its budget (`_switch_goal`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .actions import Answer
+from .base import ShopEnv
+from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
+from .constraints import Constraint, constraints_for_target, mask as constraints_mask, nice_price_cap
+from .reward import TaskScore, clip
+from .shopper import Utterance, fill, join_phrases
+
+MAX_TARGET_TRIES = 500
+W_NDCG, W_FIT, W_STOCK = 7, 2, 1  # tenths (integers, so a perfect answer scores exactly 1)
+STATED_BIAS = 0.5
+POPULARITY_SCALE = 10_000  # rating_count at which popularity saturates
+MAX_SHIP_DAYS = 15
+MAX_MENTIONS = 32
+
+ASPECTS: tuple[str, ...] = ("price", "rating", "shipping", "brand", "popularity", "similarity")
+# constraint kind -> the preference aspect a stated constraint of that kind raises
+KIND_ASPECT: dict[str, str] = {
+    "price_max": "price",
+    "rating_min": "rating",
+    "ship_days_max": "shipping",
+    "brand": "brand",
+    "attribute": "similarity",
+}
+OPENINGS = (
+    "Hi, I'm looking for {need}{details}. Could you suggest your top {k}?",
+    "Hello! I need {need}{details}. What would be your top {k} picks?",
+    "Hey, I'm shopping for {need}{details}. Can you recommend your top {k}?",
+    "I want to buy {need}{details}. Please suggest your top {k} options.",
+)
+FOCUS_PHRASES: dict[str, tuple[str, ...]] = {
+    "price": ("Keeping the price low matters most to me.", "I'd like to spend as little as possible."),
+    "rating": ("Good reviews matter most to me.", "I care most about high ratings."),
+    "shipping": ("Fast shipping matters most to me.", "I'd like it to arrive as soon as possible."),
+    "brand": ("I tend to stick with brands I already know.", "Brand matters a lot to me."),
+    "popularity": ("I like popular picks that lots of people buy.", "Something many shoppers have bought would be great."),
+    "similarity": ("The exact specs matter most to me.", "Getting the details right matters most to me."),
+}
+CONFIRM = ("That one looks good to me.", "That one sounds like what I need.", "Great, that one works for me.")
+UNSUITABLE = ("That one won't work.", "Hmm, that's not what I asked for.", "That one doesn't fit.")
+SOLD_OUT = ("That one shows as out of stock.", "That one seems to be sold out.")
+
+
+@dataclass
+class DiscoveryGoal:
+    target_row: int
+    target_id: str
+    leaf: str
+    path: str  # "l1 > l2 > l3" of the target
+    constraints: list[Constraint]
+    k: int
+    weights: dict[str, float]
+    focus: str
+    price_ref: float  # dollars; the price feature is exp(-price / price_ref)
+    oos_planned: bool = False
+    oos_row: int | None = None  # the row scheduled to sell out mid-episode
+    version: int = 0  # bumped when the shopper changes a constraint
+
+
+class DiscoveryEnv(ShopEnv):
+    env_id = "E_PD"
+    tools = ("catalog_search", "catalog_get_product", "ask_user")
+    answer_fields = ("recommended_product_ids",)
+    task_brief = (
+        "Find products that meet everything the shopper needs and recommend the best in-stock ones "
+        "for them, best first: answer {\"recommended_product_ids\": [...]} with as many as they ask for."
+    )
+
+    # ------------------------------------------------------------------ generation
+    def _n_candidates(self, row: int) -> int:
+        """How many constraints `constraints_for_target` can make for `row`."""
+        cat = self.catalog
+        n_attrs = sum(1 for a in ATTRIBUTE_COLUMNS if cat.value(a, row))
+        return 2 + n_attrs + 1 + (float(cat.numeric("rating")[row]) >= 3.0) + 1
+
+    def _sample_target(self, rng: np.random.Generator) -> int:
+        """A random in-stock product; one that can carry m(d) constraints when one turns up
+        within `MAX_TARGET_TRIES` draws (else the richest in-stock one drawn)."""
+        cat = self.catalog
+        stock = cat.numeric("stock")
+        best, best_n = None, -1
+        for _ in range(MAX_TARGET_TRIES):
+            row = int(rng.integers(len(cat)))
+            if stock[row] > 0 and self.world.in_stock(row) and cat.value("category_l3", row):
+                n = self._n_candidates(row)
+                if n >= self.axes.m:
+                    return row
+                if n > best_n:
+                    best, best_n = row, n
+        if best is None:
+            raise RuntimeError("catalog has too few in-stock products with a category")
+        return best
+
+    def _generate(self) -> Utterance:
+        rng = self.rand("goal")
+        cat = self.catalog
+        row = self._sample_target(rng)
+        constraints = constraints_for_target(cat, row, self.axes.m, rng)
+        disclosed = self.shopper.plan_disclosure([c.slot() for c in constraints], self.axes.p_missing, keep=1)
+        stated = {s.name for s in disclosed}
+
+        prefs = self.rand("prefs")
+        raw = prefs.dirichlet([2.0] * len(ASPECTS))
+        for c in constraints:
+            if c.name in stated and c.kind in KIND_ASPECT:
+                raw[ASPECTS.index(KIND_ASPECT[c.kind])] += STATED_BIAS / max(1, _count_kind(constraints, stated, c.kind))
+        raw = raw / raw.sum()
+        weights = {a: float(w) for a, w in zip(ASPECTS, raw)}
+        focus = ASPECTS[int(np.argmax(raw))]
+        cap = next((float(c.value) for c in constraints if c.kind == "price_max"), None)
+        price_ref = max(0.01, cap if cap is not None else 1.5 * float(cat.numeric("price")[row]))
+
+        self.goal = DiscoveryGoal(
+            target_row=row,
+            target_id=cat.product_id(row),
+            leaf=cat.value("category_l3", row),
+            path=CATEGORY_SEP.join(cat.value(f"category_l{i}", row) or "" for i in (1, 2, 3)),
+            constraints=constraints,
+            k=self.axes.k,
+            weights=weights,
+            focus=focus,
+            price_ref=price_ref,
+        )
+        self.goal.oos_planned = self.axes.p_oos > 0 and self.rand("oos").random() < self.axes.p_oos
+        self.searched_ids: set[str] = set()
+        self._pool_cache: tuple[int, np.ndarray] | None = None
+        return self._opening()
+
+    def _opening(self) -> Utterance:
+        sh, goal = self.shopper, self.goal
+        said = [c.name for c in goal.constraints if sh.revealed(c.name)]
+        need = sh.slots[said[0]].phrase
+        rest = [sh.slots[n].phrase for n in said[1:]]
+        details = " " + join_phrases(rest) if rest else ""
+        text = fill(sh.choose(OPENINGS), need=need, details=details, k=str(goal.k))
+        clean = f"{text} {sh.choose(FOCUS_PHRASES[goal.focus])}"
+        # an omitted phrase the text happens to contain was said after all
+        for name in list(sh.omitted):
+            if sh.slots[name].phrase in clean:
+                sh.omitted.remove(name)
+        disclosed = tuple(c.name for c in goal.constraints if sh.revealed(c.name))
+        return sh.say(clean, "opening", disclosed)
+
+    # ------------------------------------------------------------------ preferences & pool
+    def utility(self, rows) -> np.ndarray:
+        """The shopper's hidden utility of each row of `rows` (float64, in [0, 1])."""
+        cat, goal = self.catalog, self.goal
+        rows = np.asarray(rows, dtype=np.int64)
+        w = goal.weights
+        price = cat.numeric("price")[rows].astype(np.float64)
+        f_price = np.exp(-price / goal.price_ref)
+        rating = cat.numeric("rating")[rows].astype(np.float64)
+        f_rating = np.clip((rating - 1.0) / 4.0, 0.0, 1.0)
+        ship = cat.numeric("ship_days")[rows].astype(np.float64)
+        f_ship = np.clip(1.0 - (ship - 1.0) / (MAX_SHIP_DAYS - 1), 0.0, 1.0)
+        brand_codes = cat.codes("brand")[0]
+        f_brand = (np.asarray(brand_codes[rows]) == brand_codes[goal.target_row]).astype(np.float64)
+        count = cat.numeric("rating_count")[rows].astype(np.float64)
+        f_pop = np.clip(np.log1p(count) / math.log1p(POPULARITY_SCALE), 0.0, 1.0)
+        f_sim = self._attribute_similarity(rows)
+        u = (w["price"] * f_price + w["rating"] * f_rating + w["shipping"] * f_ship
+             + w["brand"] * f_brand + w["popularity"] * f_pop + w["similarity"] * f_sim)
+        return np.round(u, 12)
+
+    def _attribute_similarity(self, rows: np.ndarray) -> np.ndarray:
+        cat, target = self.catalog, self.goal.target_row
+        total = np.zeros(len(rows), dtype=np.float64)
+        n = 0
+        for attr in ATTRIBUTE_COLUMNS:
+            codes = cat.codes(attr)[0]
+            code = int(codes[target])
+            if code >= 0:
+                total += np.asarray(codes[rows]) == code
+                n += 1
+        return total / n if n else np.ones(len(rows), dtype=np.float64)
+
+    def utility_of(self, row: int) -> float:
+        return float(self.utility(np.array([row]))[0])
+
+    def _stock_mask(self, rows: np.ndarray) -> np.ndarray:
+        """In stock in the world overlay, for every row of `rows` (ascending)."""
+        stock = np.array(self.catalog.numeric("stock")[rows], dtype=np.int64)
+        for r, units in self.world.stock.items():
+            i = int(np.searchsorted(rows, r))
+            if i < len(rows) and int(rows[i]) == r:
+                stock[i] = units
+        return stock > 0
+
+    def _compatible_rows(self) -> np.ndarray:
+        """Every catalog row satisfying all constraints (stock ignored), ascending."""
+        goal = self.goal
+        if self._pool_cache is None or self._pool_cache[0] != goal.version:
+            rows = np.flatnonzero(constraints_mask(self.catalog, goal.constraints)).astype(np.int64)
+            self._pool_cache = (goal.version, rows)
+        return self._pool_cache[1]
+
+    def pool_rows(self) -> np.ndarray:
+        """The evaluation pool now: rows meeting every constraint and in stock, ascending."""
+        rows = self._compatible_rows()
+        return rows[self._stock_mask(rows)]
+
+    def ideal_rows(self) -> list[int]:
+        """The pool by utility desc, row asc."""
+        rows = self.pool_rows()
+        order = np.lexsort((rows, -self.utility(rows)))
+        return [int(r) for r in rows[order]]
+
+    def broken_constraint(self, row: int | None, only_stated: bool = False) -> Constraint | None:
+        """The first constraint `row` breaks (among the stated ones with `only_stated`)."""
+        for c in self.goal.constraints:
+            if only_stated and not self.shopper.revealed(c.name):
+                continue
+            if row is None or not c.holds(self.catalog, row):
+                return c
+        return None
+
+    def is_valid(self, row: int | None) -> bool:
+        """Meets every constraint and is in stock now."""
+        return row is not None and self.broken_constraint(row) is None and self.world.in_stock(row)
+
+    # ------------------------------------------------------------------ world events
+    def _on_tool(self, name: str, args, result: dict) -> None:
+        if name != "catalog_search":
+            return
+        ids = [r["product_id"] for r in result.get("results", []) if isinstance(r, dict) and "product_id" in r]
+        self.searched_ids.update(ids)
+        goal = self.goal
+        if not goal.oos_planned or goal.oos_row is not None:
+            return
+        pending = {r for _, r in self.world.scheduled_stockouts}
+        valid = [r for r in dict.fromkeys(self.world.row(i) for i in ids) if self.is_valid(r) and r not in pending]
+        if len(valid) < 2:
+            return
+        others = [r for r in valid if r != goal.target_row]
+        u = self.utility(np.array(others))
+        victim = min(zip(others, u.tolist()), key=lambda t: (-t[1], t[0]))[0]
+        goal.oos_row = victim
+        self.world.scheduled_stockouts.append((self.world.clock.turn + 1, victim))
+
+    # ------------------------------------------------------------------ shopper reactions
+    def _mentioned(self, message: str) -> list[int]:
+        """Rows of the seen product ids named in `message`, in order of appearance."""
+        found = []
+        for pid in sorted(self.seen_ids):
+            pos = message.find(pid)
+            if pos >= 0 and self.world.row(pid) is not None:
+                found.append((pos, -len(pid), pid))
+        found.sort()
+        rows, end = [], -1
+        for pos, neg_len, pid in found:
+            if pos < end:  # inside a longer id already taken
+                continue
+            end = pos - neg_len
+            rows.append(self.world.row(pid))
+        return rows[:MAX_MENTIONS]
+
+    def _react(self, message: str, turn: int, had_tools: bool) -> Utterance | None:
+        sh = self.shopper
+        rows = self._mentioned(message)
+        if not rows:
+            if "?" in message and not had_tools:
+                return sh.answer(message, turn)
+            return None
+        top = rows[0]
+        c = self.broken_constraint(top, only_stated=True)
+        if c is not None:
+            return sh.say(f"{sh.choose(UNSUITABLE)} {sh.slots[c.name].reply}", "correction", (c.name,))
+        if not self.world.in_stock(top):
+            return sh.say(sh.choose(SOLD_OUT), "sold_out")
+        return sh.say(sh.choose(CONFIRM), "confirm")
+
+    def _switch_goal(self, rng: np.random.Generator) -> Utterance | None:
+        """The shopper changes its mind (journeys): a higher budget. Only relaxes, so every
+        valid recommendation stays valid."""
+        goal = self.goal
+        for i, c in enumerate(goal.constraints):
+            if c.kind == "price_max":
+                new = Constraint("price_max", nice_price_cap(float(c.value), rng))
+                goal.constraints[i] = new
+                goal.version += 1
+                slot = new.slot()
+                self.shopper.slots[new.name] = slot
+                if new.name in self.shopper.omitted:
+                    self.shopper.omitted.remove(new.name)
+                text = f"Actually, I changed my mind about the budget: anything {slot.phrase} is fine."
+                return self.shopper.say(text, "switch", (new.name,))
+        return None
+
+    # ------------------------------------------------------------------ verifier
+    def _score(self, answer: Answer | None) -> TaskScore:
+        goal, cat = self.goal, self.catalog
+        k, m = goal.k, len(goal.constraints)
+        pool = self.pool_rows()
+        pool_u = self.utility(pool)
+        u_max = float(pool_u.max()) if len(pool) else 0.0
+        ideal_u = np.sort(pool_u)[::-1][:k]
+        details: dict = {
+            "k": k, "m": m, "n_pool": int(len(pool)), "target_id": goal.target_id,
+            "oos_id": cat.product_id(goal.oos_row) if goal.oos_row is not None else None,
+        }
+        ids = list(dict.fromkeys(answer.recommended_product_ids or [])) if answer is not None else []
+        if not ids:
+            return TaskScore(-1.0, False, details | {
+                "ndcg": 0.0, "constraint_share": 0.0, "stock_share": 0.0, "n_recommended": 0,
+                "top_valid": False, "top_in_stock": False, "top_searched": False,
+            })
+        rows = [self.world.row(i) for i in ids]
+        top_rows = rows[:k]
+
+        def rel(row: int | None) -> float:
+            if row is None or u_max <= 0:
+                return 0.0
+            i = int(np.searchsorted(pool, row))
+            return float(pool_u[i]) / u_max if i < len(pool) and int(pool[i]) == row else 0.0
+
+        dcg = sum(rel(r) / math.log2(i + 2) for i, r in enumerate(top_rows))
+        idcg = sum(float(u) / u_max / math.log2(i + 2) for i, u in enumerate(ideal_u)) if u_max > 0 else 0.0
+        ndcg = min(1.0, dcg / idcg) if idcg > 0 else 0.0
+        leaf = goal.constraints[0]
+        fits, stocks = [], []
+        for r in top_rows:
+            relevant = r is not None and leaf.holds(cat, r)
+            fits.append(sum(c.holds(cat, r) for c in goal.constraints) / m if relevant else 0.0)
+            stocks.append(1.0 if relevant and self.world.in_stock(r) else 0.0)
+        fit = sum(fits) / len(fits)
+        stock = sum(stocks) / len(stocks)
+        r_task = clip(2 * (W_NDCG * ndcg + W_FIT * fit + W_STOCK * stock) / 10 - 1)
+
+        top = rows[0]
+        top_satisfies = top is not None and self.broken_constraint(top) is None
+        top_in_stock = top is not None and self.world.in_stock(top)
+        top_searched = ids[0] in self.searched_ids
+        details |= {
+            "ndcg": ndcg,
+            "constraint_share": fit,
+            "stock_share": stock,
+            "n_recommended": len(ids),
+            "n_unknown": sum(r is None for r in rows),
+            "n_in_pool": sum(rel(r) > 0 for r in top_rows),
+            "top_satisfies_all": top_satisfies,
+            "top_in_stock": top_in_stock,
+            "top_searched": top_searched,
+            "top_valid": top_satisfies and top_in_stock,
+        }
+        correct = top_satisfies and top_in_stock and top_searched
+        return TaskScore(float(r_task), bool(correct), details)
+
+
+def _count_kind(constraints: list[Constraint], stated: set[str], kind: str) -> int:
+    """How many stated constraints share `kind` (attributes split one bias between them)."""
+    return sum(1 for c in constraints if c.kind == kind and c.name in stated)

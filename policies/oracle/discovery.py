@@ -1,0 +1,64 @@
+"""Oracle for E_PD: ask about omitted slots -> filtered search -> the k best-utility valid
+results.
+
+The search uses the leaf name and the attribute values as the query, every constraint as
+filters (`constraints.to_filters`) and the target's category path, so its results are valid
+products, up to the retrieval depth (`axes.top_k`). When that search scheduled a stock-out,
+a second search checks stock when turns allow; either way the planner never answers a row
+that is out of stock or scheduled to sell out. Only ids a search showed are answered. One
+tool call per turn, so any B_tool(d) >= 1 is respected; at most four turns (ask, search,
+re-check, answer), within T_max(d) >= 4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.constraints import to_filters
+
+from .common import GENERIC_QUESTION, Planner, call
+
+MAX_SEARCH_TOP_K = 200  # CatalogSearchArgs.top_k's upper bound
+
+
+class DiscoveryPlanner(Planner):
+    def __init__(self, env):
+        super().__init__(env)
+        self.asked = False
+        self.searched_version: int | None = None
+        self.rechecked = False
+
+    def _search(self) -> dict:
+        env, goal = self.env, self.env.goal
+        attrs = [str(c.value) for c in goal.constraints if c.kind == "attribute"]
+        filters = to_filters(goal.constraints).model_dump(exclude_none=True)
+        filters["category"] = goal.path
+        top_k = max(1, min(env.axes.top_k, MAX_SEARCH_TOP_K))
+        return call("catalog_search", query=" ".join([goal.leaf] + attrs), filters=filters, top_k=top_k)
+
+    def _answer_ids(self) -> list[str]:
+        env, goal = self.env, self.env.goal
+        pending = {row for _, row in env.world.scheduled_stockouts}
+        rows = sorted({r for r in (env.world.row(pid) for pid in env.searched_ids)
+                       if env.is_valid(r) and r not in pending})
+        if not rows:
+            return []
+        u = env.utility(np.array(rows, dtype=np.int64)).tolist()
+        ranked = sorted(zip(rows, u), key=lambda t: (-t[1], t[0]))
+        return [env.catalog.product_id(r) for r, _ in ranked[: goal.k]]
+
+    def next_action(self) -> dict:
+        env, goal = self.env, self.env.goal
+        if env.shopper.omitted and not self.asked:
+            self.asked = True
+            return {"tool_calls": [call("ask_user", question=GENERIC_QUESTION)]}
+        if self.searched_version != goal.version:
+            self.searched_version = goal.version
+            return {"tool_calls": [self._search()]}
+        turns_left = env.axes.T_max - env.turn
+        if goal.oos_row is not None and not self.rechecked and turns_left >= 2:
+            self.rechecked = True  # the search scheduled a stock-out: look again next turn
+            return {"tool_calls": [self._search()]}
+        ids = self._answer_ids()
+        message = f"Here are my top {len(ids)} picks: {', '.join(ids)}." if ids else "Sorry, I found nothing."
+        return {"assistant_message": message, "answer": {"recommended_product_ids": ids}}
