@@ -108,14 +108,32 @@ def cart_strategy(t: Transcript) -> dict:
     return {"tool_calls": adds, "answer": {"done": True}}
 
 
+_PRICE_CAP = re.compile(r"(?:under|at most|up to|budget is) \$([\d,]+(?:\.\d+)?)")
+_RATING = re.compile(r"at least (\d(?:\.\d)?) stars")
+_SHIP = re.compile(r"within (\d+) days")
+
+
+def stated_filters(text: str) -> dict:
+    """Filters a shopper stated in plain words (price cap, rating, shipping)."""
+    f: dict = {"in_stock": True}
+    if m := _PRICE_CAP.search(text):
+        f["price_max"] = float(m.group(1).replace(",", ""))
+    if m := _RATING.search(text):
+        f["rating_min"] = float(m.group(1))
+    if m := _SHIP.search(text):
+        f["ship_days_max"] = int(m.group(1))
+    return f
+
+
 def recommend_strategy(t: Transcript, env_id: str) -> dict:
-    """Search with the shopper's words, ask once, recommend the in-stock hits."""
+    """Ask once, search with the shopper's words and stated filters, recommend in-stock hits."""
     if not t.called("ask_user") and t.turns_left() > 2:
         return {"tool_calls": [call("ask_user", question=GENERIC_QUESTION)]}
     hits = t.search_hits()
     if not hits:
-        query = " ".join(keywords(t.user_text())[:12]) or "best seller"
-        return {"tool_calls": [call("catalog_search", query=query, filters={"in_stock": True}, top_k=20)]}
+        text = t.user_text()
+        query = " ".join(keywords(text.split(".")[0])[:8]) or "best seller"
+        return {"tool_calls": [call("catalog_search", query=query, filters=stated_filters(text), top_k=20)]}
     k = 3
     m = re.search(r"top (\d+)", t.user_text())
     if m:
@@ -125,6 +143,29 @@ def recommend_strategy(t: Transcript, env_id: str) -> dict:
         if h.get("in_stock") and h["product_id"] not in ids:
             ids.append(h["product_id"])
     return {"answer": {"recommended_product_ids": ids[:k]}}
+
+
+_CATEGORY_LIST = re.compile(r"categories: ([^.?!]+)")
+_BUDGET_TOTAL = re.compile(r"\$([\d,]+(?:\.\d+)?)")
+
+
+def bundle_strategy(t: Transcript) -> dict:
+    """Search each listed category, pick the cheapest in-stock hit of each, answer."""
+    text = " ".join(t.user_texts())
+    m = _CATEGORY_LIST.search(text)
+    names = [n.strip() for n in re.split(r",| and ", m.group(1))] if m else []
+    names = [n for n in names if n]
+    searched = {r["query"]: r.get("results", []) for r in t.results("catalog_search")}
+    todo = [n for n in names if n not in searched]
+    if todo and t.turns_left() > 1:
+        return {"tool_calls": [call("catalog_search", query=n, filters={"in_stock": True}, top_k=10)
+                               for n in todo[: t.tool_budget]]}
+    picks = []
+    for n in names:
+        hits = [h for h in searched.get(n, []) if h.get("in_stock") and h["category"].lower().endswith(n.lower())]
+        if hits:
+            picks.append(min(hits, key=lambda h: h["price"])["product_id"])
+    return {"answer": {"recommended_product_ids": picks}}
 
 
 ORDER_ID = re.compile(r"\bW\d{7}\b")
@@ -208,7 +249,32 @@ STRATEGIES: dict[str, Callable[[Transcript], dict]] = {
     "E_CART": cart_strategy,
     "E_PD": lambda t: recommend_strategy(t, "E_PD"),
     "E_SUB": lambda t: recommend_strategy(t, "E_SUB"),
+    "E_BUNDLE": bundle_strategy,
+    "E_JOURNEY": journey_strategy,
 }
+
+
+INTENT_WORDS = (
+    ("E_RETURN", ("return",)),
+    ("E_BUNDLE", ("categories:",)),
+    ("E_SUB", ("sold out", "out of stock", "alternative")),
+    ("E_CART", ("cart",)),
+    ("E_STATUS", ("order",)),
+    ("E_POLICY", ("policy", "can i", "how many days", "fee", "warranty", "member")),
+)
+
+
+def journey_strategy(t: Transcript) -> dict:
+    """Treat the messages since the last answer as one request; guess its kind from words."""
+    start = max((i for i, m in enumerate(t.messages) if m["role"] == "assistant" and "answer" in m), default=0)
+    sub_obs = dict(t.obs, messages=[t.messages[0]] + t.messages[start + 1:])
+    sub = Transcript(sub_obs)
+    first = next((m["content"].lower() for m in sub.messages if m["role"] == "user"), "")
+    kind = next((k for k, words in INTENT_WORDS if any(w in first for w in words)), "E_PD")
+    action = STRATEGIES[kind](sub)
+    if "answer" in action:
+        action["answer"] = dict(action["answer"], env=kind)
+    return action
 
 
 class HeuristicPolicy:
