@@ -250,7 +250,7 @@ STRATEGIES: dict[str, Callable[[Transcript], dict]] = {
     "E_PD": lambda t: recommend_strategy(t, "E_PD"),
     "E_SUB": lambda t: recommend_strategy(t, "E_SUB"),
     "E_BUNDLE": bundle_strategy,
-    "E_JOURNEY": journey_strategy,
+    "E_JOURNEY": lambda t: journey_strategy(t),
 }
 
 
