@@ -1,0 +1,300 @@
+"""``ecomrlve play``: play an environment yourself in the browser.
+
+    ecomrlve play --port 8001        # then open http://127.0.0.1:8001/
+
+A FastAPI app and one static page (``actors/static/``: HTML, JS, CSS; no CDN, everything is
+served from this package). Pick an environment and a difficulty, reset, read the shopper's
+messages, call tools through forms generated from the tools' JSON schemas, answer, and read
+the reward breakdown. "Reveal hidden goal" shows ``env.goal`` as JSON (debugging: it is the
+privileged state the verifier scores against).
+
+Each browser session (cookie ``ecomrlve_play``, HttpOnly, SameSite=Strict) has its own
+episode; sessions live in an LRU of ``--max-sessions``. JSON API used by the page:
+
+    GET  /api/envs    environments: tools (OpenAI schemas), answer schema, task brief
+    POST /api/reset   {"env_id", "difficulty", "seed"?}         -> view
+    POST /api/step    {"action": {...} | "<JSON text>"}         -> view
+    GET  /api/state   the current view (404 before a reset)
+    GET  /api/goal    {"goal": <env.goal as JSON>}
+
+A bad action is the env's normal outcome (the episode ends with r_total = -1); a bad request
+is a 4xx with a message naming the problem.
+"""
+
+import secrets
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from envs import ENV_IDS, make_env
+from envs.actions import Answer
+from envs.difficulty import MAX_DIFFICULTY
+
+from .evaluate import DEFAULT_CATALOG_SIZE, jsonable, load_catalog
+from .openenv_server import MAX_BODY_BYTES, RequestError, install_error_handlers, read_json
+
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC_FILES = {"play.html": "text/html", "play.js": "text/javascript", "play.css": "text/css"}
+COOKIE = "ecomrlve_play"
+DEFAULT_PORT = 8001
+DEFAULT_MAX_SESSIONS = 256
+
+__all__ = ["create_play_app", "add_play_commands", "PlayConfig"]
+
+
+class PlayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    catalog_size: int = Field(DEFAULT_CATALOG_SIZE, ge=1)
+    catalog_seed: int = 0
+    catalog_dir: str | None = None
+    max_sessions: int = Field(DEFAULT_MAX_SESSIONS, ge=1)
+    default_env: str = "E_CART"
+    default_difficulty: int = Field(0, ge=0, le=MAX_DIFFICULTY)
+
+
+class ResetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    env_id: str
+    difficulty: int = Field(0, ge=0, le=MAX_DIFFICULTY)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+
+
+class StepBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: dict[str, Any] | str
+
+
+def answer_schema(fields: tuple[str, ...]) -> dict:
+    """The Answer JSON schema restricted to `fields` (plus the optional ``env``)."""
+    schema = Answer.model_json_schema()
+    keep = set(fields) | {"env"}
+    schema["properties"] = {k: v for k, v in schema["properties"].items() if k in keep}
+    schema.pop("required", None)
+    return schema
+
+
+class PlaySession:
+    def __init__(self):
+        self.env = None
+        self.envs: dict[str, Any] = {}
+        self.lock = threading.Lock()
+        self.last_reward: float | None = None
+        self.terminated = self.truncated = False
+
+
+class Player:
+    def __init__(self, config: PlayConfig, catalog=None):
+        self.config = config
+        self.catalog = catalog if catalog is not None else load_catalog(config.catalog_dir, config.catalog_size,
+                                                                         config.catalog_seed)
+        self.sessions: OrderedDict[str, PlaySession] = OrderedDict()
+        self._lock = threading.Lock()
+        self._seed = 0
+        self._catalogue: list[dict] | None = None
+
+    def session(self, token: str | None) -> tuple[str, PlaySession]:
+        with self._lock:
+            if token and token in self.sessions:
+                self.sessions.move_to_end(token)
+                return token, self.sessions[token]
+            token = secrets.token_urlsafe(18)
+            sess = PlaySession()
+            self.sessions[token] = sess
+            while len(self.sessions) > self.config.max_sessions:
+                self.sessions.popitem(last=False)
+            return token, sess
+
+    def env_catalogue(self) -> list[dict]:
+        if self._catalogue is None:
+            out = []
+            for env_id in ENV_IDS:
+                try:
+                    env = make_env(env_id, self.catalog)
+                except ImportError as exc:
+                    out.append({"env_id": env_id, "available": False, "error": str(exc)})
+                    continue
+                out.append({"env_id": env_id, "available": True, "task_brief": env.task_brief,
+                            "tools": env._tool_schemas, "answer_fields": list(env.answer_fields),
+                            "answer_schema": answer_schema(env.answer_fields)})
+            self._catalogue = out
+        return self._catalogue
+
+    def next_seed(self) -> int:
+        with self._lock:
+            self._seed += 1
+            return self._seed - 1
+
+    # ---------------------------------------------------------------- episode ops (in a thread)
+    def reset(self, sess: PlaySession, body: ResetBody) -> dict:
+        if body.env_id not in ENV_IDS:
+            raise RequestError(f"env_id: unknown environment {body.env_id!r}; known: {', '.join(ENV_IDS)}")
+        with sess.lock:
+            env = sess.envs.get(body.env_id)
+            if env is None:
+                try:
+                    env = make_env(body.env_id, self.catalog)
+                except ImportError as exc:
+                    raise RequestError(f"env_id: {body.env_id} is not available in this installation ({exc})",
+                                       status=503) from None
+                sess.envs[body.env_id] = env
+            seed = body.seed if body.seed is not None else self.next_seed()
+            try:
+                env.reset(seed=seed, options={"difficulty": body.difficulty})
+            except ValueError as exc:
+                raise RequestError(str(exc)) from None
+            sess.env = env
+            sess.last_reward, sess.terminated, sess.truncated = None, False, False
+            return self.view(sess)
+
+    def step(self, sess: PlaySession, action: Any) -> dict:
+        with sess.lock:
+            env = sess.env
+            if env is None:
+                raise RequestError("no episode: reset first", status=409)
+            if env.done:
+                raise RequestError("episode is over: start a new one", status=409)
+            _, reward, terminated, truncated, _ = env.step(action)
+            sess.last_reward, sess.terminated, sess.truncated = float(reward), bool(terminated), bool(truncated)
+            return self.view(sess)
+
+    def view(self, sess: PlaySession) -> dict:
+        env = sess.env
+        if env is None:
+            raise RequestError("no episode: reset first", status=404)
+        reward = env.reward_info.as_dict() if env.reward_info is not None else None
+        return jsonable({
+            "env_id": env.env_id, "difficulty": env.difficulty, "seed": env.seed, "turn": env.turn,
+            "T_max": env.axes.T_max, "B_tool": env.axes.B_tool, "done": env.done,
+            "terminated": sess.terminated, "truncated": sess.truncated, "last_reward": sess.last_reward,
+            "messages": env.messages, "tools": env._tool_schemas, "answer_fields": list(env.answer_fields),
+            "answer_schema": answer_schema(env.answer_fields), "reward": reward, "task_brief": env.task_brief,
+        })
+
+    def goal(self, sess: PlaySession) -> dict:
+        with sess.lock:
+            if sess.env is None:
+                raise RequestError("no episode: reset first", status=404)
+            return {"env_id": sess.env.env_id, "seed": sess.env.seed, "difficulty": sess.env.difficulty,
+                    "goal": jsonable(getattr(sess.env, "goal", None))}
+
+
+def create_play_app(config: PlayConfig | None = None, catalog=None):
+    from fastapi import FastAPI, Request
+    from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+    from starlette.concurrency import run_in_threadpool
+
+    player = Player(config or PlayConfig(), catalog)
+    app = FastAPI(title="ecomrlve play", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.player = player
+    install_error_handlers(app)
+
+    def respond(request: Request, token: str, payload: Any, status: int = 200) -> JSONResponse:
+        resp = JSONResponse(payload, status_code=status)
+        if request.cookies.get(COOKIE) != token:
+            resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.get("/")
+    async def index():
+        return RedirectResponse("/static/play.html")
+
+    @app.get("/static/{name}")
+    async def static(name: str):
+        if name not in STATIC_FILES:
+            raise RequestError(f"no static file {name!r}", status=404, code="NOT_FOUND")
+        return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name],
+                            headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/envs")
+    async def envs(request: Request):
+        token, _ = player.session(request.cookies.get(COOKIE))
+        payload = {"envs": await run_in_threadpool(player.env_catalogue), "max_difficulty": MAX_DIFFICULTY,
+                   "default_env": player.config.default_env, "default_difficulty": player.config.default_difficulty}
+        return respond(request, token, payload)
+
+    @app.post("/api/reset")
+    async def reset(request: Request):
+        token, sess = player.session(request.cookies.get(COOKIE))
+        data = await read_json(request, MAX_BODY_BYTES)
+        try:
+            body = ResetBody.model_validate(data)
+        except ValidationError as exc:
+            raise RequestError(_message(exc)) from None
+        return respond(request, token, await run_in_threadpool(player.reset, sess, body))
+
+    @app.post("/api/step")
+    async def step(request: Request):
+        token, sess = player.session(request.cookies.get(COOKIE))
+        data = await read_json(request, MAX_BODY_BYTES)
+        try:
+            body = StepBody.model_validate(data)
+        except ValidationError as exc:
+            raise RequestError(_message(exc)) from None
+        return respond(request, token, await run_in_threadpool(player.step, sess, body.action))
+
+    @app.get("/api/state")
+    async def state(request: Request):
+        token, sess = player.session(request.cookies.get(COOKIE))
+        return respond(request, token, await run_in_threadpool(player.view, sess))
+
+    @app.get("/api/goal")
+    async def goal(request: Request):
+        token, sess = player.session(request.cookies.get(COOKIE))
+        return respond(request, token, await run_in_threadpool(player.goal, sess))
+
+    return app
+
+
+def _message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_play_commands(subparsers) -> None:
+    p = subparsers.add_parser(
+        "play", help="play an environment in the browser (tool forms, reward breakdown, hidden goal)",
+        description="A local web page to play the environments by hand. Binds 127.0.0.1 unless --host says "
+                    "otherwise; everything (HTML, JS, CSS) is served locally.")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--env", dest="env_id", default="E_CART", help="environment preselected on the page (default E_CART)")
+    p.add_argument("--difficulty", type=int, default=0, help="difficulty preselected on the page (default 0)")
+    p.add_argument("--catalog-size", type=int, default=DEFAULT_CATALOG_SIZE,
+                   help=f"products of the synthetic catalog (default {DEFAULT_CATALOG_SIZE})")
+    p.add_argument("--catalog-seed", type=int, default=0, help="synthetic catalog seed (default 0)")
+    p.add_argument("--catalog", dest="catalog_dir", default=None, help="a catalog directory from `ecomrlve catalog build`")
+    p.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                   help=f"browser sessions kept (LRU, default {DEFAULT_MAX_SESSIONS})")
+    p.set_defaults(func=cmd_play)
+
+
+def cmd_play(args) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    try:
+        import uvicorn
+    except ImportError:
+        console.print("[red]error:[/red] `ecomrlve play` needs fastapi and uvicorn: pip install 'ecomrlve[serve]'")
+        return 2
+    try:
+        if args.env_id not in ENV_IDS:
+            raise ValueError(f"--env: unknown environment {args.env_id!r}; known: {', '.join(ENV_IDS)}")
+        config = PlayConfig(catalog_size=args.catalog_size, catalog_seed=args.catalog_seed, catalog_dir=args.catalog_dir,
+                            max_sessions=args.max_sessions, default_env=args.env_id, default_difficulty=args.difficulty)
+    except (ValidationError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    app = create_play_app(config)
+    console.print(f"ecomrlve play: open http://{args.host}:{args.port}/")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
