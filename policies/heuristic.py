@@ -168,6 +168,29 @@ def bundle_strategy(t: Transcript) -> dict:
     return {"answer": {"recommended_product_ids": picks}}
 
 
+_OTHERWISE = re.compile(r"Otherwise: ([^.]+)")
+_NUMBER = re.compile(r"\$?(\d+(?:\.\d+)?)")
+
+
+def policy_strategy(t: Transcript) -> dict:
+    """Search the policy with the question; answer the top rule's default case."""
+    found = t.results("policy_search")
+    if not found:
+        question = t.user_texts()[0] if t.user_texts() else "return policy"
+        return {"tool_calls": [call("policy_search", query=question[:400], top_k=3)]}
+    rules = found[-1].get("rules", [])
+    m = _OTHERWISE.search(rules[0]["text"]) if rules else None
+    if not m:
+        return {"answer": {"policy_answer": "no"}}
+    outcome = m.group(1).strip()
+    number = _NUMBER.search(outcome)
+    if outcome.lower().startswith(("no", "not")):
+        return {"answer": {"policy_answer": "no"}}
+    if number:
+        return {"answer": {"policy_answer": float(number.group(1))}}
+    return {"answer": {"policy_answer": outcome}}
+
+
 ORDER_ID = re.compile(r"\bW\d{7}\b")
 REASON_WORDS = (
     ("damaged", ("damaged", "broken")),
@@ -246,6 +269,7 @@ def return_strategy(t: Transcript) -> dict:
 STRATEGIES: dict[str, Callable[[Transcript], dict]] = {
     "E_RETURN": return_strategy,
     "E_STATUS": status_strategy,
+    "E_POLICY": policy_strategy,
     "E_CART": cart_strategy,
     "E_PD": lambda t: recommend_strategy(t, "E_PD"),
     "E_SUB": lambda t: recommend_strategy(t, "E_SUB"),
