@@ -369,6 +369,13 @@ class Catalog:
         self._category_index = None
         self._id_to_row = None
 
+    def __copy__(self) -> "Catalog":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "Catalog":
+        """A catalog is read-only and shared by every episode: copies are the same object."""
+        return self
+
     def __repr__(self) -> str:
         return f"Catalog(n_products={self._n}, source={self.source!r}, seed={self.seed!r})"
 
