@@ -1,0 +1,395 @@
+"""The rollout driver behind ``ecomrlve run``: builds the actor system and drives it.
+
+    from actors.driver import RunConfig, Driver
+    result = Driver(RunConfig(collection="C1", episodes=20, policy="oracle")).run()
+
+What it builds (DESIGN.md section 2):
+
+- the catalog (synthetic, or a built directory) and its global BM25 index, published once
+  (object store, or the directory path for memory-mapped loading);
+- ``S`` `CatalogShard` actors and a `ShardRouter` handed to every env worker;
+- the shopper Serve deployment (template backend), ``max_ongoing_requests`` sized for
+  ``W x max_concurrent`` episodes;
+- the named `CurriculumScheduler`, checkpointing into the run directory;
+- the `TrajectoryWriter` on the driver's node and ``W`` `EnvWorker` actors.
+
+The loop leases tasks from the scheduler in batches, dispatches them to workers
+(``run_tasks`` returns two refs: small summaries and the trajectories), waits with
+``ray.wait``, and forwards each trajectories ref to the writer without fetching it. Workers
+report outcomes to the scheduler themselves (it ignores a task reported twice).
+
+Fault tolerance: a dead worker's in-flight calls fail with `RayActorError`; their tasks go
+back to the front of the queue and run again (Ray restarts the worker). Shards restart
+transparently (the router's calls are retried by Ray). The writer drops an episode id it
+has already written. So every leased task ends up in the parquet exactly once.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
+
+from envs import env_class, resolve_envs
+
+from . import run_dir as rd
+from .metrics import get_metrics
+
+NAMESPACE = "ecomrlve"
+ENV_NODE_RESOURCE = "ecomrlve_env"  # custom resource of cluster.yaml's CPU node type
+GPU_NODE_RESOURCE = "ecomrlve_gpu"  # custom resource of cluster.yaml's GPU node type
+MAX_TASK_FAILURES = 5  # a task whose dispatch failed this often stops the run
+
+__all__ = ["RunConfig", "RunResult", "Driver", "run", "plan_cpus", "NAMESPACE"]
+
+
+@dataclass
+class RunConfig:
+    collection: str = "C8"  # collection name, env id, or comma-separated mix
+    episodes: int = 200
+    workers: int = 2
+    shards: int = 2
+    policy: str = "heuristic"  # heuristic | oracle
+    catalog_size: int = 20_000
+    catalog_dir: str | None = None  # a built catalog directory (ecomrlve catalog build)
+    catalog_transport: str = "auto"  # auto | path | object-store
+    catalog_seed: int = 0
+    seed: int = 0  # curriculum sampling seed; task seeds start at seed * 1_000_000
+    out: str | None = None  # run directory (default runs/<timestamp>)
+    batch_size: int = 4  # tasks per dispatch call
+    max_concurrent: int = 32  # episodes at once per worker
+    threads: int = 8  # step threads per worker
+    shopper: str = "serve"  # serve | local | none
+    shopper_backend: str = "template"
+    shopper_replicas: int = 1
+    worker_cpus: float | None = None  # None: planned from the cluster's CPUs
+    shard_cpus: float | None = None
+    checkpoint_every: int = 10
+    curriculum: dict = field(default_factory=dict)  # CurriculumConfig overrides (tau_num, ...)
+    resume: str | None = None  # a curriculum.json to continue from
+
+    def validate(self) -> "RunConfig":
+        resolve_envs(self.collection)
+        for name in ("episodes", "workers", "shards", "batch_size", "max_concurrent", "threads", "shopper_replicas"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.policy not in ("heuristic", "oracle"):
+            raise ValueError(f"policy must be 'heuristic' or 'oracle', got {self.policy!r}")
+        if self.shopper not in ("serve", "local", "none"):
+            raise ValueError(f"shopper must be 'serve', 'local' or 'none', got {self.shopper!r}")
+        if self.catalog_transport not in ("auto", "path", "object-store"):
+            raise ValueError(f"catalog_transport must be auto, path or object-store, got {self.catalog_transport!r}")
+        if self.catalog_dir is None and (not isinstance(self.catalog_size, int) or self.catalog_size < self.shards):
+            raise ValueError(f"catalog_size must be an integer >= shards ({self.shards}), got {self.catalog_size!r}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        return self
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    episodes: int
+    wall_s: float
+    episodes_per_s: float
+    leased: int
+    written: int
+    duplicates_dropped: int
+    retried_tasks: int
+    errors: int
+    curriculum: dict
+    summaries: list = field(repr=False, default_factory=list)
+
+
+def plan_cpus(total_cpus: float, workers: int, shards: int) -> tuple[float, float]:
+    """CPU requests (worker, shard) so that W workers, S shards and the shopper fit."""
+    budget = max(float(total_cpus) - 0.2, 0.2)
+    worker = min(1.0, round(budget * 0.7 / workers, 3))
+    shard = min(1.0, round(budget * 0.3 / shards, 3))
+    return max(worker, 0.01), max(shard, 0.01)
+
+
+class Driver:
+    def __init__(self, config: RunConfig):
+        self.config = config.validate()
+        self.env_ids = resolve_envs(config.collection)
+        for env_id in self.env_ids:  # fail fast, in the driver, on an environment that cannot load
+            try:
+                env_class(env_id)
+            except ImportError as exc:
+                raise ValueError(f"environment {env_id} is not available: {exc}") from None
+        self.started = False
+        self.workers: list = []
+        self.router = None
+        self.scheduler = None
+        self.writer = None
+        self.shopper_client = None
+        self.source = None
+        self.run_dir: Path | None = None
+        self.retried = 0
+
+    # ------------------------------------------------------------------ build
+    def _catalog_source(self, log: Callable[[str], None]):
+        from catalog_service import Catalog
+        from catalog_service.search import read_meta
+        from catalog_service.shards import CatalogSource
+
+        cfg = self.config
+        if cfg.catalog_dir:
+            has_index = read_meta(cfg.catalog_dir) is not None
+            if has_index and cfg.catalog_transport in ("auto", "path"):
+                log(f"catalog: {cfg.catalog_dir} (memory-mapped by every actor)")
+                return CatalogSource.from_dir(cfg.catalog_dir)
+            if cfg.catalog_transport == "path":
+                raise ValueError(f"catalog directory {cfg.catalog_dir} has no search index; "
+                                 "build it with `ecomrlve catalog build` or use --catalog-transport object-store")
+            t0 = time.perf_counter()
+            catalog = Catalog.load(cfg.catalog_dir)
+            log(f"catalog: loaded {len(catalog):,} products from {cfg.catalog_dir} in {time.perf_counter() - t0:.1f} s")
+        else:
+            t0 = time.perf_counter()
+            catalog = Catalog.synthetic(n_products=cfg.catalog_size, seed=cfg.catalog_seed)
+            log(f"catalog: generated {len(catalog):,} synthetic products in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        source = CatalogSource.from_catalog(catalog)
+        log(f"catalog: indexed and published to the object store in {time.perf_counter() - t0:.1f} s")
+        return source
+
+    def _node_resources(self) -> dict:
+        return {ENV_NODE_RESOURCE: 0.001} if ray.cluster_resources().get(ENV_NODE_RESOURCE) else {}
+
+    def start(self, log: Callable[[str], None] = lambda s: None) -> "Driver":
+        from catalog_service.shards import start_shards
+        from scheduler.actor import SCHEDULER_NAME, create_scheduler
+
+        from .env_worker import EnvWorker, LocalPolicyClient
+        from .run_dir import _writer_actor
+
+        cfg = self.config
+        if not ray.is_initialized():
+            raise RuntimeError("call ray.init() (or actors.cli.init_ray()) before starting the driver")
+        self.run_dir = rd.new_run_dir(cfg.out)
+        rd.write_config(self.run_dir, dataclasses.asdict(cfg))
+        total = ray.cluster_resources().get("CPU", 2.0)
+        w_cpu, s_cpu = plan_cpus(total, cfg.workers, cfg.shards)
+        w_cpu = cfg.worker_cpus if cfg.worker_cpus is not None else w_cpu
+        s_cpu = cfg.shard_cpus if cfg.shard_cpus is not None else s_cpu
+        labels = self._node_resources()
+
+        self.source = self._catalog_source(log)
+        t0 = time.perf_counter()
+        self.router = start_shards(self.source, cfg.shards, num_cpus=s_cpu, resources=labels)
+        log(f"shards: {cfg.shards} up in {time.perf_counter() - t0:.1f} s")
+
+        if cfg.shopper == "serve":
+            from .shopper_service import ShopperClient, deploy_shopper
+
+            t0 = time.perf_counter()
+            handle = deploy_shopper(cfg.shopper_backend, max_ongoing_requests=cfg.workers * cfg.max_concurrent * 2,
+                                    num_replicas=cfg.shopper_replicas, resources=labels or None)
+            self.shopper_client = ShopperClient(handle, cfg.shopper_backend)
+            log(f"shopper: Serve deployment ({cfg.shopper_backend}) up in {time.perf_counter() - t0:.1f} s")
+        elif cfg.shopper == "local":
+            from .shopper_service import LocalShopperClient
+
+            self.shopper_client = LocalShopperClient(cfg.shopper_backend)
+
+        ckpt = self.run_dir / rd.CURRICULUM_FILE
+        if cfg.resume:
+            if Path(cfg.resume).resolve() != ckpt.resolve():
+                ckpt.write_text(Path(cfg.resume).read_text())
+        curriculum_cfg = {"first_seed": cfg.seed * 1_000_000, **cfg.curriculum}
+        self.scheduler_name = f"{SCHEDULER_NAME}-{self.run_dir.name}"
+        self.scheduler = create_scheduler(self.env_ids, curriculum_cfg, seed=cfg.seed, checkpoint_path=str(ckpt),
+                                          checkpoint_every=cfg.checkpoint_every, name=self.scheduler_name,
+                                          namespace=NAMESPACE)
+        here = ray.get_runtime_context().get_node_id()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.writer = _writer_actor().options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
+        ).remote(str(self.run_dir))
+        opts: dict = {"num_cpus": w_cpu, "max_concurrency": max(1000, cfg.max_concurrent * 4)}
+        if labels:
+            opts["resources"] = labels
+        t0 = time.perf_counter()
+        self.workers = [
+            EnvWorker.options(**opts).remote(i, self.source, self.router, LocalPolicyClient(cfg.policy),
+                                             self.shopper_client, self.scheduler, cfg.max_concurrent, cfg.threads)
+            for i in range(cfg.workers)
+        ]
+        ray.get([w.ping.remote() for w in self.workers] + [self.scheduler.summary.remote()])
+        log(f"workers: {cfg.workers} up in {time.perf_counter() - t0:.1f} s "
+            f"(cpus: worker {w_cpu}, shard {s_cpu}); run dir {self.run_dir}")
+        self.started = True
+        return self
+
+    # ------------------------------------------------------------------ run
+    def run(self, progress: Callable[[dict], None] | None = None, log: Callable[[str], None] = lambda s: None,
+            on_result: Callable[["Driver", dict], None] | None = None) -> RunResult:
+        """Run `config.episodes` episodes; `progress(stats)` is called about twice a second,
+        `on_result(driver, stats)` after every finished dispatch (tests inject faults there)."""
+        if not self.started:
+            self.start(log)
+        cfg = self.config
+        metrics = get_metrics()
+        n_total = cfg.episodes
+        queue: collections.deque = collections.deque()
+        self.inflight = inflight = {}  # summaries ref -> (worker index, tasks, trajectories ref)
+        self.load = load = [0] * len(self.workers)  # episodes in flight per worker
+        leased_ids: set[int] = set()
+        done: dict[int, dict] = {}
+        write_refs: list = []
+        failures: collections.Counter = collections.Counter()
+        cap = cfg.max_concurrent + cfg.batch_size  # keep one batch queued behind the running ones
+        lease_chunk = max(cfg.batch_size * len(self.workers), cfg.batch_size)
+        if cfg.resume:  # tasks leased before the checkpoint but never reported run first
+            for t in ray.get(self.scheduler.pending.remote())[:n_total]:
+                queue.append(t)
+                leased_ids.add(int(t["task_id"]))
+        t_start = time.perf_counter()
+        last_progress = 0.0
+        windows: dict = {}
+        next_worker = 0
+
+        def stats() -> dict:
+            elapsed = max(time.perf_counter() - t_start, 1e-9)
+            return {"done": len(done), "total": n_total, "elapsed_s": elapsed, "eps": len(done) / elapsed,
+                    "inflight": sum(load), "queued": len(queue), "retried": self.retried,
+                    "summaries": done, "windows": windows}
+
+        while len(done) < n_total:
+            # ---- dispatch
+            progressed = True
+            while progressed:
+                progressed = False
+                for k in range(len(self.workers)):
+                    w = (next_worker + k) % len(self.workers)
+                    if load[w] + cfg.batch_size > cap:
+                        continue
+                    if not queue and len(leased_ids) < n_total:
+                        want = min(lease_chunk, n_total - len(leased_ids))
+                        for t in ray.get(self.scheduler.lease.remote(want)):
+                            queue.append(t)
+                            leased_ids.add(int(t["task_id"]))
+                    if not queue:
+                        break
+                    batch = [queue.popleft() for _ in range(min(cfg.batch_size, len(queue)))]
+                    s_ref, t_ref = self.workers[w].run_tasks.remote(batch)
+                    inflight[s_ref] = (w, batch, t_ref)
+                    load[w] += len(batch)
+                    progressed = True
+                next_worker = (next_worker + 1) % len(self.workers)
+            metrics.queue_depth("driver_queued", len(queue))
+            metrics.queue_depth("driver_inflight", sum(load))
+            if not inflight:
+                raise RuntimeError("nothing in flight and episodes missing: the scheduler leased no tasks")
+
+            # ---- collect
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+            for ref in ready:
+                w, batch, t_ref = inflight.pop(ref)
+                load[w] -= len(batch)
+                try:
+                    summaries = ray.get(ref)
+                except (RayActorError, ObjectLostError, RayTaskError) as exc:
+                    # the worker died (or the call failed): run these tasks again, elsewhere or
+                    # on the restarted worker; give up on a task that keeps failing
+                    for t in batch:
+                        failures[t["task_id"]] += 1
+                        if failures[t["task_id"]] > MAX_TASK_FAILURES:
+                            raise RuntimeError(f"task {t['task_id']} failed {MAX_TASK_FAILURES} times: {exc}") from exc
+                    self.retried += len(batch)
+                    log(f"worker {w} lost {len(batch)} tasks ({type(exc).__name__}); re-dispatching them")
+                    queue.extendleft(reversed(batch))
+                    continue
+                for s in summaries:
+                    done.setdefault(int(s["episode_id"]), s)
+                write_refs.append(self.writer.write.remote(t_ref))  # the ref, never the payload
+                if on_result is not None:
+                    on_result(self, stats())
+            if len(write_refs) > 32:  # backpressure on the writer
+                _, write_refs = ray.wait(write_refs, num_returns=len(write_refs) - 16)
+            now = time.perf_counter()
+            if now - last_progress > 0.5:
+                last_progress = now
+                try:
+                    windows = ray.get(self.scheduler.summary.remote(), timeout=5)["levels"]
+                except Exception:  # noqa: BLE001 - display only
+                    pass
+                metrics.levels({e: (v["l"], v["h"]) for e, v in windows.items()})
+                st = stats()
+                metrics.episodes_per_second(st["eps"])
+                if progress is not None:
+                    progress(st)
+
+        wall = time.perf_counter() - t_start
+        ray.get(write_refs)
+        written = ray.get(self.writer.close.remote())
+        ray.get(self.scheduler.shutdown.remote())
+        curriculum = ray.get(self.scheduler.state.remote())
+        summaries = [done[k] for k in sorted(done)]
+        errors = sum(1 for s in summaries if s["termination_reason"].startswith("error"))
+        meta = {
+            "policy": cfg.policy, "collection": f"{cfg.collection} ({', '.join(self.env_ids)})",
+            "episodes": len(summaries), "workers": cfg.workers, "shards": cfg.shards,
+            "catalog": cfg.catalog_dir or f"synthetic n={cfg.catalog_size} seed={cfg.catalog_seed}",
+            "wall_s": f"{wall:.1f}", "episodes_per_s": f"{len(summaries) / wall:.2f}",
+            "retried_tasks": self.retried, "errors": errors,
+        }
+        rd.write_summary(self.run_dir, summaries, curriculum, meta)
+        rd.write_plots(self.run_dir, summaries)
+        (self.run_dir / "run.json").write_text(json.dumps(
+            {**meta, "leased": len(leased_ids), "written": written["episodes"],
+             "duplicates_dropped": written["duplicates_dropped"]}, indent=2) + "\n")
+        if progress is not None:
+            progress({**stats(), "windows": curriculum["levels"]})
+        return RunResult(self.run_dir, len(summaries), wall, len(summaries) / wall, len(leased_ids),
+                         written["episodes"], written["duplicates_dropped"], self.retried, errors, curriculum,
+                         summaries)
+
+    # ------------------------------------------------------------------ teardown
+    def shutdown(self) -> None:
+        for a in self.workers + ([self.writer] if self.writer else []):
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        if self.router is not None:
+            for s in self.router.shards:
+                try:
+                    ray.kill(s, no_restart=True)
+                except Exception:  # noqa: BLE001
+                    pass
+        if self.scheduler is not None:
+            try:
+                ray.get(self.scheduler.shutdown.remote(), timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                ray.kill(self.scheduler, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        if self.config.shopper == "serve" and self.shopper_client is not None:
+            from .shopper_service import shutdown_shopper
+
+            shutdown_shopper()
+        self.workers, self.router, self.scheduler, self.writer = [], None, None, None
+        self.started = False
+
+
+def run(config: RunConfig, **kwargs: Any) -> RunResult:
+    driver = Driver(config)
+    try:
+        return driver.run(**kwargs)
+    finally:
+        driver.shutdown()

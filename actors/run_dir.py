@@ -1,0 +1,241 @@
+"""The run directory of ``ecomrlve run``.
+
+    runs/<timestamp>/
+        config.json              the run's configuration
+        trajectories.parquet     one row per episode (schema: TRAJECTORY_SCHEMA)
+        curriculum.json          the curriculum state (checkpointed during the run, final at the end)
+        summary.md               per-environment table: episodes, success, reward, turns, window
+        difficulty.png           difficulty of each finished episode per env (and the window h)
+        success.png              rolling success rate per env over its episodes
+
+Trajectories reach `TrajectoryWriter` (a Ray actor) as ObjectRefs: the driver never
+materialises them. The writer appends row groups to the parquet file and drops an episode id
+it has already written, so a re-dispatched task can never appear twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TRAJECTORY_FILE = "trajectories.parquet"
+CURRICULUM_FILE = "curriculum.json"
+SUMMARY_FILE = "summary.md"
+CONFIG_FILE = "config.json"
+
+TRAJECTORY_SCHEMA = pa.schema([
+    ("episode_id", pa.int64()),
+    ("env_id", pa.string()),
+    ("difficulty", pa.int32()),
+    ("seed", pa.int64()),
+    ("actions", pa.string()),  # JSON list of the agent's actions
+    ("messages", pa.string()),  # JSON list of OpenAI-format messages
+    ("r_task", pa.float64()),
+    ("r_eff", pa.float64()),
+    ("r_hall", pa.float64()),
+    ("r_total", pa.float64()),
+    ("is_correct", pa.bool_()),
+    ("termination_reason", pa.string()),
+    ("turns", pa.int32()),
+    ("worker", pa.string()),
+    ("policy", pa.string()),
+    ("wall_ms", pa.float64()),
+])
+
+__all__ = ["TRAJECTORY_SCHEMA", "TrajectoryWriter", "new_run_dir", "write_summary", "write_plots",
+           "read_trajectories", "TRAJECTORY_FILE", "CURRICULUM_FILE", "SUMMARY_FILE", "CONFIG_FILE"]
+
+
+def new_run_dir(out: str | None = None, root: str = "runs") -> Path:
+    """`out`, or ``runs/<UTC timestamp>`` (made unique), created."""
+    if out:
+        path = Path(out)
+    else:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / stamp
+        i = 1
+        while path.exists():
+            path = Path(root) / f"{stamp}-{i}"
+            i += 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def read_trajectories(run_dir) -> pa.Table:
+    return pq.read_table(Path(run_dir) / TRAJECTORY_FILE)
+
+
+class TrajectoryWriterImpl:
+    """Appends trajectory records to ``<run_dir>/trajectories.parquet``."""
+
+    def __init__(self, run_dir: str, row_group: int = 256):
+        self.path = Path(run_dir) / TRAJECTORY_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.row_group = max(1, int(row_group))
+        self._writer = pq.ParquetWriter(str(self.path), TRAJECTORY_SCHEMA, compression="zstd")
+        self._buffer: list[dict] = []
+        self.ids: set[int] = set()
+        self.duplicates = 0
+
+    def write(self, records: Sequence[dict]) -> int:
+        """Buffer `records` (a resolved ObjectRef when called through Ray); returns how
+        many were new."""
+        n = 0
+        for rec in records:
+            eid = int(rec["episode_id"])
+            if eid in self.ids:
+                self.duplicates += 1
+                continue
+            self.ids.add(eid)
+            self._buffer.append({k: rec.get(k) for k in TRAJECTORY_SCHEMA.names})
+            n += 1
+        if len(self._buffer) >= self.row_group:
+            self.flush()
+        return n
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=TRAJECTORY_SCHEMA))
+            self._buffer = []
+
+    def close(self) -> dict:
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return {"path": str(self.path), "episodes": len(self.ids), "duplicates_dropped": self.duplicates}
+
+
+def _writer_actor():
+    import ray
+
+    return ray.remote(num_cpus=0, max_restarts=0)(TrajectoryWriterImpl)
+
+
+def __getattr__(name):
+    if name == "TrajectoryWriter":
+        return _writer_actor()
+    raise AttributeError(name)
+
+
+# --------------------------------------------------------------------------- summary and plots
+
+
+def _per_env(summaries: Iterable[dict]) -> dict[str, list[dict]]:
+    by_env: dict[str, list[dict]] = defaultdict(list)
+    for s in sorted(summaries, key=lambda s: s["episode_id"]):
+        by_env[s["env_id"]].append(s)
+    return dict(by_env)
+
+
+def write_summary(run_dir, summaries: Sequence[dict], curriculum: dict | None, meta: dict) -> Path:
+    """``summary.md``: the run's facts and a per-environment table."""
+    by_env = _per_env(summaries)
+    levels = (curriculum or {}).get("levels", {})
+    lines = [f"# ecomrlve run {Path(run_dir).name}", ""]
+    for key in ("policy", "collection", "episodes", "workers", "shards", "catalog", "wall_s", "episodes_per_s",
+                "retried_tasks", "errors"):
+        if key in meta:
+            lines.append(f"- **{key}**: {meta[key]}")
+    lines += ["", "| env | episodes | success | mean r_total | mean turns | mean d | max d | window [l, h] |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
+    total = []
+    for env_id in sorted(by_env):
+        rows = by_env[env_id]
+        total += rows
+        n = len(rows)
+        lv = levels.get(env_id, {})
+        window = f"[{lv.get('l', '?')}, {lv.get('h', '?')}]" if lv else "-"
+        lines.append(
+            f"| {env_id} | {n} | {sum(r['is_correct'] for r in rows) / n:.1%} | "
+            f"{sum(r['r_total'] for r in rows) / n:+.3f} | {sum(r['turns'] for r in rows) / n:.2f} | "
+            f"{sum(r['difficulty'] for r in rows) / n:.2f} | {max(r['difficulty'] for r in rows)} | {window} |"
+        )
+    if total:
+        n = len(total)
+        lines.append(
+            f"| **all** | {n} | {sum(r['is_correct'] for r in total) / n:.1%} | "
+            f"{sum(r['r_total'] for r in total) / n:+.3f} | {sum(r['turns'] for r in total) / n:.2f} | "
+            f"{sum(r['difficulty'] for r in total) / n:.2f} | {max(r['difficulty'] for r in total)} | |"
+        )
+    reasons: dict[str, int] = defaultdict(int)
+    for r in total:
+        reasons[r["termination_reason"].split(":")[0]] += 1
+    if reasons:
+        lines += ["", "| termination reason | episodes |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])]
+    lines += ["", "Files: `trajectories.parquet`, `curriculum.json`, `difficulty.png`, `success.png`, "
+              "`config.json`.", ""]
+    path = Path(run_dir) / SUMMARY_FILE
+    path.write_text("\n".join(lines))
+    return path
+
+
+def write_plots(run_dir, summaries: Sequence[dict], window: int = 32) -> list[Path]:
+    """``difficulty.png`` and ``success.png`` (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    by_env = _per_env(summaries)
+    out = []
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for env_id, rows in sorted(by_env.items()):
+        xs = list(range(1, len(rows) + 1))
+        ds = [r["difficulty"] for r in rows]
+        running_max = []
+        m = 0
+        for d in ds:
+            m = max(m, d)
+            running_max.append(m)
+        (line,) = ax.plot(xs, running_max, label=f"{env_id} max d", linewidth=1.5)
+        ax.scatter(xs, ds, s=6, alpha=0.35, color=line.get_color())
+    ax.set_xlabel("episode of the environment (lease order)")
+    ax.set_ylabel("difficulty d")
+    ax.set_title("Difficulty per environment")
+    ax.grid(alpha=0.3)
+    if by_env:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = Path(run_dir) / "difficulty.png"
+    fig.savefig(path)
+    plt.close(fig)
+    out.append(path)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for env_id, rows in sorted(by_env.items()):
+        ok = [1.0 if r["is_correct"] else 0.0 for r in rows]
+        rolling = []
+        acc = 0.0
+        for i, v in enumerate(ok):
+            acc += v
+            if i >= window:
+                acc -= ok[i - window]
+            rolling.append(acc / min(i + 1, window))
+        ax.plot(range(1, len(rows) + 1), rolling, label=env_id, linewidth=1.5)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("episode of the environment (lease order)")
+    ax.set_ylabel(f"success rate (rolling {window})")
+    ax.set_title("Success per environment")
+    ax.grid(alpha=0.3)
+    if by_env:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = Path(run_dir) / "success.png"
+    fig.savefig(path)
+    plt.close(fig)
+    out.append(path)
+    return out
+
+
+def write_config(run_dir, config: dict) -> Path:
+    path = Path(run_dir) / CONFIG_FILE
+    path.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+    return path
