@@ -67,7 +67,7 @@ import numpy as np
 from .actions import Answer
 from .base import ShopEnv
 from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP, CatalogLike
-from .constraints import Constraint
+from .constraints import Constraint, code_of
 from .reward import TaskScore, f1_score
 from .shopper import Slot, Utterance, fill, join_phrases, singular
 
@@ -235,7 +235,6 @@ IRREGULAR_SINGULAR = {
 
 _WORDS = re.compile(r"[a-z0-9]+")
 _PROJECT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_CODE_INDEX: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------- project resolution
@@ -399,17 +398,7 @@ class BundleEnv(ShopEnv):
 
     # ------------------------------------------------------------------ vector helpers
     def _code(self, column: str, value: str) -> int | None:
-        try:
-            per_catalog = _CODE_INDEX.setdefault(self.catalog, {})
-        except TypeError:
-            per_catalog = self.__dict__.setdefault("_code_index", {})
-        index = per_catalog.get(column)
-        if index is None:
-            index = {}
-            for i, v in enumerate(self.catalog.codes(column)[1]):
-                index.setdefault(v, i)
-            per_catalog[column] = index
-        return index.get(value)
+        return code_of(self.catalog, column, value)
 
     def _constraint_mask(self, c: Constraint, rows: np.ndarray) -> np.ndarray:
         """`Constraint.holds` for every row of `rows` (brand / attribute kinds are used here)."""

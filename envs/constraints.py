@@ -10,6 +10,7 @@ it; `holds()` checks one row; `mask()` checks every row with numpy over catalog 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -81,17 +82,33 @@ class Constraint:
     def mask(self, catalog: CatalogLike) -> np.ndarray:
         if self.kind in ("category", "brand", "attribute"):
             column = {"category": "category_l3", "brand": "brand"}.get(self.kind, self.attribute)
-            codes, values = catalog.codes(column)
-            try:
-                code = list(values).index(self.value)
-            except ValueError:
+            code = code_of(catalog, column, self.value)
+            if code is None:
                 return np.zeros(len(catalog), dtype=bool)
-            return codes == code
+            return catalog.codes(column)[0] == code
         if self.kind == "price_max":
             return np.round(catalog.numeric("price") * 100) <= _cents(float(self.value))
         if self.kind == "rating_min":
             return catalog.numeric("rating") >= float(self.value) - 1e-6
         return catalog.numeric("ship_days") <= int(self.value)
+
+
+_CODE_INDEX: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # catalog -> column -> value -> code
+
+
+def code_of(catalog: CatalogLike, column: str, value: str) -> int | None:
+    """The dictionary code of `value` in a categorical column, or None (cached per catalog)."""
+    try:
+        per_catalog = _CODE_INDEX.setdefault(catalog, {})
+    except TypeError:  # a catalog that cannot be weakly referenced: no cache
+        per_catalog = {}
+    index = per_catalog.get(column)
+    if index is None:
+        index = {}
+        for i, v in enumerate(catalog.codes(column)[1]):
+            index.setdefault(v, i)
+        per_catalog[column] = index
+    return index.get(value)
 
 
 def _cents(x: float) -> int:

@@ -336,9 +336,7 @@ class DiscoveryEnv(ShopEnv):
                 goal.constraints[i] = new
                 goal.version += 1
                 slot = new.slot()
-                self.shopper.slots[new.name] = slot
-                if new.name in self.shopper.omitted:
-                    self.shopper.omitted.remove(new.name)
+                self.shopper.restate(slot)
                 text = f"Actually, I changed my mind about the budget: anything {slot.phrase} is fine."
                 return self.shopper.say(text, "switch", (new.name,))
         return None

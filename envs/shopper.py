@@ -154,6 +154,12 @@ class TemplateShopper:
                 disclosed.append(slot)
         return disclosed
 
+    def restate(self, slot: Slot) -> None:
+        """Register a changed slot the shopper has just said out loud (no longer omitted)."""
+        self.slots[slot.name] = slot
+        if slot.name in self.omitted:
+            self.omitted.remove(slot.name)
+
     def revealed(self, name: str) -> bool:
         return name in self.slots and name not in self.omitted
 

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import weakref
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -66,7 +65,7 @@ import numpy as np
 from .actions import Answer
 from .base import ShopEnv
 from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
-from .constraints import Constraint, nice_price_cap
+from .constraints import Constraint, code_of, nice_price_cap
 from .reward import TaskScore, clip
 from .shopper import Utterance, fill, join_phrases, singular
 
@@ -78,7 +77,6 @@ PENALTY_ORIGINAL = 0.5
 PENALTY_INVALID = 0.5
 PRICE_DECAY = 3.0
 MAX_MENTIONS = 32
-_CODE_INDEX: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # catalog -> column -> value -> code
 
 # The attributes that make a substitute compatible, by department (lower-case l1), in order.
 COMPAT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -160,18 +158,7 @@ class SubstitutionEnv(ShopEnv):
 
     # ------------------------------------------------------------------ leaf-local vector helpers
     def _code(self, column: str, value: str) -> int | None:
-        """The code of `value` in categorical `column` (value -> code map cached per catalog)."""
-        try:
-            per_catalog = _CODE_INDEX.setdefault(self.catalog, {})
-        except TypeError:  # a catalog that cannot be weakly referenced: cache on the env
-            per_catalog = self.__dict__.setdefault("_code_index", {})
-        index = per_catalog.get(column)
-        if index is None:
-            index = {}
-            for i, v in enumerate(self.catalog.codes(column)[1]):
-                index.setdefault(v, i)
-            per_catalog[column] = index
-        return index.get(value)
+        return code_of(self.catalog, column, value)
 
     def _eq(self, column: str, rows: np.ndarray, value: str | None) -> np.ndarray:
         code = self._code(column, value) if value is not None else None
@@ -460,9 +447,7 @@ class SubstitutionEnv(ShopEnv):
                 goal.masks[new.name] = self._constraint_mask(new, goal.rows)
                 goal.version += 1
                 slot = new.slot()
-                self.shopper.slots[new.name] = slot
-                if new.name in self.shopper.omitted:
-                    self.shopper.omitted.remove(new.name)
+                self.shopper.restate(slot)
                 text = f"Actually, I changed my mind about the budget: anything {slot.phrase} is fine."
                 return self.shopper.say(text, "switch", (new.name,))
         return None
