@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
