@@ -126,3 +126,23 @@ def test_cart_axes_change_the_goal(catalog):
     no_qty = [it.quantity for s in range(20) for it in _cart(catalog, s, 9, p_quantity=0.0).goal.items]
     all_qty = [it.quantity for s in range(20) for it in _cart(catalog, s, 9, p_quantity=1.0).goal.items]
     assert set(no_qty) == {1} and min(all_qty) >= 2
+
+
+def test_p_switch_makes_the_shopper_change_its_mind(catalog):
+    from policies import OraclePolicy
+
+    env = make_env("E_JOURNEY", catalog)
+    counts = {}
+    for p in (0.0, 1.0):
+        switched = 0
+        for seed in range(8):
+            obs, _ = env.reset(seed=seed, options={"difficulty": 4, "axes": {"p_switch": p}})
+            oracle, done = OraclePolicy(env), False
+            while not done:
+                obs, _, term, trunc, info = env.step(oracle.act(obs))
+                done = term or trunc
+            assert info["reward"]["is_correct"], info["reward"]  # the updated goal stays solvable
+            switched += sum(t["switched"] or t["dropped"] for t in info["reward"]["details"]["subtasks"])
+        counts[p] = switched
+    assert counts[0.0] == 0
+    assert counts[1.0] >= 8  # every journey changes its mind at least once
