@@ -24,7 +24,7 @@ Mapping onto `catalog_service.catalog.PRODUCT_SCHEMA`:
   ``rating_number`` (null -> 0).
 - ``description``: list entries joined by one space; ``features``: non-empty strings.
 - ``stock`` and ``ship_days`` are derived from the id with a stable digest
-  (``hashlib.blake2b``; never ``hash()``): about 7% out of stock, else 1..500;
+  (``hashlib.blake2b``; never the salted built-in hash): about 7% out of stock, else 1..500;
   ship days follow `synthetic.SHIP_DAYS_PROBS`.
 
 Rows are skipped, and counted per reason in `LoadReport.skipped`, in this order of

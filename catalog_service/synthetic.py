@@ -4,7 +4,7 @@
 and types of `catalog_service.catalog.PRODUCT_SCHEMA` (see `envs.catalog`). Contract:
 
 - Deterministic: the only randomness is `numpy.random.default_rng(seed)` (and child
-  generators spawned from it); no `random`, no `hash()`, no clock. Same `(n_products,
+  generators spawned from it); no `random`, no salted built-in hashing, no clock. Same `(n_products,
   seed)` gives a byte-identical table in any process.
 - Ids are ``"p" + row`` zero padded to 7 digits (more when ``n_products > 10**7``), so
   row ``i`` has id ``"p%07d" % i``.

@@ -625,10 +625,6 @@ class BundleEnv(ShopEnv):
         found.sort()
         return list(dict.fromkeys(self.world.row(pid) for _, pid in found[:MAX_MENTIONS]))
 
-    def _reveal(self, name: str) -> None:
-        if name in self.shopper.omitted:
-            self.shopper.omitted.remove(name)
-
     def _react(self, message: str, turn: int, had_tools: bool) -> Utterance | None:
         sh, goal = self.shopper, self.goal
         rows = self._mentioned(message)
@@ -641,12 +637,12 @@ class BundleEnv(ShopEnv):
             c = self.broken_constraint(req, row)
             if c is not None:
                 name = req.slot_name(c)
-                self._reveal(name)
+                self.shopper.reveal(name)
                 return sh.say(f"{sh.choose(UNSUITABLE)} {sh.slots[name].reply}", "correction", (name,))
             if not self.world.in_stock(row):
                 return sh.say(sh.choose(SOLD_OUT), "sold_out")
         if sum(self.price_cents(r) for r in rows) > goal.budget_cents:
-            self._reveal("budget")
+            self.shopper.reveal("budget")
             return sh.say(f"{sh.choose(OVER_BUDGET)} {sh.slots['budget'].reply}", "over_budget", ("budget",))
         return sh.say(sh.choose(CONFIRM), "confirm")
 
@@ -658,7 +654,7 @@ class BundleEnv(ShopEnv):
         goal.version += 1
         slot = self._budget_slot()
         self.shopper.slots["budget"] = slot
-        self._reveal("budget")
+        self.shopper.reveal("budget")
         return self.shopper.say(f"Actually, I can stretch my budget: I can spend {slot.phrase}.", "switch", ("budget",))
 
     # ------------------------------------------------------------------ verifier

@@ -223,8 +223,7 @@ class CartEnv(ShopEnv):
                     got = self.world.variant(line.product_id, line.variant_id) if line.variant_id else None
                     got_text = f"the {got.value} version" if got else "a different version"
                     want = _variant_phrase(it.variant_attr, it.variant_value)
-                    if f"variant:{i}" in self.shopper.omitted:
-                        self.shopper.omitted.remove(f"variant:{i}")
+                    self.shopper.reveal(f"variant:{i}")
                     return self.shopper.say(f"That's {got_text} of {it.phrase}; I need it {want}.", "correction")
         if self._cart_f1() == 1:
             return self.shopper.say("That looks right, thanks!", "confirm")
@@ -237,8 +236,7 @@ class CartEnv(ShopEnv):
         if it.quantity >= max(NUMBER_WORDS):
             return None
         it.quantity += 1
-        if f"quantity:{i}" in self.shopper.omitted:
-            self.shopper.omitted.remove(f"quantity:{i}")
+        self.shopper.reveal(f"quantity:{i}")
         text = f"Actually, I changed my mind: make that {NUMBER_WORDS[it.quantity]} of {it.phrase}."
         return self.shopper.say(text, "switch", (f"quantity:{i}",))
 

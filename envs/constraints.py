@@ -149,6 +149,20 @@ def to_filters(constraints: Sequence[Constraint], in_stock: bool = True) -> Sear
     return SearchFilters(**f)
 
 
+def relax_price_cap(constraints: list[Constraint], rng: np.random.Generator) -> tuple[int, Constraint] | None:
+    """Raise the price cap in place (a shopper changing its mind: only loosens, so every
+    valid product stays valid). Returns (index, new constraint), or None without a cap."""
+    for i, c in enumerate(constraints):
+        if c.kind == "price_max":
+            constraints[i] = Constraint("price_max", nice_price_cap(float(c.value), rng))
+            return i, constraints[i]
+    return None
+
+
+def budget_switch_text(slot: Slot) -> str:
+    return f"Actually, I changed my mind about the budget: anything {slot.phrase} is fine."
+
+
 def nice_price_cap(price: float, rng: np.random.Generator) -> float:
     """A round budget a shopper would say, at or above `price` (10-60% headroom)."""
     target = price * (1.1 + 0.5 * rng.random())

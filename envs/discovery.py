@@ -59,7 +59,13 @@ import numpy as np
 from .actions import Answer
 from .base import ShopEnv
 from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
-from .constraints import Constraint, constraints_for_target, mask as constraints_mask, nice_price_cap
+from .constraints import (
+    Constraint,
+    budget_switch_text,
+    constraints_for_target,
+    mask as constraints_mask,
+    relax_price_cap,
+)
 from .reward import TaskScore, clip
 from .shopper import Utterance, fill, join_phrases
 
@@ -330,16 +336,14 @@ class DiscoveryEnv(ShopEnv):
         """The shopper changes its mind (journeys): a higher budget. Only relaxes, so every
         valid recommendation stays valid."""
         goal = self.goal
-        for i, c in enumerate(goal.constraints):
-            if c.kind == "price_max":
-                new = Constraint("price_max", nice_price_cap(float(c.value), rng))
-                goal.constraints[i] = new
-                goal.version += 1
-                slot = new.slot()
-                self.shopper.restate(slot)
-                text = f"Actually, I changed my mind about the budget: anything {slot.phrase} is fine."
-                return self.shopper.say(text, "switch", (new.name,))
-        return None
+        relaxed = relax_price_cap(goal.constraints, rng)
+        if relaxed is None:
+            return None
+        _, new = relaxed
+        goal.version += 1
+        slot = new.slot()
+        self.shopper.restate(slot)
+        return self.shopper.say(budget_switch_text(slot), "switch", (new.name,))
 
     # ------------------------------------------------------------------ verifier
     def _score(self, answer: Answer | None) -> TaskScore:

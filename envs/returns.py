@@ -309,8 +309,7 @@ class ReturnEnv(ShopEnv):
 
     # ------------------------------------------------------------------ shopper reactions
     def _reveal_item(self, turn: int) -> None:
-        if "item" in self.shopper.omitted:
-            self.shopper.omitted.remove("item")
+        if self.shopper.reveal("item"):
             self.shopper.caused_turns.add(turn)
 
     def _reference_reply(self, text: str, turn: int, question: bool = True) -> Utterance | None:
@@ -359,9 +358,7 @@ class ReturnEnv(ShopEnv):
         methods = [m for m in METHOD_PHRASES if m != g.method]
         g.method = methods[int(rng.integers(len(methods)))]
         phrase = METHOD_PHRASES[g.method][0]
-        self.shopper.slots["method"] = Slot("method", phrase, f"As for sending it back, {phrase}.", METHOD_KEYWORDS)
-        if "method" in self.shopper.omitted:
-            self.shopper.omitted.remove("method")
+        self.shopper.restate(Slot("method", phrase, f"As for sending it back, {phrase}.", METHOD_KEYWORDS))
         return self.shopper.say(f"Actually, I changed my mind about sending it back: {phrase}.", "switch")
 
     # ------------------------------------------------------------------ verifier

@@ -4,7 +4,7 @@ Every random choice in an episode flows from `(seed, env_id, difficulty)` throug
 `numpy.random.Generator`. Each concern (goal, world, shopper text, noise, search
 distractors, ...) draws from its own named stream, so adding a draw in one concern never
 shifts another. Stream names are turned into integers with CRC-32, which is stable across
-processes (unlike `hash()`, which depends on PYTHONHASHSEED).
+processes (unlike the salted built-in string hash, which depends on PYTHONHASHSEED).
 """
 
 from __future__ import annotations

@@ -154,11 +154,17 @@ class TemplateShopper:
                 disclosed.append(slot)
         return disclosed
 
+    def reveal(self, name: str) -> bool:
+        """Mark slot `name` as said out loud; True when it had been omitted until now."""
+        if name in self.omitted:
+            self.omitted.remove(name)
+            return True
+        return False
+
     def restate(self, slot: Slot) -> None:
         """Register a changed slot the shopper has just said out loud (no longer omitted)."""
         self.slots[slot.name] = slot
-        if slot.name in self.omitted:
-            self.omitted.remove(slot.name)
+        self.reveal(slot.name)
 
     def revealed(self, name: str) -> bool:
         return name in self.slots and name not in self.omitted

@@ -65,7 +65,7 @@ import numpy as np
 from .actions import Answer
 from .base import ShopEnv
 from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
-from .constraints import Constraint, code_of, nice_price_cap
+from .constraints import Constraint, budget_switch_text, code_of, nice_price_cap, relax_price_cap
 from .reward import TaskScore, clip
 from .shopper import Utterance, fill, join_phrases, singular
 
@@ -429,8 +429,7 @@ class SubstitutionEnv(ShopEnv):
         for row in rows:
             c = self.broken_constraint(row)
             if c is not None:
-                if c.name in sh.omitted:
-                    sh.omitted.remove(c.name)
+                sh.reveal(c.name)
                 return sh.say(f"{sh.choose(UNSUITABLE)} {sh.slots[c.name].reply}", "correction", (c.name,))
             if not self.world.in_stock(row):
                 return sh.say(sh.choose(SOLD_OUT_TOO), "sold_out")
@@ -440,17 +439,15 @@ class SubstitutionEnv(ShopEnv):
         """The shopper changes its mind (journeys): a higher budget. Only relaxes, so every
         valid alternative stays valid."""
         goal = self.goal
-        for i, c in enumerate(goal.constraints):
-            if c.kind == "price_max":
-                new = Constraint("price_max", nice_price_cap(float(c.value), rng))
-                goal.constraints[i] = new
-                goal.masks[new.name] = self._constraint_mask(new, goal.rows)
-                goal.version += 1
-                slot = new.slot()
-                self.shopper.restate(slot)
-                text = f"Actually, I changed my mind about the budget: anything {slot.phrase} is fine."
-                return self.shopper.say(text, "switch", (new.name,))
-        return None
+        relaxed = relax_price_cap(goal.constraints, rng)
+        if relaxed is None:
+            return None
+        _, new = relaxed
+        goal.masks[new.name] = self._constraint_mask(new, goal.rows)
+        goal.version += 1
+        slot = new.slot()
+        self.shopper.restate(slot)
+        return self.shopper.say(budget_switch_text(slot), "switch", (new.name,))
 
     # ------------------------------------------------------------------ verifier
     def _score(self, answer: Answer | None) -> TaskScore:
