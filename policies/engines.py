@@ -19,9 +19,11 @@ Text-level engine (evaluation against any server):
 
 - `OpenAIEngine`: any OpenAI-compatible ``/v1/chat/completions`` server over HTTP
   (stdlib urllib, no proxies). It takes messages + tools and returns text/tool calls; no
-  token ids, so it cannot feed the learner.
+  token ids, so it cannot feed the learner. An assistant prefill is sent as a final
+  assistant message with vLLM/SGLang's ``continue_final_message`` (``prefill_mode``).
 
-Weights travel as a ``{name: tensor}`` dict (a subset of the model's parameters is fine).
+Weights travel as a ``{name: tensor}`` dict (a subset of the model's parameters is fine;
+a LoRA learner sends only the merged weights of its adapted modules).
 `weights_checksum` is sha256 over the tensors in name order (name, dtype, shape, bytes);
 the sender hashes what it sends in the engine's dtype, the engine hashes its own
 parameters after loading and refuses the version when they differ.
@@ -85,17 +87,20 @@ def weights_checksum(state_dict: Mapping[str, Any]) -> str:
 
 def export_weights(model, dtype=None, names: Sequence[str] | None = None) -> dict:
     """Detached CPU copies of the model's parameters (tied ones once), optionally cast to
-    the engine's `dtype` and restricted to `names`. A peft model is merged on the fly so the
-    names are the base model's."""
+    the engine's `dtype` and restricted to `names`.
+
+    A peft LoRA model is exported under the base model's names with its adapters merged
+    (``w + B A * scale``, computed on the side: the learner's weights are not touched). Only
+    parameters LoRA can change are sent unless `names` is given: the merged weight of every
+    module carrying an adapter (``model.layers.0.self_attn.q_proj.weight``, ...) plus any
+    other trainable base parameter; embeddings, norms and the head stay as the engine has them."""
     import torch
 
-    m = model
     if hasattr(model, "peft_config") and hasattr(model, "merge_and_unload"):
-        # merge adapters into a copy of the affected weights: w + B A * scale
         return _merged_lora_weights(model, dtype, names)
     out = {}
     with torch.no_grad():
-        for name, p in m.named_parameters():
+        for name, p in model.named_parameters():
             if names is not None and name not in names:
                 continue
             t = p.detach().to("cpu")
@@ -105,24 +110,55 @@ def export_weights(model, dtype=None, names: Sequence[str] | None = None) -> dic
     return out
 
 
+def _peft_name(name: str) -> str:
+    """peft parameter name -> the plain model's (``base_model.model.`` and ``.base_layer`` dropped)."""
+    return name.replace("base_model.model.", "", 1).replace(".base_layer", "")
+
+
+def _lora_modules(model) -> dict[int, Any]:
+    """{id(base weight): LoRA layer} for every module of `model` that carries an adapter."""
+    out = {}
+    for _, m in model.named_modules():
+        if hasattr(m, "lora_A") and hasattr(m, "get_base_layer") and len(m.lora_A):
+            if any(getattr(m, "lora_variant", {}).values()) or any(getattr(m, "lora_bias", {}).values()):
+                raise NotImplementedError("export_weights merges plain LoRA only (no DoRA / lora_bias)")
+            out[id(m.get_base_layer().weight)] = m
+    return out
+
+
+def _merged_weight(layer, dtype):
+    """The base weight of one LoRA layer with its active adapters added (float32 sum); a
+    fresh CPU tensor in `dtype` (default: the weight's own)."""
+    w = layer.get_base_layer().weight
+    merged = w.detach().float().clone()
+    if not (getattr(layer, "merged", False) or getattr(layer, "disable_adapters", False)):
+        for a in layer.active_adapters:
+            if a in layer.lora_A:
+                merged += layer.get_delta_weight(a).float()
+    return merged.to("cpu", dtype=dtype if dtype is not None else w.dtype).contiguous()
+
+
 def _merged_lora_weights(model, dtype, names):
     import torch
 
-    model.merge_adapter()
-    try:
-        out = {}
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "lora_" in name:
+    layers = _lora_modules(model)
+    out = {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                continue
+            clean = _peft_name(name)
+            if names is not None:
+                if clean not in names:
                     continue
-                clean = name.replace("base_model.model.", "", 1).replace(".base_layer", "")
-                if names is not None and clean not in names:
-                    continue
+            elif id(p) not in layers and not p.requires_grad:
+                continue  # frozen and not adapted: the engine already has it
+            if id(p) in layers:
+                out[clean] = _merged_weight(layers[id(p)], dtype)
+            else:
                 t = p.detach().to("cpu")
                 out[clean] = (t.to(dtype) if dtype is not None else t).clone()
-        return out
-    finally:
-        model.unmerge_adapter()
+    return out
 
 
 # --------------------------------------------------------------------------- HF
@@ -409,17 +445,36 @@ class ChatReply:
     tool_calls: list[dict] = field(default_factory=list)  # [{"name", "args"}]
     finish_reason: str = "stop"
     raw: dict | None = None
+    prefill: str = ""  # the assistant text `text` continues ("" when none was sent)
+
+
+class _ClientError(RuntimeError):
+    """The server refused the request (HTTP 4xx); not retried."""
+
+
+PREFILL_MODES = ("continue", "none")
 
 
 class OpenAIEngine:
-    """Any OpenAI-compatible chat server, for evaluation (`token_level = False`)."""
+    """Any OpenAI-compatible chat server, for evaluation (`token_level = False`).
+
+    Assistant prefill (``chat(..., prefill='{"')``): with ``prefill_mode="continue"`` (default)
+    the request ends with ``{"role": "assistant", "content": prefill}`` and carries
+    ``"continue_final_message": true, "add_generation_prompt": false`` (vLLM's and SGLang's
+    extra chat parameters), so the reply text continues the prefill; the `ChatReply` says
+    which prefill it continues (``reply.prefill``). A server that answers 4xx to that
+    request raises a RuntimeError naming ``prefill_mode="none"``, which never sends a prefill
+    (every ``reply.prefill`` is then "")."""
 
     token_level = False
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
-                 max_workers: int = 8, native_tools: bool = True, retries: int = 2):
+                 max_workers: int = 8, native_tools: bool = True, retries: int = 2, prefill_mode: str = "continue"):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if prefill_mode not in PREFILL_MODES:
+            raise ValueError(f"prefill_mode must be one of {PREFILL_MODES}, got {prefill_mode!r}")
+        self.prefill_mode = prefill_mode
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key
@@ -444,7 +499,7 @@ class OpenAIEngine:
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:500]
                 if exc.code < 500:
-                    raise RuntimeError(f"{self.base_url}{path}: HTTP {exc.code}: {detail}") from None
+                    raise _ClientError(f"{self.base_url}{path}: HTTP {exc.code}: {detail}") from None
                 last = RuntimeError(f"{self.base_url}{path}: HTTP {exc.code}: {detail}")
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 last = exc
@@ -452,14 +507,27 @@ class OpenAIEngine:
         raise RuntimeError(f"{self.base_url}{path}: request failed: {last}")
 
     def chat_one(self, messages: list[dict], tools: list[dict] | None, temperature: float = 0.0,
-                 max_new_tokens: int = 256, seed: int | None = None) -> ChatReply:
+                 max_new_tokens: int = 256, seed: int | None = None, prefill: str = "") -> ChatReply:
+        """One chat completion; `prefill` is sent as described in the class docstring."""
+        prefill = prefill if self.prefill_mode == "continue" else ""
+        if prefill:
+            messages = list(messages) + [{"role": "assistant", "content": prefill}]
         body: dict = {"model": self.model, "messages": messages, "temperature": temperature,
                       "max_tokens": max_new_tokens}
+        if prefill:
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         if seed is not None:
             body["seed"] = int(seed)
         if tools and self.native_tools:
             body["tools"] = tools
-        res = self._post("/chat/completions", body)
+        try:
+            res = self._post("/chat/completions", body)
+        except _ClientError as exc:
+            if not prefill:
+                raise
+            raise RuntimeError(f"{exc}\n(the request carried an assistant prefill with continue_final_message; "
+                               "for a server without it use OpenAIEngine(..., prefill_mode=\"none\"))") from None
         try:
             choice = res["choices"][0]
             msg = choice.get("message") or {}
@@ -475,12 +543,13 @@ class OpenAIEngine:
                 except json.JSONDecodeError:
                     pass
             calls.append({"name": fn.get("name"), "args": args})
-        return ChatReply(msg.get("content") or "", calls, choice.get("finish_reason") or "stop", res)
+        return ChatReply(msg.get("content") or "", calls, choice.get("finish_reason") or "stop", res, prefill)
 
     def chat(self, conversations: Sequence[tuple[list[dict], list[dict] | None]], temperature: float = 0.0,
-             max_new_tokens: int = 256, seed: int | None = None) -> list[ChatReply]:
+             max_new_tokens: int = 256, seed: int | None = None, prefill: str = "") -> list[ChatReply]:
+        """`chat_one` over the conversations in parallel (seed + i each), replies in order."""
         futs = [self._pool.submit(self.chat_one, m, t, temperature, max_new_tokens,
-                                  None if seed is None else seed + i)
+                                  None if seed is None else seed + i, prefill)
                 for i, (m, t) in enumerate(conversations)]
         return [f.result() for f in futs]
 

@@ -13,6 +13,9 @@ record. The action is the codec's parse of ``prefill + reply``: a dict, or the r
 when the reply encodes no action (the env then ends the episode as invalid).
 
 Text-level engines (`OpenAIEngine`) get OpenAI-format messages and tools and record nothing.
+A non-empty prefill is passed on (``engine.chat(..., prefill=...)``); the engine sends it as
+a final assistant message the server continues, and the reply parsed is ``reply.prefill +
+reply.text`` (``reply.prefill`` is "" when the engine did not send it).
 """
 
 from __future__ import annotations
@@ -129,13 +132,18 @@ class LLMPolicy:
             if tools:
                 tools.append(_answer_tool())
             convs.append((openai_messages(obs["messages"]), tools or None))
-        replies = self.engine.chat(convs, temperature=self.temperature, max_new_tokens=self.max_new_tokens, seed=seed)
+        kwargs = {"prefill": self.prefill} if self.prefill else {}  # engines without prefill keep working
+        replies = self.engine.chat(convs, temperature=self.temperature, max_new_tokens=self.max_new_tokens, seed=seed,
+                                   **kwargs)
         actions = []
-        self.last_texts = [r.text for r in replies]
-        for r in replies:
-            parsed = parse_reply(r.text) if r.text.strip() else {}
-            if isinstance(parsed, str):  # plain prose from a chat server is a message to the shopper
-                parsed = {"assistant_message": parsed}
+        texts = [getattr(r, "prefill", "") + r.text if r.text else "" for r in replies]
+        self.last_texts = texts
+        for r, text in zip(replies, texts):
+            parsed = parse_reply(text) if text.strip() else {}
+            if isinstance(parsed, str):
+                # plain prose from a chat server is a message to the shopper; a prefilled reply
+                # that does not parse is no action (as on the token-level path)
+                parsed = {} if getattr(r, "prefill", "") else {"assistant_message": parsed}
             if r.tool_calls:
                 calls = list(parsed.get("tool_calls") or [])
                 for c in r.tool_calls:
@@ -145,7 +153,7 @@ class LLMPolicy:
                         calls.append(c)
                 if calls:
                     parsed["tool_calls"] = calls
-            actions.append(parsed if parsed else r.text)
+            actions.append(parsed if parsed else text)
         return actions
 
 
