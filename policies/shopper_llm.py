@@ -22,18 +22,38 @@ For the Serve deployment (`actors.shopper_service`): `LLMShopperBackend` impleme
 ``phrase(request) -> str`` backend protocol. The request carries ``text`` and, for the
 check, ``clean_text``, ``slots`` (disclosed names), ``slot_phrases`` ({name: phrase} of all
 known slots) and ``mentioned_ids``; without them the template text is returned unchanged.
-Typo noise is not re-applied to a rephrasing (the env applies typos to template text only).
+
+Typo noise (the ``p_noise`` difficulty axis) is re-applied to an accepted rephrasing, so the
+LLM backend keeps that axis: `add_typos_outside` runs the template shopper's own noise model
+(`envs.shopper.add_typos`) at the shopper's rate (``noise=``; the request key ``noise``,
+default 0.0 = no typos) on every word except those overlapping a planned slot phrase or a
+mentioned id (``add_typos`` itself never touches words with digits, ``_``, ``-`` or ``$``), so
+check clauses 1 and 3 hold by construction. The generator is seeded, in the style of
+`envs.rng`, from blake2b digests of the clean text and an episode key (``key=``; for a
+request: env_id, episode_id, seed, difficulty, turn) plus the stream name
+``"rephrase_noise"``: the same request gives the same text. The noisy text is checked again
+(clause 2, a typo spelling an omitted slot, is not excluded by construction); a failure
+redraws from the same generator, up to `NOISE_ATTEMPTS` times, then falls back to the template
+text (reason ``noise broke check``). ``stats["noisy"]`` counts rephrasings noise was applied to.
+Unlike the template path, slot phrases themselves never get typos in a rephrasing.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from envs.rng import stable_digest, stable_int
+from envs.shopper import add_typos
 
 __all__ = ["check_rephrase", "id_like_tokens", "ShopperPhraser", "LLMShopperBackend", "phrase", "configure",
-           "SYSTEM_PROMPT"]
+           "SYSTEM_PROMPT", "add_typos_outside", "noise_rate", "noise_rng", "request_key", "NOISE_STREAM",
+           "NOISE_ATTEMPTS"]
 
 SYSTEM_PROMPT = (
     "You rewrite a shopper's chat message to an online store assistant so it sounds natural and varied. "
@@ -41,6 +61,9 @@ SYSTEM_PROMPT = (
     "Do not add products, ids, numbers, prices or new wishes. Reply with the rewritten message only."
 )
 _TOKEN = re.compile(r"[A-Za-z0-9$][A-Za-z0-9_\-./,$:]*")
+_WORD = re.compile(r"\S+")  # the unit `add_typos` works on
+NOISE_STREAM = "rephrase_noise"
+NOISE_ATTEMPTS = 4
 
 
 def id_like_tokens(text: str) -> set[str]:
@@ -83,6 +106,49 @@ def check_rephrase(text: str, clean_text: str, planned: Sequence[str], slot_phra
     return True, "ok"
 
 
+def noise_rate(value: Any) -> float:
+    """A typo rate in [0, 1]; anything missing, invalid or non-positive is 0 (no typos)."""
+    try:
+        p = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return min(1.0, p) if math.isfinite(p) and p > 0 else 0.0
+
+
+def noise_rng(clean_text: str, key: str = "") -> np.random.Generator:
+    """The typo generator of one utterance: blake2b digests of its clean text and of `key`
+    (the episode / turn it belongs to) plus the stream name, as `envs.rng.episode_rng` does.
+    Identical in every process."""
+    entropy = [stable_digest(clean_text or ""), stable_digest(key or ""), stable_int(NOISE_STREAM)]
+    return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+def request_key(request: Mapping[str, Any]) -> str:
+    """The episode key of a shopper-service request (missing fields are empty)."""
+    return "|".join(str(request.get(k, "")) for k in ("env_id", "episode_id", "seed", "difficulty", "turn"))
+
+
+def add_typos_outside(text: str, p: float, rng: np.random.Generator, protect: Iterable[str] = ()) -> str:
+    """`envs.shopper.add_typos` at rate `p`, word by word, except on words overlapping an
+    occurrence (case-insensitive) of a `protect` phrase: those stay verbatim. Whole words are
+    protected so a span inside a word never leaves a half-noised token. Words are noised in
+    order from `rng`, exactly as ``add_typos(text, p, rng)`` would with nothing protected."""
+    if p <= 0:
+        return text
+    spans = []
+    for ph in protect:
+        if ph and ph.strip():
+            spans += [m.span() for m in re.finditer(re.escape(ph), text, re.IGNORECASE)]
+
+    def noisy(m: re.Match) -> str:
+        start, end = m.span()
+        if any(start < e and s < end for s, e in spans):
+            return m.group(0)
+        return add_typos(m.group(0), p, rng)
+
+    return _WORD.sub(noisy, text)
+
+
 def _clean_reply(text: str) -> str:
     t = text.strip().strip('"').strip()
     for prefix in ("Rewritten message:", "Message:", "Shopper:"):
@@ -98,7 +164,8 @@ class ShopperPhraser:
     engine: Any
     tokenizer: Any = None
     max_new_tokens: int = 96
-    stats: dict = field(default_factory=lambda: {"calls": 0, "llm": 0, "fallback": 0, "reasons": {}})
+    stats: dict = field(default_factory=lambda: {"calls": 0, "llm": 0, "fallback": 0, "noisy": 0,
+                                                 "reasons": {}})
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -119,30 +186,48 @@ class ShopperPhraser:
         return self.tokenizer.decode(out.ids, skip_special_tokens=True)
 
     def rephrase(self, clean_text: str, planned: Sequence[str], slot_phrases: Mapping[str, Any],
-                 mentioned_ids: Sequence[str] = (), fallback: str | None = None) -> tuple[str, bool]:
+                 mentioned_ids: Sequence[str] = (), fallback: str | None = None, noise: float = 0.0,
+                 key: str = "") -> tuple[str, bool]:
+        """(text, used_llm). An accepted rephrasing gets typos at rate `noise` (seeded by
+        `clean_text` and `key`, see module docstring); otherwise `fallback` (default the
+        clean text) is returned and counted."""
         fallback = clean_text if fallback is None else fallback
         keep = [_phrase_of(slot_phrases[n]) for n in planned if n in slot_phrases] + list(mentioned_ids)
+        p = noise_rate(noise)
+        noisy = False
         try:
             reply = _clean_reply(self._generate(self._prompt_messages(clean_text, keep)))
             ok, reason = check_rephrase(reply, clean_text, planned, slot_phrases, mentioned_ids)
+            if ok and p > 0:
+                rng = noise_rng(clean_text, key)
+                for _ in range(NOISE_ATTEMPTS):
+                    text = add_typos_outside(reply, p, rng, keep)
+                    ok, reason = check_rephrase(text, clean_text, planned, slot_phrases, mentioned_ids)
+                    if ok:
+                        reply, noisy = text, True
+                        break
+                else:
+                    reason = f"noise broke check: {reason}"
         except Exception as exc:  # noqa: BLE001 - an engine failure falls back, never breaks the episode
             reply, ok, reason = "", False, f"engine error: {type(exc).__name__}"
         with self._lock:
             self.stats["calls"] += 1
             if ok:
                 self.stats["llm"] += 1
+                self.stats["noisy"] += int(noisy)
             else:
                 self.stats["fallback"] += 1
-                key = reason.split(":")[0].split(" '")[0]
-                self.stats["reasons"][key] = self.stats["reasons"].get(key, 0) + 1
+                tag = reason.split(":")[0].split(" '")[0]
+                self.stats["reasons"][tag] = self.stats["reasons"].get(tag, 0) + 1
         return (reply, True) if ok else (fallback, False)
 
-    def phrase(self, utterance, slots: Mapping[str, Any]) -> tuple[str, bool]:
+    def phrase(self, utterance, slots: Mapping[str, Any], noise: float = 0.0, key: str = "") -> tuple[str, bool]:
         """(text, used_llm) for an `envs.shopper.Utterance`; `slots` maps slot names to
-        `Slot`s or phrases (e.g. ``env.shopper.slots``). The fallback is the utterance's
-        own text (typos included)."""
+        `Slot`s or phrases (e.g. ``env.shopper.slots``); `noise` is the shopper's typo rate
+        (``env.shopper.p_noise``), `key` identifies the episode/turn for the typo seed. The
+        fallback is the utterance's own text (typos included)."""
         return self.rephrase(utterance.clean_text, list(utterance.slots), slots, list(utterance.mentioned_ids),
-                             fallback=utterance.text)
+                             fallback=utterance.text, noise=noise, key=key)
 
 
 _DEFAULT: ShopperPhraser | None = None
@@ -155,11 +240,11 @@ def configure(engine, tokenizer=None, **kwargs) -> ShopperPhraser:
     return _DEFAULT
 
 
-def phrase(utterance, slots: Mapping[str, Any]) -> tuple[str, bool]:
+def phrase(utterance, slots: Mapping[str, Any], noise: float = 0.0, key: str = "") -> tuple[str, bool]:
     """Module-level entry point: the default phraser, or the template text when none is configured."""
     if _DEFAULT is None:
         return utterance.text, False
-    return _DEFAULT.phrase(utterance, slots)
+    return _DEFAULT.phrase(utterance, slots, noise=noise, key=key)
 
 
 class LLMShopperBackend:
@@ -184,12 +269,15 @@ class LLMShopperBackend:
         self.phraser = ShopperPhraser(engine, tok, max_new_tokens=max_new_tokens)
 
     def phrase(self, request: dict) -> str:
+        """The rephrased text; ``noise`` (the shopper's ``p_noise``, default 0.0) sets the typo
+        rate of an accepted rephrasing, seeded by the clean text and `request_key(request)`."""
         text = request["text"]
         if not request.get("slot_phrases") and "clean_text" not in request:
             return text
         out, _ = self.phraser.rephrase(request.get("clean_text", text), list(request.get("slots") or []),
                                        dict(request.get("slot_phrases") or {}), list(request.get("mentioned_ids") or []),
-                                       fallback=text)
+                                       fallback=text, noise=noise_rate(request.get("noise")),
+                                       key=request_key(request))
         return out
 
     def stats(self) -> dict:
