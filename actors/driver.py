@@ -166,7 +166,12 @@ class Driver:
     def _node_resources(self) -> dict:
         return {ENV_NODE_RESOURCE: 0.001} if ray.cluster_resources().get(ENV_NODE_RESOURCE) else {}
 
-    def start(self, log: Callable[[str], None] = lambda s: None) -> "Driver":
+    def start(self, log: Callable[[str], None] = lambda s: None, policy: Any = None, run_dir: Path | None = None,
+              append: bool = False, reserved_cpus: float = 0.0) -> "Driver":
+        """Build the actor system. `policy`: the workers' `PolicyClient` (default: the
+        config's local policy). `run_dir`: an existing run directory owned by the caller
+        (its config.json is left alone; `append` keeps the trajectories already there).
+        `reserved_cpus`: logical CPUs the caller's own actors take (engine, learner)."""
         from catalog_service.shards import start_shards
         from scheduler.actor import SCHEDULER_NAME, create_scheduler
 
@@ -176,9 +181,12 @@ class Driver:
         cfg = self.config
         if not ray.is_initialized():
             raise RuntimeError("call ray.init() (or actors.cli.init_ray()) before starting the driver")
-        self.run_dir = rd.new_run_dir(cfg.out)
-        rd.write_config(self.run_dir, dataclasses.asdict(cfg))
-        total = ray.cluster_resources().get("CPU", 2.0)
+        if run_dir is None:
+            self.run_dir = rd.new_run_dir(cfg.out)
+            rd.write_config(self.run_dir, dataclasses.asdict(cfg))
+        else:
+            self.run_dir = Path(run_dir)
+        total = max(ray.cluster_resources().get("CPU", 2.0) - reserved_cpus, 0.2)
         w_cpu, s_cpu = plan_cpus(total, cfg.workers, cfg.shards)
         w_cpu = cfg.worker_cpus if cfg.worker_cpus is not None else w_cpu
         s_cpu = cfg.shard_cpus if cfg.shard_cpus is not None else s_cpu
@@ -216,13 +224,13 @@ class Driver:
 
         self.writer = _writer_actor().options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
-        ).remote(str(self.run_dir))
+        ).remote(str(self.run_dir), append=append)
         opts: dict = {"num_cpus": w_cpu, "max_concurrency": max(1000, cfg.max_concurrent * 4)}
         if labels:
             opts["resources"] = labels
         t0 = time.perf_counter()
         self.workers = [
-            EnvWorker.options(**opts).remote(i, self.source, self.router, LocalPolicyClient(cfg.policy),
+            EnvWorker.options(**opts).remote(i, self.source, self.router, policy or LocalPolicyClient(cfg.policy),
                                              self.shopper_client, self.scheduler, cfg.max_concurrent, cfg.threads)
             for i in range(cfg.workers)
         ]
@@ -378,12 +386,24 @@ class Driver:
                 ray.kill(self.scheduler, no_restart=True)
             except Exception:  # noqa: BLE001
                 pass
+            _wait_name_released(self.scheduler_name)  # a resumed run in this session reuses the name
         if self.config.shopper == "serve" and self.shopper_client is not None:
             from .shopper_service import shutdown_shopper
 
             shutdown_shopper()
         self.workers, self.router, self.scheduler, self.writer = [], None, None, None
         self.started = False
+
+
+def _wait_name_released(name: str, timeout_s: float = 10.0) -> None:
+    """Wait until no live actor holds `name` in our namespace (ray.kill is asynchronous)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.05)
 
 
 def run(config: RunConfig, **kwargs: Any) -> RunResult:

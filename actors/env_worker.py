@@ -12,8 +12,14 @@ others go on, and the router batches their searches. Remote calls that are natur
 (the shopper deployment, a remote policy engine) are awaited on the event loop.
 
 Policies: `PolicyClient` is the seam. `LocalPolicyClient` runs ``oracle`` / ``heuristic`` in
-the worker; `ActorPolicyClient` forwards observations to a policy-engine actor (anything with
-an ``act(obs) -> action`` method, e.g. a future vLLM PolicyEngine).
+the worker; `ActorPolicyClient` forwards observations to any actor with an ``act(obs)``
+method; `actors.policy_engine.EngineClient` sends them to a `PolicyEngine` (an LLM) and, for
+training, turns each finished episode's token record into a learner `Trajectory`.
+
+Training tasks carry ``rollout`` (0..G-1 within a group) and ``episode_id`` (``task_id * 1000
++ rollout``), optionally ``axes`` (axis overrides passed to ``reset``). `run_rollouts`
+returns the learner inputs as a third object; only rollout 0 of a group reports the task id
+to the curriculum (which ignores a task id reported twice, yet counts every outcome).
 
 An episode that raises (an environment bug, a policy crash) never takes the worker down: it
 is recorded with ``termination_reason = "error: ..."`` and ``is_correct = False``.
@@ -37,7 +43,7 @@ MAX_STEPS = 256  # safety net; environments end far earlier (T_max)
 POLICIES = ("oracle", "heuristic")
 
 __all__ = ["EnvWorker", "PolicyClient", "LocalPolicyClient", "ActorPolicyClient", "run_episode_sync",
-           "trajectory_record", "POLICIES"]
+           "trajectory_record", "outcomes_of", "POLICIES"]
 
 
 # --------------------------------------------------------------------------- policy seam
@@ -49,6 +55,9 @@ class PolicyClient(Protocol):
 
     def episode(self, env) -> Any:
         """A per-episode policy object with `act(obs)` (sync when `local`, else async)."""
+
+    # optional: ``async finish(episode, task, record) -> (learner item | None, summary fields)``,
+    # called once per finished episode (also after an error) by `EnvWorker.run_rollouts`
 
 
 class LocalPolicyClient:
@@ -110,7 +119,7 @@ def trajectory_record(task: dict, env, actions: list, policy: str, worker: int |
                       error: str | None = None) -> dict:
     info = env.reward_info.as_dict() if getattr(env, "reward_info", None) is not None else {}
     return {
-        "episode_id": int(task["task_id"]),
+        "episode_id": int(task.get("episode_id", task["task_id"])),
         "env_id": task["env_id"],
         "difficulty": int(task["difficulty"]),
         "seed": int(task["seed"]),
@@ -131,7 +140,19 @@ def trajectory_record(task: dict, env, actions: list, policy: str, worker: int |
 
 def summary_of(rec: dict) -> dict:
     return {k: rec[k] for k in ("episode_id", "env_id", "difficulty", "seed", "r_total", "is_correct", "turns",
-                                "worker", "termination_reason")}
+                                "worker", "termination_reason", "wall_ms")}
+
+
+def outcomes_of(tasks: list[dict], records: list[dict]) -> list[dict]:
+    """Curriculum outcomes of finished episodes: every episode counts; the task id goes only
+    with rollout 0 of a group (the curriculum drops a task id it has already seen)."""
+    out = []
+    for t, r in zip(tasks, records):
+        o = {"env_id": r["env_id"], "difficulty": r["difficulty"], "is_correct": r["is_correct"]}
+        if int(t.get("rollout", 0)) == 0:
+            o["task_id"] = int(t["task_id"])
+        out.append(o)
+    return out
 
 
 def run_episode_sync(env, policy, task: dict, phrase=None) -> list:
@@ -177,17 +198,34 @@ class EnvWorkerImpl:
     async def run_tasks(self, tasks: list[dict]):
         """Run `tasks` concurrently. Returns (small summaries, full trajectories) as two
         objects, so the caller can route the trajectories by reference."""
-        records = await asyncio.gather(*(self._episode(t) for t in tasks))
-        if self.scheduler is not None:
-            outcomes = [{"env_id": r["env_id"], "difficulty": r["difficulty"], "is_correct": r["is_correct"],
-                         "task_id": r["episode_id"]} for r in records]
-            await self.scheduler.report.remote(outcomes)
-        return [summary_of(r) for r in records], list(records)
+        done = await asyncio.gather(*(self._episode(t) for t in tasks))
+        records = [rec for rec, _, _ in done]
+        await self._report(tasks, records)
+        return [{**summary_of(r), **timing} for r, timing, _ in done], records
+
+    @ray.method(num_returns=3)
+    async def run_rollouts(self, tasks: list[dict]):
+        """`run_tasks` for training: (summaries, trajectory records, learner items). The
+        policy client's ``finish`` makes each episode's learner item (None when it has
+        nothing to learn from, e.g. an episode that raised) and adds fields to its summary
+        (reward, group, weight version)."""
+        finish = getattr(self.policy, "finish", None)
+        if finish is None:
+            raise TypeError(f"policy client {self.policy.name!r} has no finish(): it cannot feed a learner")
+        done = await asyncio.gather(*(self._episode(t, finish) for t in tasks))
+        records = [rec for rec, _, _ in done]
+        await self._report(tasks, records)
+        summaries = [{**summary_of(r), **timing, **extra[1]} for r, timing, extra in done]
+        return summaries, records, [extra[0] for _, _, extra in done]
 
     async def ping(self) -> dict:
         return {"worker_id": self.worker_id, "pid": os.getpid(), "active": self.active, "finished": self.finished}
 
     # -- internals ----------------------------------------------------------------------
+    async def _report(self, tasks: list[dict], records: list[dict]) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.report.remote(outcomes_of(tasks, records))
+
     def _semaphore(self) -> asyncio.Semaphore:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.max_concurrent)
@@ -215,7 +253,8 @@ class EnvWorkerImpl:
             if utt is not None:
                 shopper = getattr(env, "shopper", None)
                 req.update(clean_text=utt.clean_text, kind=utt.kind, slots=list(utt.slots),
-                           mentioned_ids=list(utt.mentioned_ids),
+                           mentioned_ids=list(utt.mentioned_ids), seed=int(task["seed"]),
+                           noise=float(getattr(shopper, "p_noise", 0.0)),
                            slot_phrases={n: sl.phrase for n, sl in getattr(shopper, "slots", {}).items()})
             text = await self.shopper.phrase(req)
             if text != msg["content"]:  # an LLM backend rephrased it: the transcript shows what was said
@@ -226,7 +265,12 @@ class EnvWorkerImpl:
         action = policy.act(obs)
         return action, env.step(action)
 
-    async def _episode(self, task: dict) -> dict:
+    async def _episode(self, task: dict, finish=None) -> tuple[dict, dict, Any]:
+        """Play `task`; returns (trajectory record, timing in ms, ``finish``'s result or None).
+
+        Timing splits the episode's wall time into the policy (awaiting the LLM, queueing
+        in its micro-batcher included), the environment (reset + step in the thread pool,
+        shard searches included) and the shopper service; the rest is the event loop and Ray."""
         from .metrics import get_metrics
 
         async with self._semaphore():
@@ -234,24 +278,35 @@ class EnvWorkerImpl:
             metrics = get_metrics()
             metrics.queue_depth(f"worker{self.worker_id}_active", self.active)
             t0 = time.perf_counter()
-            env, actions, error = None, [], None
+            clock = {"policy_ms": 0.0, "env_ms": 0.0, "shopper_ms": 0.0}
+
+            async def timed(key, coro):
+                s0 = time.perf_counter()
+                try:
+                    return await coro
+                finally:
+                    clock[key] += (time.perf_counter() - s0) * 1e3
+
+            env, actions, error, policy = None, [], None, None
             try:
                 env = make_env(task["env_id"], self.view)
                 utterances = _record_utterances(env)
-                obs, _ = await self._call(env.reset, seed=int(task["seed"]),
-                                          options={"difficulty": int(task["difficulty"])})
-                await self._phrase(env, 0, task, utterances)
+                options: dict = {"difficulty": int(task["difficulty"])}
+                if task.get("axes"):
+                    options["axes"] = dict(task["axes"])
+                obs, _ = await timed("env_ms", self._call(env.reset, seed=int(task["seed"]), options=options))
+                await timed("shopper_ms", self._phrase(env, 0, task, utterances))
                 policy = self.policy.episode(env)
                 for _ in range(MAX_STEPS):
                     before = len(env.messages)
                     if self.policy.local:
-                        action, step = await self._call(self._local_turn, policy, env, obs)
+                        action, step = await timed("env_ms", self._call(self._local_turn, policy, env, obs))
                     else:
-                        action = await policy.act(obs)
-                        step = await self._call(env.step, action)
+                        action = await timed("policy_ms", policy.act(obs))
+                        step = await timed("env_ms", self._call(env.step, action))
                     actions.append(action)
                     obs, _, term, trunc, _ = step
-                    await self._phrase(env, before, task, utterances)
+                    await timed("shopper_ms", self._phrase(env, before, task, utterances))
                     if term or trunc:
                         break
                 else:
@@ -263,12 +318,19 @@ class EnvWorkerImpl:
             if env is None:
                 env = _Blank()
             rec = trajectory_record(task, env, actions, self.policy.name, self.worker_id, wall_ms, error)
+            extra = None
+            if finish is not None:
+                try:
+                    extra = await finish(policy, task, rec)
+                except Exception as exc:  # noqa: BLE001 - the record is kept; nothing to learn from
+                    traceback.print_exc()
+                    extra = (None, {"finish_error": f"{type(exc).__name__}: {exc}"})
             self.active -= 1
             self.finished += 1
             metrics.queue_depth(f"worker{self.worker_id}_active", self.active)
             metrics.episode(rec["env_id"], rec["policy"], rec["r_total"], rec["is_correct"], rec["difficulty"],
                             rec["turns"])
-            return rec
+            return rec, clock, extra
 
 
 def _record_utterances(env) -> dict:

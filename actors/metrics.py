@@ -17,6 +17,14 @@ exporter adds them), e.g. ``ray_ecomrlve_episodes_finished_total{env_id="E_CART"
 | ecomrlve_shopper_latency_ms | histogram (env worker -> shopper deployment) | backend |
 | ecomrlve_queue_depth | gauge | queue (driver_pending, driver_inflight, worker_active, ...) |
 | ecomrlve_episodes_per_second | gauge (driver) | |
+| ecomrlve_train_reward / ecomrlve_train_success_rate | gauge (train driver, per step) | |
+| ecomrlve_train_step_seconds | histogram (train step wall time) | |
+| ecomrlve_train_generation_tokens_per_second | gauge (engine tokens / engine busy time) | |
+| ecomrlve_train_update_tokens_per_second | gauge (learner tokens / update time) | |
+| ecomrlve_train_groups_dropped | counter (dynamic sampling) | |
+| ecomrlve_train_staleness | gauge (max versions behind of the trained data) | |
+| ecomrlve_train_outside_llm_share | gauge (episode time not spent awaiting the LLM) | |
+| ecomrlve_train_version | gauge (weight version on the engine) | |
 
 Metric objects are created lazily, once per process; `get_metrics()` returns the process's
 instance. Outside a Ray worker/driver (plain unit tests) every call is a no-op.
@@ -58,6 +66,16 @@ class RolloutMetrics:
                                          LATENCY_MS_BUCKETS, tag_keys=("backend",))
         self.queue = Gauge("ecomrlve_queue_depth", "Queue depths of the rollout system", tag_keys=("queue",))
         self.eps = Gauge("ecomrlve_episodes_per_second", "Driver's episodes per second")
+        self.train = {k: Gauge(f"ecomrlve_train_{k}", d) for k, d in (
+            ("reward", "Mean r_total of the last train step"), ("success_rate", "Success rate of the last step"),
+            ("generation_tokens_per_second", "Generated tokens per second of engine busy time, last step"),
+            ("update_tokens_per_second", "Learner tokens per second of the last update"),
+            ("staleness", "Max weight versions behind of the last step's trajectories"),
+            ("outside_llm_share", "Share of episode time not spent awaiting the policy engine"),
+            ("version", "Weight version on the policy engine"))}
+        self.train_step_s = Histogram("ecomrlve_train_step_seconds", "Train step wall time (s)",
+                                      [1, 2, 5, 10, 20, 30, 60, 120, 300, 600])
+        self.train_dropped = Counter("ecomrlve_train_groups_dropped", "Groups dropped by dynamic sampling")
 
     # ------------------------------------------------------------------ records
     def episode(self, env_id: str, policy: str, r_total: float, is_correct: bool, difficulty: int, turns: int):
@@ -89,6 +107,17 @@ class RolloutMetrics:
 
     def episodes_per_second(self, value: float):
         self.eps.set(float(value))
+
+    def train_step(self, m: Mapping):
+        """One train step's figures (an `actors.train_ray` metrics record)."""
+        for key, field in (("reward", "reward_mean"), ("success_rate", "success_rate"),
+                           ("generation_tokens_per_second", "generation_tokens_per_s"),
+                           ("update_tokens_per_second", "update_tokens_per_s"), ("staleness", "staleness_max"),
+                           ("outside_llm_share", "outside_llm_share"), ("version", "engine_version")):
+            self.train[key].set(float(m.get(field, 0.0)))
+        self.train_step_s.observe(float(m.get("step_s", 0.0)))
+        if m.get("groups_dropped"):
+            self.train_dropped.inc(float(m["groups_dropped"]))
 
 
 class _NoMetrics:

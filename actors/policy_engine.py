@@ -23,11 +23,10 @@ and weight loads never interleave with a decode step.
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Hashable, Sequence
 
-__all__ = ["PolicyEngineImpl", "PolicyEngine", "EngineClient", "RemoteEngine", "build_engine"]
+__all__ = ["PolicyEngineImpl", "PolicyEngine", "EngineClient", "build_engine"]
 
 
 def build_engine(model_name: str, device: str = "cpu", engine: str = "hf", dtype: str | None = None,
@@ -162,29 +161,6 @@ def episode_key(obs: dict) -> str:
     return f"{obs.get('env_id', '?')}:{hashlib.sha1(head.encode()).hexdigest()[:16]}"
 
 
-class RemoteEngine:
-    """A synchronous engine facade over a PolicyEngine actor handle (for LLMPolicy in a
-    rollout worker): ``generate`` blocks on the actor, ``version`` is the last seen one."""
-
-    token_level = True
-
-    def __init__(self, handle):
-        self.handle = handle
-        self.version = 0
-        self.gen_s = 0.0
-
-    def generate(self, prompts, temperature=1.0, max_new_tokens=256, seed=None, stop_ids=None):
-        import ray
-
-        t0 = time.perf_counter()
-        out = ray.get(self.handle.generate.remote(prompts, temperature=temperature, max_new_tokens=max_new_tokens,
-                                                  seed=seed, stop_ids=stop_ids))
-        self.gen_s += time.perf_counter() - t0
-        if out:
-            self.version = out[0].version
-        return out
-
-
 class _EngineEpisode:
     def __init__(self, handle, key: str):
         self.handle, self.key = handle, key
@@ -196,18 +172,42 @@ class _EngineEpisode:
 class EngineClient:
     """A `PolicyClient` (actors.env_worker's seam) that sends every observation to a
     PolicyEngine actor with a unique per-episode key (``<env_id>:<seed>:<uuid>``, also
-    ``episode.key``); whoever builds the trajectory pops the token record with
-    ``engine.pop_episodes.remote([key])``."""
+    ``episode.key``).
+
+    `finish` (called by `EnvWorker.run_rollouts` when an episode ends) pops the episode's
+    token record from the engine and, when `max_new_tokens` is set (training), returns the
+    learner `Trajectory` (reward = r_total + the soft overlong penalty of `dapo`, group = the
+    task id) with summary fields ``reward``, ``group``, ``version``, ``policy_tokens``. An
+    episode that raised, or whose record is missing, yields no trajectory: an environment or
+    engine failure is not the policy's fault and must not move its advantages."""
 
     local = False
 
-    def __init__(self, handle, name: str = "llm"):
+    def __init__(self, handle, name: str = "llm", max_new_tokens: int | None = None, dapo: dict | None = None):
         self.handle, self.name = handle, name
+        self.max_new_tokens = max_new_tokens
+        self.dapo = dict(dapo or {})
 
     def episode(self, env):
         import uuid
 
         return _EngineEpisode(self.handle, f"{env.env_id}:{env.seed}:{uuid.uuid4().hex[:12]}")
+
+    async def finish(self, episode, task: dict, record: dict):
+        if episode is None:  # failed before the first act: the engine holds nothing
+            return None, {}
+        [tokens] = await self.handle.pop_episodes.remote([episode.key])
+        if self.max_new_tokens is None or tokens is None or record["termination_reason"].startswith("error"):
+            return None, {}
+        from policies.dapo import DAPOConfig
+
+        from .train import EpisodeResult, to_trajectory
+
+        reward = {k: record[k] for k in ("r_total", "is_correct", "termination_reason")}
+        res = EpisodeResult(task, int(task.get("rollout", 0)), tokens, reward, [], [], int(record["turns"]))
+        traj = to_trajectory(res, self.max_new_tokens, DAPOConfig(**self.dapo))
+        return traj, {"reward": traj.reward, "group": int(task["task_id"]), "version": int(traj.version),
+                      "policy_tokens": int(traj.n_tokens), "truncated_replies": int(sum(traj.truncated))}
 
 
 def __getattr__(name):

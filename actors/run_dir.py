@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -72,16 +73,30 @@ def read_trajectories(run_dir) -> pa.Table:
 
 
 class TrajectoryWriterImpl:
-    """Appends trajectory records to ``<run_dir>/trajectories.parquet``."""
+    """Appends trajectory records to ``<run_dir>/trajectories.parquet``.
 
-    def __init__(self, run_dir: str, row_group: int = 256):
+    With `append` (a resumed run) the episodes already in the file are kept: they are read,
+    the old file is moved aside, and they are written first into the new file (the moved
+    file is deleted only once they are); their ids count as written, so a re-run episode is
+    dropped as a duplicate."""
+
+    def __init__(self, run_dir: str, row_group: int = 256, append: bool = False):
         self.path = Path(run_dir) / TRAJECTORY_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.row_group = max(1, int(row_group))
+        old = None
+        if append and self.path.exists():
+            old = pq.read_table(self.path)
+            prev = self.path.with_suffix(".parquet.prev")
+            os.replace(self.path, prev)
         self._writer = pq.ParquetWriter(str(self.path), TRAJECTORY_SCHEMA, compression="zstd")
         self._buffer: list[dict] = []
         self.ids: set[int] = set()
         self.duplicates = 0
+        if old is not None:
+            self.write(old.to_pylist())
+            self.flush()
+            prev.unlink()
 
     def write(self, records: Sequence[dict]) -> int:
         """Buffer `records` (a resolved ObjectRef when called through Ray); returns how

@@ -1,7 +1,11 @@
 """Shared fixtures: one synthetic catalog per test session (read-only, shared like in
-production), and helpers to run a policy through an episode."""
+production), helpers to run a policy through an episode, and `ray_env`, the environment for
+anything that starts Ray."""
 
 from __future__ import annotations
+
+import os
+import socket
 
 import pytest
 
@@ -23,3 +27,69 @@ def run_episode(env, policy, seed: int, difficulty: int, max_steps: int = 64):
         if terminated or truncated:
             return obs, info
     raise AssertionError("episode did not end")
+
+
+def loopback_only() -> bool:
+    """True inside a network namespace whose only interface is loopback (``unshare -n``)."""
+    try:
+        names = [n for _, n in socket.if_nameindex()]
+    except OSError:
+        return False
+    return names == ["lo"]
+
+
+RAY_SKIP_REASON = ("Ray tests run only in a loopback-only network namespace: "
+                   "unshare -n bash -c 'ip link set lo up && python3 -m pytest ...'")
+
+
+def ray_tests_allowed() -> bool:
+    return loopback_only() or os.environ.get("ECOMRLVE_RAY_TESTS_ANYWHERE") == "1"
+
+
+def _token_for_this_home():
+    """Token auth stays on. Ray caches the auth token once per process, so when an earlier
+    test module already ran a Ray session (with another HOME), a new local cluster started
+    here would find no token in this HOME: write one and make this process reload it."""
+    from pathlib import Path
+
+    token = Path(os.environ["HOME"]) / ".ray" / "auth_token"
+    if not token.exists():
+        from ray._private.authentication.authentication_token_setup import generate_and_save_token
+
+        generate_and_save_token()
+    try:
+        from ray._raylet import AuthenticationTokenLoader
+
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # another Ray version: nothing cached to reset
+        pass
+
+
+@pytest.fixture(scope="module")
+def ray_env(tmp_path_factory):
+    """Environment for anything that starts Ray: no usage stats, HOME with a local
+    bootstrap config (so Ray does not look for cloud metadata). Skips the test outside a
+    loopback-only network namespace."""
+    if not ray_tests_allowed():
+        pytest.skip(RAY_SKIP_REASON)
+    pytest.importorskip("ray")
+    home = tmp_path_factory.mktemp("rayhome")
+    (home / "ray_bootstrap_config.yaml").write_text("cluster_name: local\nprovider: {type: local}\n")
+    from pathlib import Path
+
+    values = {
+        # the model cache stays where it was (actors load the converted SmolLM2 from it)
+        "ECOMRLVE_CACHE": os.environ.get("ECOMRLVE_CACHE") or str(Path.home() / ".cache" / "ecomrlve"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
+        "HOME": str(home),
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    _token_for_this_home()
+    yield dict(os.environ)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -18,7 +18,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,63 +30,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _loopback_only() -> bool:
-    try:
-        names = [n for _, n in socket.if_nameindex()]
-    except OSError:
-        return False
-    return names == ["lo"]
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _token_for_this_home():
-    """Token auth stays on. Ray caches the auth token once per process, so when an earlier
-    test module already ran a Ray session (with another HOME), a new local cluster started
-    here would find no token in this HOME: write one and make this process reload it."""
-    from pathlib import Path as _P
-
-    token = _P(os.environ["HOME"]) / ".ray" / "auth_token"
-    if not token.exists():
-        from ray._private.authentication.authentication_token_setup import generate_and_save_token
-
-        generate_and_save_token()
-    try:
-        from ray._raylet import AuthenticationTokenLoader
-
-        AuthenticationTokenLoader.instance().reset_cache()
-    except (ImportError, AttributeError):  # another Ray version: nothing cached to reset
-        pass
-
-
-@pytest.fixture(scope="module")
-def ray_env(tmp_path_factory):
-    """Environment for anything that starts Ray: no usage stats, HOME with a local
-    bootstrap config (so Ray does not look for cloud metadata). Skips the test outside a
-    loopback-only network namespace."""
-    if not _loopback_only() and os.environ.get("ECOMRLVE_RAY_TESTS_ANYWHERE") != "1":
-        pytest.skip("Ray tests run only in a loopback-only network namespace: "
-                    "unshare -n bash -c 'ip link set lo up && python3 -m pytest ...'")
-    home = tmp_path_factory.mktemp("rayhome")
-    (home / "ray_bootstrap_config.yaml").write_text("cluster_name: local\nprovider: {type: local}\n")
-    values = {
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
-        "HOME": str(home),
-    }
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    _token_for_this_home()
-    yield dict(os.environ)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
