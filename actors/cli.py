@@ -204,7 +204,6 @@ register_command(_add_run)
 OPTIONAL_COMMANDS: list[tuple[str, str]] = [
     ("catalog_service.build", "add_catalog_commands"),  # catalog build|info
     ("actors.train", "add_train_commands"),
-    ("actors.sft", "add_sft_commands"),
     ("actors.evaluate", "add_eval_commands"),
     ("actors.openenv_server", "add_serve_commands"),
     ("actors.play", "add_play_commands"),

@@ -13,13 +13,14 @@ verified -> outcomes reported to the curriculum -> checkpoint every K steps.
 
 Two runners share every piece:
 
-- in-process (default): `envs.make_env` + `LLMPolicy.act_batch` (one batched generate per
-  turn over all live episodes), `LearnerCore` and an `HFEngine` holding its own copy of the
-  weights (so the weight-sync path is the same one Ray uses). Works without Ray.
-- ``--ray``: a `PolicyEngine` actor, a `Learner` actor and ``--workers`` `RolloutWorker`
-  actors (each plays whole groups with an `LLMPolicy` over the engine actor); trajectories go
-  worker -> learner as ObjectRefs; the learner pushes weights to the engine through the object
-  store. The scheduler is the `CurriculumScheduler` actor.
+- Ray (default; `actors.train_ray`): the actor system of ``ecomrlve run`` (catalog shards,
+  the shopper Serve deployment, the curriculum scheduler, the trajectory writer, W env
+  workers) with a `PolicyEngine` as the workers' policy and a `Learner` actor; rollouts of
+  the next step overlap the update (bounded by ``--max-staleness``); metrics go to the Ray
+  dashboard.
+- in-process (``--in-process``): `envs.make_env` + `LLMPolicy.act_batch` (one batched
+  generate per turn over all live episodes), `LearnerCore` and an `HFEngine` holding its own
+  copy of the weights (so the weight-sync path is the same one Ray uses). No Ray at all.
 
 Run directory: ``config.json``, ``metrics.jsonl`` (one line per step), ``trajectories.parquet``
 (the ``ecomrlve run`` schema, episode_id = task_id * 1000 + rollout), ``curriculum.json``,
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 __all__ = ["TrainConfig", "Trainer", "EpisodeResult", "rollout_groups", "to_trajectory", "add_train_commands",
-           "sft_examples", "run_sft", "train_ray", "RolloutWorkerImpl"]
+           "sft_examples", "run_sft"]
 
 MAX_TURNS = 64
 
@@ -74,8 +75,17 @@ class TrainConfig:
     max_staleness: int = 1
     checkpoint_every: int = 10
     resume: str | None = None  # a run directory to continue
-    ray: bool = False
-    workers: int = 2
+    ray: bool = True  # the actor system (actors.train_ray); False: the in-process Trainer
+    workers: int = 2  # env worker actors
+    shards: int = 2  # catalog shard actors
+    shopper: str = "serve"  # serve | local | none (as in ecomrlve run)
+    shopper_backend: str = "template"
+    max_concurrent: int = 64  # episodes at once per env worker
+    batch_size: int | None = None  # rollouts per dispatch call (default: the group size)
+    sync: bool = False  # True: no rollout/update overlap even when max_staleness >= 1
+    engine_max_batch: int = 256  # turns per batched generate in the PolicyEngine
+    batch_wait_ms: float = 5.0  # how long the engine gathers concurrent turns
+    engine_opts: dict = field(default_factory=dict)  # HFEngine / VLLMEngine options (static_cache, compile, ...)
     address: str | None = None
     num_cpus: int | None = None
     curriculum: dict = field(default_factory=dict)  # tau_num, tau_acc, ...
@@ -100,6 +110,19 @@ class TrainConfig:
             raise ValueError("temperature must be > 0 for RL sampling")
         if self.max_staleness < 0:
             raise ValueError("max_staleness must be >= 0")
+        for name in ("shards", "max_concurrent", "engine_max_batch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.shopper not in ("serve", "local", "none"):
+            raise ValueError(f"shopper must be 'serve', 'local' or 'none', got {self.shopper!r}")
+        if not self.batch_wait_ms >= 0:
+            raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms!r}")
+        if self.catalog_dir is None and self.catalog_size < self.shards:
+            raise ValueError(f"catalog_size must be >= shards ({self.shards}), got {self.catalog_size}")
         from envs import axes_for
 
         axes_for(0, self.axes or None)  # names a bad axis
@@ -109,6 +132,9 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown DAPO option(s): {', '.join(sorted(unknown))}")
         return self
+
+    def dispatch_size(self) -> int:
+        return self.batch_size or self.group_size
 
     def dapo_config(self):
         from policies.dapo import DAPOConfig
@@ -298,7 +324,7 @@ class Trainer:
         model, tok = load_model(model_src, device=cfg.device, dtype="float32")
         self.learner = LearnerCore(model, tok, cfg.dapo_config(), cfg.device, cfg.max_staleness)
         if cfg.engine != "hf":
-            raise ValueError("the in-process trainer runs the hf engine; use --ray for vllm")
+            raise ValueError("the in-process trainer runs the hf engine; drop --in-process for vllm")
         emodel, _ = load_model(model_src, device=cfg.device, dtype=cfg.dtype)
         self.engine = HFEngine(emodel, tok, device=cfg.device)
         self.tokenizer = tok
@@ -463,190 +489,10 @@ def _write_json(path: Path, obj) -> None:
     _write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-class _AppendingWriter:
-    """Parquet writer that keeps earlier row groups on resume (rewrites old + new)."""
-
-    def __init__(self, run_dir: Path, append: bool):
-        from .run_dir import TRAJECTORY_FILE, TrajectoryWriterImpl
-
-        path = run_dir / TRAJECTORY_FILE
-        self.old = None
-        if append and path.exists():
-            import pyarrow.parquet as pq
-
-            self.old = pq.read_table(path)
-            path.rename(path.with_suffix(".parquet.prev"))
-        self.impl = TrajectoryWriterImpl(str(run_dir))
-        if self.old is not None:
-            self.impl.write(self.old.to_pylist())
-            path.with_suffix(".parquet.prev").unlink()
-
-    def write(self, records):
-        return self.impl.write(records)
-
-    def close(self):
-        return self.impl.close()
-
-
 def _trajectory_writer(run_dir: Path, append: bool):
-    try:
-        return _AppendingWriter(run_dir, append)
-    except ImportError:
-        return None
+    from .run_dir import TrajectoryWriterImpl
 
-
-# --------------------------------------------------------------------------- Ray runner
-
-
-class RolloutWorkerImpl:
-    """Ray actor: plays whole groups with an `LLMPolicy` whose engine is a PolicyEngine actor."""
-
-    def __init__(self, cfg: dict, engine_handle, stop_ids: list[int] | None = None):
-        from policies.codec import ChatCodec
-        from policies.llm_policy import LLMPolicy
-        from policies.models import load_tokenizer
-
-        from .policy_engine import RemoteEngine
-
-        self.cfg = TrainConfig(**cfg)
-        tok = load_tokenizer(self.cfg.model)
-        self.codec = ChatCodec(tok, tool_format=self.cfg.tool_format, prefill=self.cfg.prefill,
-                               lenient=self.cfg.lenient)
-        self.engine = RemoteEngine(engine_handle)
-        self.policy = LLMPolicy(self.engine, codec=self.codec, temperature=self.cfg.temperature,
-                                max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed)
-        self.catalog = _make_catalog(self.cfg)
-
-    def run_groups(self, tasks: list[dict], seed: int):
-        """(small stats + summaries, trajectories): two returns, the second goes to the
-        learner by reference."""
-        self.policy.seed = seed
-        timing = [0.0, 0.0]
-
-        def on_turn(g, e, n):
-            timing[0] += g
-            timing[1] += e
-
-        res = rollout_groups(self.policy, self.catalog, tasks, self.cfg.group_size, self.cfg.axes, on_turn)
-        dcfg = self.cfg.dapo_config()
-        trajs = [to_trajectory(r, self.cfg.max_new_tokens, dcfg) for r in res]
-        recs = [_record(r, f"llm:{self.cfg.model}") for r in res]
-        from policies.dapo import filter_groups
-
-        kept, _ = filter_groups(trajs)
-        small = {"outcomes": _outcomes(res), "stats": _step_stats(res, trajs), "gen_s": timing[0],
-                 "env_s": timing[1], "records": recs, "informative_groups": len({t.group for t in kept})}
-        return small, trajs
-
-
-def train_ray(cfg: TrainConfig, log: Callable[[str], None] = print) -> list[dict]:
-    """The Ray runner: scheduler actor, PolicyEngine, Learner, RolloutWorkers."""
-    import ray
-
-    from scheduler.actor import create_scheduler
-
-    from .cli import init_ray
-    from .learner import Learner
-    from .policy_engine import PolicyEngine
-
-    cfg = cfg.validate()
-    init_ray(address=cfg.address, num_cpus=cfg.num_cpus)
-    run_dir = _run_dir(cfg)
-    _write_json(run_dir / "config.json", dataclasses.asdict(cfg))
-    ckpt = _latest_checkpoint(run_dir) if cfg.resume else None
-    if ckpt:  # the scheduler actor restores from run_dir/curriculum.json: make it the checkpoint's
-        _write_text(run_dir / "curriculum.json", (ckpt / "curriculum.json").read_text())
-    from envs import resolve_envs
-
-    gpu = cfg.device.startswith("cuda")
-    # logical CPUs: engine and learner one unit each, every rollout worker half a unit, all
-    # fitting the cluster (the scheduler and writer take none)
-    total = float(ray.cluster_resources().get("CPU", 2.0))
-    unit = max(0.01, min(1.0, (total - 0.1) / (2 + 0.5 * cfg.workers)))
-    engine = PolicyEngine.options(num_gpus=0.5 if gpu else 0, num_cpus=unit).remote(
-        str(ckpt / "model") if ckpt else cfg.model, device=cfg.device, engine=cfg.engine, dtype=cfg.dtype,
-        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, prefill=cfg.prefill,
-        tool_format=cfg.tool_format, lenient=cfg.lenient, threads=cfg.threads)
-    learner = Learner.options(num_gpus=0.5 if gpu else 0, num_cpus=unit).remote(
-        cfg.model, cfg.dapo_config().as_dict(), cfg.device, cfg.max_staleness, str(ckpt) if ckpt else None,
-        None, cfg.threads)
-    curriculum_cfg = {"first_seed": cfg.seed * 1_000_000, **cfg.curriculum}
-    sched = create_scheduler(resolve_envs(cfg.collection), curriculum_cfg, seed=cfg.seed,
-                             checkpoint_path=str(run_dir / "curriculum.json"), name=f"ecomrlve-train-{run_dir.name}")
-    Worker = ray.remote(num_cpus=unit / 2)(RolloutWorkerImpl)
-    workers = [Worker.remote(dataclasses.asdict(cfg), engine) for _ in range(cfg.workers)]
-    step = 0
-    if ckpt:
-        step = int(json.loads((ckpt / "train_state.json").read_text())["step"])
-    ray.get(learner.push.remote([engine], cfg.dtype))
-    writer = _trajectory_writer(run_dir, append=bool(ckpt))
-    metrics: list[dict] = []
-    summaries: list[dict] = []
-    try:
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            smalls, traj_refs, rounds = [], [], 0
-            while rounds < cfg.max_sampling_rounds:  # dynamic sampling: more tasks until a group has spread
-                rounds += 1
-                tasks = ray.get(sched.lease.remote(cfg.tasks_per_step))
-                chunks = [tasks[i::len(workers)] for i in range(len(workers))]
-                calls = [w.run_groups.options(num_returns=2).remote(c, cfg.seed + (step * 101 + rounds) * 7919 + i)
-                         for i, (w, c) in enumerate(zip(workers, chunks)) if c]
-                traj_refs += [c[1] for c in calls]  # refs only: the driver never fetches trajectories
-                got = ray.get([c[0] for c in calls])
-                ray.get(sched.report.remote([o for s in got for o in s["outcomes"]]))
-                smalls += got
-                if sum(s["informative_groups"] for s in smalls) >= cfg.min_groups:
-                    break
-            upd = ray.get(learner.update_refs.remote(traj_refs))
-            push = ray.get(learner.push.remote([engine], cfg.dtype)) if upd["stepped"] else {
-                "version": ray.get(engine.version.remote()), "checksum": ray.get(engine.checksum.remote())}
-            step += 1
-            recs = [r for s in smalls for r in s["records"]]
-            summaries += [_summary(r) for r in recs]
-            if writer is not None:
-                writer.write(recs)
-            m = {"step": step, "rounds": rounds, "episodes": len(recs), "wall_s": time.perf_counter() - t0,
-                 "reward_mean": sum(r["r_total"] for r in recs) / max(1, len(recs)),
-                 "gen_s": sum(s["gen_s"] for s in smalls), "env_s": sum(s["env_s"] for s in smalls),
-                 **{k: v for k, v in upd.items() if not isinstance(v, (list, dict))},
-                 "engine_version": push.get("version"), "engine_checksum": push.get("checksum")}
-            metrics.append(m)
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(m) + "\n")
-            log(f"step {step}/{cfg.steps}: reward {m['reward_mean']:+.3f} kept {m.get('groups_kept', 0)} "
-                f"dropped {m.get('groups_dropped', 0)} version {m['engine_version']} ({m['wall_s']:.1f} s)")
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                d = run_dir / "checkpoints" / f"step_{step:06d}"
-                ray.get(learner.save.remote(str(d)))
-                ray.get(sched.checkpoint.remote())
-                _write_text(d / "curriculum.json", (run_dir / "curriculum.json").read_text())
-                _write_json(d / "train_state.json", {"step": step, "version": m.get("version")})
-                _write_text(run_dir / "checkpoints" / "latest", d.name + "\n")
-    finally:
-        if writer is not None:
-            writer.close()
-            try:
-                from . import run_dir as rd
-
-                state = json.loads((run_dir / "curriculum.json").read_text())
-                rd.write_summary(run_dir, summaries, state, {"policy": f"llm:{cfg.model} (DAPO, Ray)",
-                                                              "collection": cfg.collection,
-                                                              "episodes": len(summaries)})
-                rd.write_plots(run_dir, summaries)
-            except Exception as exc:  # noqa: BLE001 - the summary is a convenience
-                log(f"summary not written: {exc}")
-        for a in workers + [engine, learner]:
-            try:
-                ray.kill(a, no_restart=True)
-            except Exception:  # noqa: BLE001
-                pass
-        try:
-            ray.get(sched.shutdown.remote(), timeout=10)
-            ray.kill(sched, no_restart=True)
-        except Exception:  # noqa: BLE001
-            pass
-    return metrics
+    return TrajectoryWriterImpl(str(run_dir), append=append)
 
 
 # --------------------------------------------------------------------------- SFT
@@ -836,10 +682,27 @@ def _add_train(sub) -> None:
     p.add_argument("--catalog", dest="catalog_dir", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--ray", action="store_true", help="run engine, learner and rollout workers as Ray actors")
-    p.add_argument("--workers", type=int, default=2, help="rollout worker actors with --ray (default 2)")
-    p.add_argument("--address", default=None, help="Ray address with --ray")
-    p.add_argument("--num-cpus", type=int, default=None)
+    p.add_argument("--in-process", dest="ray", action="store_false",
+                   help="one process, no Ray (default: the Ray actor system)")
+    p.add_argument("--ray", dest="ray", action="store_true", help=argparse.SUPPRESS)  # the default; kept for scripts
+    p.add_argument("--workers", "-w", type=int, default=2, help="env worker actors (default 2)")
+    p.add_argument("--shards", "-s", type=int, default=2, help="catalog shard actors (default 2)")
+    p.add_argument("--shopper", choices=("serve", "local", "none"), default="serve",
+                   help="shopper phrasing: Ray Serve deployment (default), in-process, or none")
+    p.add_argument("--shopper-backend", default="template", help="shopper backend: template (default) or llm")
+    p.add_argument("--max-concurrent", type=int, default=64, help="episodes at once per env worker (default 64)")
+    p.add_argument("--batch-size", type=int, default=None, help="rollouts per dispatch call (default: group size)")
+    p.add_argument("--sync", action="store_true",
+                   help="alternate rollouts and updates (default: the next step's rollouts overlap the update)")
+    p.add_argument("--engine-max-batch", type=int, default=256, help="turns per batched generate (default 256)")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0,
+                   help="how long the engine gathers concurrent turns before generating (default 5)")
+    p.add_argument("--engine-opt", action="append", metavar="KEY=VALUE",
+                   help="engine option, repeatable: static_cache=true, compile=true (HF); "
+                        "gpu_memory_utilization=0.4 (vLLM)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray cluster")
+    p.add_argument("--no-live", action="store_true", help="plain log lines instead of the progress bar")
     p.set_defaults(func=cmd_train)
 
 
@@ -861,7 +724,11 @@ def config_from_args(args) -> TrainConfig:
         prefill=args.prefill, lenient=args.lenient, tool_format=args.tool_format, catalog_size=args.catalog_size,
         catalog_dir=args.catalog_dir, seed=args.seed, axes=_kv(args.axis, "axis"), max_staleness=args.max_staleness,
         checkpoint_every=args.checkpoint_every, resume=args.resume, ray=args.ray, workers=args.workers,
-        address=args.address, num_cpus=args.num_cpus, curriculum=cur, dapo=dapo, threads=args.threads,
+        shards=args.shards, shopper=args.shopper, shopper_backend=args.shopper_backend,
+        max_concurrent=args.max_concurrent, batch_size=args.batch_size, sync=args.sync,
+        engine_max_batch=args.engine_max_batch, batch_wait_ms=args.batch_wait_ms,
+        engine_opts=_kv(args.engine_opt, "engine-opt"), address=args.address, num_cpus=args.num_cpus,
+        curriculum=cur, dapo=dapo, threads=args.threads,
     ).validate()
 
 
@@ -871,12 +738,34 @@ def cmd_train(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if cfg.ray:
-        train_ray(cfg)
-    else:
+    if not cfg.ray:
         trainer = Trainer(cfg)
         trainer.run()
         print(trainer.run_dir)
+        return 0
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .train_ray import RayTrainer, format_step
+
+    console = Console(stderr=True)
+    trainer = RayTrainer(cfg, log=console.log)
+    trainer.setup()
+    if args.no_live or not console.is_terminal:
+        trainer.run(on_step=lambda m: console.log(format_step(m, cfg.steps)))
+    else:
+        columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.description}"))
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("", total=cfg.steps, completed=trainer.step)
+
+            def on_step(m):
+                console.log(format_step(m, cfg.steps))
+                bar.update(task, completed=m["step"], description=f"reward {m['reward_mean']:+.3f} "
+                           f"v{m['engine_version']} {m['step_s']:.0f} s/step")
+
+            trainer.run(on_step=on_step)
+    print(trainer.run_dir)
     return 0
 
 

@@ -3,11 +3,19 @@ and 8, DAPO update tokens/s, and where the time of a short in-process train run 
 (generation vs environment per turn, update, weight sync).
 
     python benchmarks/learner.py [--device cpu] [--new-tokens 32] [--threads N]
+    python benchmarks/learner.py --ray-steps 3      # also: the Ray runner, overlapped vs --sync
 
 Prints the figures and the ratios measured in this one run (batch-8 vs batch-1 generation
 throughput; generation vs environment time per turn; update vs rollout time) and writes
 them to ``benchmarks/results/learner.json``. These machines are noisy; compare ratios, not
 absolute numbers across runs.
+
+``--ray-steps N`` runs `actors.train_ray` twice (N steps with rollouts overlapping updates,
+then N with ``--sync``) on the full actor system and reports where an episode's time goes
+(LLM vs env vs shopper vs the rest: Ray and the event loop) and the step time of both modes.
+It starts Ray: run it in a loopback-only namespace, as every Ray command here
+(``unshare -n bash -c 'ip link set lo up && ...'`` with a HOME holding
+``ray_bootstrap_config.yaml``; see README).
 """
 
 from __future__ import annotations
@@ -101,12 +109,51 @@ def bench_train_run(model_name: str, device: str, new_tokens: int, threads) -> d
             "stepped": m.get("stepped", False), "invalid_rate": m["invalid_rate"]}
 
 
+def bench_ray_train(model_name: str, device: str, new_tokens: int, steps: int, threads) -> dict:
+    """Steps of the Ray runner, overlapped and then synchronous (fresh actors each)."""
+    import ray
+
+    from actors.train import TrainConfig
+    from actors.train_ray import RayTrainer
+
+    out = {}
+    for mode in ("overlap", "sync"):
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = TrainConfig(collection="E_CART", model=model_name, steps=steps, out=os.path.join(tmp, "run"),
+                              device=device, group_size=4, tasks_per_step=2, max_new_tokens=new_tokens,
+                              max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1000, threads=threads,
+                              prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
+                              lenient=True, tool_format="none", axes={"T_max": 2}, workers=2, shards=1,
+                              sync=mode == "sync")
+            t0 = time.perf_counter()
+            tr = RayTrainer(cfg, log=lambda s: None).setup()
+            setup_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            ms = tr.run(on_step=lambda m: None)
+            wall = time.perf_counter() - t0
+        later = ms[1:] or ms  # step 1 has nothing to overlap with
+        mean = lambda k, rows=later: sum(float(m[k]) for m in rows) / len(rows)  # noqa: E731
+        out[mode] = {"steps": len(ms), "setup_s": setup_s, "wall_s": wall, "step_s_mean": mean("step_s"),
+                     "rollout_wait_s_mean": mean("rollout_wait_s"), "update_s_mean": mean("update_s"),
+                     "episodes": sum(m["episodes"] for m in ms), "llm_ms_per_turn": mean("llm_ms_per_turn", ms),
+                     "env_ms_per_turn": mean("env_ms_per_turn", ms), "shopper_ms_per_turn": mean("shopper_ms_per_turn", ms),
+                     "outside_llm_share": mean("outside_llm_share", ms),
+                     "generation_tokens_per_s": mean("generation_tokens_per_s", ms),
+                     "update_tokens_per_s": mean("update_tokens_per_s", ms),
+                     "staleness_max": max(m["staleness_max"] for m in ms),
+                     "stale_dropped": sum(m.get("stale_dropped", 0) for m in ms)}
+        ray.shutdown()
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--ray-steps", type=int, default=0,
+                    help="also run N steps of the Ray runner, overlapped and --sync (needs a loopback-only namespace)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
 
@@ -151,10 +198,24 @@ def main(argv=None) -> int:
     print(f"train step (E_CART, 1 task x G=4, T_max 2, 8-token replies): {run['turns']} turns, generation {run['gen_s_per_turn']:.2f} "
           f"s/turn vs env {run['env_s_per_turn'] * 1e3:.1f} ms/turn; update {run['update_s']:.1f} s, "
           f"sync {run['sync_s']:.1f} s, step {run['step_wall_s']:.1f} s")
+    if args.ray_steps:
+        rr = bench_ray_train(args.model, args.device, 8, args.ray_steps, args.threads)
+        result["ray_train"] = rr
+        result["ratios"]["sync_over_overlap_step_time"] = rr["sync"]["step_s_mean"] / rr["overlap"]["step_s_mean"]
+        for mode, x in rr.items():
+            print(f"ray train ({mode}, E_CART 2 tasks x G=4, T_max 2, 8-token replies, {x['steps']} steps): "
+                  f"{x['step_s_mean']:.1f} s/step after the first (waiting {x['rollout_wait_s_mean']:.1f} s on "
+                  f"rollouts, update {x['update_s_mean']:.1f} s); per turn LLM {x['llm_ms_per_turn']:.0f} ms, env "
+                  f"{x['env_ms_per_turn']:.1f} ms, shopper {x['shopper_ms_per_turn']:.1f} ms; outside the LLM "
+                  f"{x['outside_llm_share']:.1%} of episode time; generation {x['generation_tokens_per_s']:.1f} tok/s, "
+                  f"update {x['update_tokens_per_s']:.0f} tok/s; max staleness {x['staleness_max']}, "
+                  f"stale dropped {x['stale_dropped']}")
     r = result["ratios"]
     print(f"ratios: batch-8 / batch-1 generation throughput {r['gen_batch8_over_batch1']:.1f}x (decoding only "
           f"{r['decode_batch8_over_batch1']:.1f}x); generation / env "
-          f"time per turn {r['gen_over_env_per_turn']:.0f}x; update / rollout time {r['update_over_rollout']:.2f}x")
+          f"time per turn {r['gen_over_env_per_turn']:.0f}x; update / rollout time {r['update_over_rollout']:.2f}x"
+          + (f"; ray step time sync / overlapped {r['sync_over_overlap_step_time']:.2f}x"
+             if "sync_over_overlap_step_time" in r else ""))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -233,6 +231,16 @@ def test_cli_registers_train_and_sft():
     cfg = config_from_args(args)
     assert cfg.group_size == 4 and cfg.axes == {"T_max": 2} and cfg.dapo == {"eps_high": 0.3, "lr": 2e-5}
     assert cfg.dapo_config().eps_high == 0.3
+    assert cfg.ray and not cfg.sync and cfg.dispatch_size() == 4  # the actor system is the default
+    args = parser.parse_args(["train", "--in-process", "--sync", "--engine-opt", "static_cache=true", "-w", "3",
+                              "--shards", "1", "--batch-size", "2", "--shopper", "local"])
+    cfg = config_from_args(args)
+    assert not cfg.ray and cfg.sync and cfg.engine_opts == {"static_cache": True} and cfg.workers == 3
+    assert cfg.shards == 1 and cfg.dispatch_size() == 2 and cfg.shopper == "local"
+    for bad, field in ((["--shards", "0"], "shards"), (["--batch-size", "0"], "batch_size"),
+                       (["--engine-opt", "static_cache"], "engine-opt"), (["--catalog-size", "1"], "catalog_size")):
+        with pytest.raises(ValueError, match=field):
+            config_from_args(parser.parse_args(["train", *bad]))
     args = parser.parse_args(["sft", "runs/x", "--out", "o", "--steps", "5"])
     assert args.func.__name__ == "cmd_sft" and args.steps == 5
 
@@ -451,33 +459,26 @@ def test_shopper_phraser_with_smollm2(smol, catalog):
 # --------------------------------------------------------------------------- Ray actors (loopback only)
 
 
-def _loopback_only() -> bool:
-    try:
-        return [n for _, n in socket.if_nameindex()] == ["lo"]
-    except OSError:
-        return False
+@pytest.fixture(scope="module")
+def ray_local(ray_env):
+    """One local Ray session (4 logical CPUs) for this module's actor tests; `ray_env`
+    skips them outside a loopback-only network namespace."""
+    import ray
+
+    from actors.cli import init_ray
+
+    init_ray(num_cpus=4, include_dashboard=False)
+    yield
+    ray.shutdown()
 
 
-@pytest.mark.skipif(not _loopback_only() and os.environ.get("ECOMRLVE_RAY_TESTS_ANYWHERE") != "1",
-                    reason="Ray tests run only in a loopback-only network namespace: "
-                           "unshare -n bash -c 'ip link set lo up && python3 -m pytest ...'")
-def test_ray_learner_pushes_verified_weights_to_policy_engine(tiny_dir, tmp_path, catalog):
-    pytest.importorskip("ray")
+def test_ray_learner_pushes_verified_weights_to_policy_engine(ray_local, tiny_dir, catalog):
     import ray
 
     from actors.learner import Learner
     from actors.policy_engine import PolicyEngine
     from policies.dapo import Trajectory
 
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "ray_bootstrap_config.yaml").write_text("cluster_name: local\nprovider: {type: local}\n")
-    saved = {k: os.environ.get(k) for k in ("HOME", "RAY_USAGE_STATS_ENABLED", "RAY_USAGE_STATS_REPORT_URL")}
-    os.environ.update({"HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0",
-                       "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/"})
-    from actors.cli import init_ray
-
-    init_ray(num_cpus=2, include_dashboard=False)
     try:
         engine = PolicyEngine.remote(tiny_dir, max_new_tokens=4, prefill='{"')
         learner = Learner.remote(tiny_dir, {"lr": 1e-2})
@@ -507,12 +508,91 @@ def test_ray_learner_pushes_verified_weights_to_policy_engine(tiny_dir, tmp_path
             ray.get(engine.load_weights.remote({"model.norm.weight": torch.zeros(16)}, 9, "0" * 64))
         assert ray.get(engine.version.remote()) == 1
     finally:
-        ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        for actor in ("engine", "learner"):
+            if actor in locals():
+                ray.kill(locals()[actor], no_restart=True)
+
+
+def test_ray_train_two_steps_through_env_workers(ray_local, smol, tmp_path):
+    """`ecomrlve train` on the actor system: the scheduler leases tasks, EnvWorkers play
+    them (catalog shards, the shopper on Serve) with SmolLM2 in a PolicyEngine, the Learner
+    takes trajectories by reference, updates, and pushes checksummed weights. Rollouts of
+    step 2 start before step 1's update (asynchronous overlap), so whenever step 1 stepped,
+    step 2 trains on data one version old, which max_staleness=1 accepts."""
+    import pyarrow.parquet as pq
+
+    from actors.train import TrainConfig
+    from actors.train_ray import RayTrainer
+
+    cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
+                      max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
+                      lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000, max_sampling_rounds=4,
+                      checkpoint_every=1, seed=0, workers=2, shards=1, max_staleness=1)
+    tr = RayTrainer(cfg, log=lambda s: None).setup()
+    first = tr.checksum
+    assert tr.version == 0 and tr.overlap
+    metrics = tr.run(on_step=lambda m: None)
+    assert [m["step"] for m in metrics] == [1, 2]
+    stepped = sum(bool(m["stepped"]) for m in metrics)
+    assert stepped >= 1, metrics
+    assert metrics[-1]["engine_version"] == tr.version == stepped and tr.checksum != first
+    assert metrics[-1]["engine_checksum"] == tr.checksum
+    if metrics[0]["stepped"]:  # step 2's first round was sampled with version 0 weights
+        assert metrics[1]["staleness_max"] == 1 and metrics[1]["stale_dropped"] == 0
+    for m in metrics:
+        assert m["error_episodes"] == 0 and m["episodes"] % 4 == 0
+        assert 0.0 < m["outside_llm_share"] < 1.0
+        assert m["llm_ms_per_turn"] > 0 and m["env_ms_per_turn"] > 0
+    # every token the engine sampled is in a trajectory (generation of step 2's first round
+    # happened during step 1's update, so it counts in step 1's engine figures)
+    assert sum(m["generated_tokens"] for m in metrics) == sum(m["rollout_policy_tokens"] for m in metrics) > 0
+    run = Path(tr.run_dir)
+    rows = pq.read_table(run / "trajectories.parquet").to_pylist()
+    assert len(rows) == sum(m["episodes"] for m in metrics)
+    ids = sorted(r["episode_id"] for r in rows)
+    assert len(set(ids)) == len(ids) and {i % 1000 for i in ids} == {0, 1, 2, 3}
+    assert {r["policy"] for r in rows} == {"llm:smollm2"}
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    ck = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    assert json.loads((ck / "train_state.json").read_text())["version"] == tr.version
+    assert (ck / "model" / "config.json").exists() and (ck / "optimizer.pt").exists()
+    state = json.loads((ck / "curriculum.json").read_text())
+    assert state["next_task"] == len({i // 1000 for i in ids}) and state["pending"] == []  # all leased played
+    assert (run / "summary.md").exists()
+
+
+def test_ray_train_checkpoint_collects_the_overlapped_round_and_resumes(ray_local, tiny_dir, tmp_path):
+    """A checkpoint taken while step 2's round is in flight (the overlap) collects that round
+    first: the saved curriculum holds no unplayed lease and the round's episodes are in the
+    parquet. A run stopped there resumes at step 1, appends to the same files and leases on
+    from the saved counter. Tiny random model (fast; its rewards have no spread, so nothing is
+    learned, which this test does not need)."""
+    import pyarrow.parquet as pq
+
+    from actors.train import TrainConfig
+    from actors.train_ray import RayTrainer
+
+    base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
+                max_new_tokens=2, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
+                axes={"T_max": 1}, workers=1, shards=1, shopper="local")
+    first = RayTrainer(TrainConfig(steps=3, **base), log=lambda s: None).setup()
+    try:
+        m1 = first.train_step()
+        assert first._ahead is None and first._ready is not None and len(first._ready[0]) == 2
+    finally:
+        first.close()  # stops before step 2 trains on the collected round
+    run = tmp_path / "run"
+    ck = json.loads((run / "checkpoints" / "step_000001" / "curriculum.json").read_text())
+    assert ck["pending"] == [] and ck["next_task"] == 2 and m1["episodes"] == 2
+    assert sorted(pq.read_table(run / "trajectories.parquet").column("episode_id").to_pylist()) == [0, 1, 1000, 1001]
+    second = RayTrainer(TrainConfig(steps=2, resume=str(run), **base), log=lambda s: None).setup()
+    assert second.step == 1
+    second.run(on_step=lambda m: None)
+    ids = sorted(pq.read_table(run / "trajectories.parquet").column("episode_id").to_pylist())
+    assert ids == [0, 1, 1000, 1001, 2000, 2001]
+    final = json.loads((run / "curriculum.json").read_text())
+    assert final["pending"] == [] and final["next_task"] == 3
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
 # --------------------------------------------------------------------------- GPU
