@@ -118,12 +118,9 @@ class LearnerImpl:
 
     def __init__(self, model_name: str, cfg: dict | None = None, device: str = "cpu", max_staleness: int = 1,
                  resume_dir: str | None = None, dtype: str | None = None, threads: int | None = None):
-        import torch
+        from policies.models import load_model, set_torch_threads
 
-        from policies.models import load_model
-
-        if threads:
-            torch.set_num_threads(int(threads))
+        set_torch_threads(threads, device)
         src = str(Path(resume_dir) / "model") if resume_dir else model_name
         model, tok = load_model(src, device=device, dtype=dtype or "float32", train=False)
         self.core = LearnerCore(model, tok, DAPOConfig(**(cfg or {})), device, max_staleness)

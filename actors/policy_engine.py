@@ -53,12 +53,10 @@ class PolicyEngineImpl:
                  temperature: float = 1.0, max_new_tokens: int = 256, prefill: str = "", tool_format: str = "auto",
                  lenient: bool = False, max_batch: int = 64, batch_wait_ms: float = 5.0, threads: int | None = None,
                  engine_kwargs: dict | None = None):
-        import torch
-
         from policies.llm_policy import LLMPolicy
+        from policies.models import set_torch_threads
 
-        if threads:
-            torch.set_num_threads(int(threads))
+        set_torch_threads(threads, device)
         self.engine, self.tokenizer = build_engine(model_name, device, engine, dtype, **(engine_kwargs or {}))
         self.policy = LLMPolicy(self.engine, self.tokenizer, temperature=temperature, max_new_tokens=max_new_tokens,
                                 prefill=prefill, tool_format=tool_format, lenient=lenient)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,14 +148,19 @@ class RayTrainer:
         total = float(ray.cluster_resources().get("CPU", 2.0))
         unit = round(max(0.1, min(1.0, total * 0.25)), 3)  # logical CPUs of the engine and of the learner
         model_src = str(ckpt / "model") if ckpt else cfg.model
+        threads = cfg.threads
+        if threads is None and not gpu and self.overlap:
+            # generation and update run at the same time: half the cores each (on 2 cores,
+            # 2 + 2 threads made a step 1.7x slower than 1 + 1: measured, benchmarks/learner.py)
+            threads = max(1, (os.cpu_count() or 2) // 2)
         self.engine = PolicyEngine.options(num_gpus=0.5 if gpu else 0, num_cpus=unit).remote(
             model_src, device=cfg.device, engine=cfg.engine, dtype=cfg.dtype, temperature=cfg.temperature,
             max_new_tokens=cfg.max_new_tokens, prefill=cfg.prefill, tool_format=cfg.tool_format, lenient=cfg.lenient,
-            max_batch=cfg.engine_max_batch, batch_wait_ms=cfg.batch_wait_ms, threads=cfg.threads,
+            max_batch=cfg.engine_max_batch, batch_wait_ms=cfg.batch_wait_ms, threads=threads,
             engine_kwargs=dict(cfg.engine_opts))
         self.learner = Learner.options(num_gpus=0.5 if gpu else 0, num_cpus=unit).remote(
             cfg.model, cfg.dapo_config().as_dict(), cfg.device, cfg.max_staleness, str(ckpt) if ckpt else None,
-            None, cfg.threads)
+            None, threads)
         run_cfg = RunConfig(collection=cfg.collection, episodes=1, workers=cfg.workers, shards=cfg.shards,
                             catalog_size=cfg.catalog_size, catalog_dir=cfg.catalog_dir, catalog_seed=cfg.catalog_seed,
                             seed=cfg.seed, batch_size=cfg.dispatch_size(), max_concurrent=cfg.max_concurrent,

@@ -48,6 +48,19 @@ class ModelSource:
         return self.alias or Path(self.path).name
 
 
+def set_torch_threads(threads: int | None, device: str = "cpu") -> int:
+    """Torch intra-op threads for a model-holding process: `threads`, or on CPU every core
+    of the machine. Ray sets OMP_NUM_THREADS=1 in actors with fractional CPUs, which would
+    leave a CPU engine or learner on one core. Returns the count in effect."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    elif str(device).startswith("cpu"):
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    return torch.get_num_threads()
+
+
 def cache_root() -> Path:
     """``$ECOMRLVE_CACHE`` or ``~/.cache/ecomrlve``."""
     return Path(os.environ.get("ECOMRLVE_CACHE") or Path.home() / ".cache" / "ecomrlve")
