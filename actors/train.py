@@ -82,7 +82,7 @@ class TrainConfig:
     shopper_backend: str = "template"
     max_concurrent: int = 64  # episodes at once per env worker
     batch_size: int | None = None  # rollouts per dispatch call (default: the group size)
-    sync: bool = False  # True: no rollout/update overlap even when max_staleness >= 1
+    sync: bool | None = None  # rollouts and updates alternate; None: on CPU yes, on CUDA overlap them
     engine_max_batch: int = 256  # turns per batched generate in the PolicyEngine
     batch_wait_ms: float = 5.0  # how long the engine gathers concurrent turns
     engine_opts: dict = field(default_factory=dict)  # HFEngine / VLLMEngine options (static_cache, compile, ...)
@@ -132,6 +132,13 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown DAPO option(s): {', '.join(sorted(unknown))}")
         return self
+
+    def overlap(self) -> bool:
+        """Whether the next step's rollouts run during the update (the Ray runner). Default:
+        on CUDA only. On a CPU machine generation and update share the cores, and measured
+        on 2 vCPUs a step took 1.47x longer overlapped than alternating (benchmarks/learner.py)."""
+        sync = (not self.device.startswith("cuda")) if self.sync is None else self.sync
+        return not sync and self.max_staleness >= 1
 
     def dispatch_size(self) -> int:
         return self.batch_size or self.group_size
@@ -692,8 +699,10 @@ def _add_train(sub) -> None:
     p.add_argument("--shopper-backend", default="template", help="shopper backend: template (default) or llm")
     p.add_argument("--max-concurrent", type=int, default=64, help="episodes at once per env worker (default 64)")
     p.add_argument("--batch-size", type=int, default=None, help="rollouts per dispatch call (default: group size)")
-    p.add_argument("--sync", action="store_true",
-                   help="alternate rollouts and updates (default: the next step's rollouts overlap the update)")
+    p.add_argument("--sync", dest="sync", action="store_const", const=True, default=None,
+                   help="alternate rollouts and updates (the default on CPU)")
+    p.add_argument("--overlap", dest="sync", action="store_const", const=False,
+                   help="run the next step's rollouts during the update, within --max-staleness (default on CUDA)")
     p.add_argument("--engine-max-batch", type=int, default=256, help="turns per batched generate (default 256)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0,
                    help="how long the engine gathers concurrent turns before generating (default 5)")

@@ -23,7 +23,7 @@ trajectories (to the learner), each as its own object.
 Dynamic sampling: a step collects rounds until ``min_groups`` groups have reward spread (at
 most ``max_sampling_rounds``); the learner drops the groups without spread.
 
-Asynchronous overlap (default when ``max_staleness >= 1``; ``--sync`` turns it off): once a
+Asynchronous overlap (``--overlap``; the default on CUDA, with ``max_staleness >= 1``): once a
 step's rollouts are in, the next step's first round is dispatched before the update, so it
 plays on the current weights while the learner computes the next ones. The new weights reach
 the engine between two decode batches, so an episode may mix versions; its trajectory
@@ -121,7 +121,7 @@ class RayTrainer:
         self._next_worker = 0
         self._write_refs: list = []
         self.retried = 0
-        self.overlap = not cfg.sync and cfg.max_staleness >= 1
+        self.overlap = cfg.overlap()
         self.driver = None
         self.engine = self.learner = None
 

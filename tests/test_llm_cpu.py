@@ -221,7 +221,7 @@ def test_train_config_errors_name_the_field():
 def test_cli_registers_train_and_sft():
     import argparse
 
-    from actors.train import add_train_commands, config_from_args
+    from actors.train import TrainConfig, add_train_commands, config_from_args
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
@@ -231,7 +231,10 @@ def test_cli_registers_train_and_sft():
     cfg = config_from_args(args)
     assert cfg.group_size == 4 and cfg.axes == {"T_max": 2} and cfg.dapo == {"eps_high": 0.3, "lr": 2e-5}
     assert cfg.dapo_config().eps_high == 0.3
-    assert cfg.ray and not cfg.sync and cfg.dispatch_size() == 4  # the actor system is the default
+    assert cfg.ray and cfg.dispatch_size() == 4  # the actor system is the default
+    assert not cfg.overlap() and TrainConfig(device="cuda").overlap()  # alternate on CPU, overlap on CUDA
+    assert not TrainConfig(device="cuda", max_staleness=0).overlap()
+    assert config_from_args(parser.parse_args(["train", "--overlap"])).overlap()
     args = parser.parse_args(["train", "--in-process", "--sync", "--engine-opt", "static_cache=true", "-w", "3",
                               "--shards", "1", "--batch-size", "2", "--shopper", "local"])
     cfg = config_from_args(args)
@@ -527,7 +530,7 @@ def test_ray_train_two_steps_through_env_workers(ray_local, smol, tmp_path):
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                       lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000, max_sampling_rounds=4,
-                      checkpoint_every=1, seed=0, workers=2, shards=1, max_staleness=1)
+                      checkpoint_every=1, seed=0, workers=2, shards=1, max_staleness=1, sync=False)
     tr = RayTrainer(cfg, log=lambda s: None).setup()
     first = tr.checksum
     assert tr.version == 0 and tr.overlap
@@ -574,7 +577,7 @@ def test_ray_train_checkpoint_collects_the_overlapped_round_and_resumes(ray_loca
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
                 max_new_tokens=2, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
-                axes={"T_max": 1}, workers=1, shards=1, shopper="local")
+                axes={"T_max": 1}, workers=1, shards=1, shopper="local", sync=False)
     first = RayTrainer(TrainConfig(steps=3, **base), log=lambda s: None).setup()
     try:
         m1 = first.train_step()
