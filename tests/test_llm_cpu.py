@@ -121,6 +121,20 @@ def test_hf_engine_batching_seeds_and_logprobs(smol):
     assert all(x.finish_reason in ("stop", "length") for x in a)
 
 
+def test_static_cache_engine_matches_the_decode_loop(smol):
+    """The static-KV-cache path (``--engine-opt static_cache=true``, meant for GPU) gives the
+    decode loop's greedy ids and logprobs, left-padded row included (checked here on CPU)."""
+    from policies.engines import HFEngine
+
+    model, tok = smol
+    p = _prompt_ids(tok, "Name a fruit.")
+    loop = HFEngine(model, tok).generate([p, p[3:]], temperature=0, max_new_tokens=8)
+    static = HFEngine(model, tok, static_cache=True).generate([p, p[3:]], temperature=0, max_new_tokens=8)
+    assert [c.ids for c in static] == [c.ids for c in loop] and all(len(c.ids) == 8 for c in loop)
+    for a, b in zip(static, loop):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4) and a.finish_reason == b.finish_reason
+
+
 def test_load_weights_verifies_checksum(smol):
     import copy
 
