@@ -410,25 +410,12 @@ class BundleEnv(ShopEnv):
             return np.asarray(self.catalog.codes(column)[0][rows]) == code
         return np.array([c.holds(self.catalog, int(r)) for r in rows], dtype=bool)
 
-    def _stock_mask(self, rows: np.ndarray, exclude_pending: bool = False) -> np.ndarray:
-        """In stock in the world overlay for each of `rows` (ascending); optionally treating
-        rows scheduled to sell out as already sold out."""
-        stock = np.array(self.catalog.numeric("stock")[rows], dtype=np.int64)
-        overrides = list(self.world.stock.items())
-        if exclude_pending:
-            overrides += [(r, 0) for _, r in self.world.scheduled_stockouts]
-        for r, units in overrides:
-            i = int(np.searchsorted(rows, r))
-            if i < len(rows) and int(rows[i]) == r:
-                stock[i] = units
-        return stock > 0
-
     def _cents(self, rows: np.ndarray) -> np.ndarray:
         return np.round(np.asarray(self.catalog.numeric("price")[rows], dtype=np.float64) * 100).astype(np.int64)
 
     def feasible_mask(self, req: Requirement, exclude_pending: bool = True, drop: int | None = None) -> np.ndarray:
         """Rows of `req` that meet its constraints and are in stock now (optionally without `drop`)."""
-        m = req.mask & self._stock_mask(req.rows, exclude_pending)
+        m = req.mask & self.world.stock_mask(req.rows, exclude_pending)
         if drop is not None:
             m &= req.rows != drop
         return m
@@ -456,7 +443,7 @@ class BundleEnv(ShopEnv):
             picked = []
             for i in rng.permutation(len(leaves)):
                 rows = self.catalog.category_rows(leaves[i])
-                if len(rows) and self._stock_mask(rows, exclude_pending=True).any():
+                if len(rows) and self.world.stock_mask(rows, exclude_pending=True).any():
                     picked.append(leaves[i])
                     if len(picked) == n:
                         return project, picked
@@ -467,7 +454,7 @@ class BundleEnv(ShopEnv):
         return best
 
     def _choose_constraint(self, rng: np.random.Generator, req: Requirement) -> Constraint | None:
-        live = self._stock_mask(req.rows, exclude_pending=True)
+        live = self.world.stock_mask(req.rows, exclude_pending=True)
         n_live = int(live.sum())
         if n_live < MIN_CONSTRAINED_OPTIONS:
             return None

@@ -240,15 +240,6 @@ class DiscoveryEnv(ShopEnv):
     def utility_of(self, row: int) -> float:
         return float(self.utility(np.array([row]))[0])
 
-    def _stock_mask(self, rows: np.ndarray) -> np.ndarray:
-        """In stock in the world overlay, for every row of `rows` (ascending)."""
-        stock = np.array(self.catalog.numeric("stock")[rows], dtype=np.int64)
-        for r, units in self.world.stock.items():
-            i = int(np.searchsorted(rows, r))
-            if i < len(rows) and int(rows[i]) == r:
-                stock[i] = units
-        return stock > 0
-
     def _compatible_rows(self) -> np.ndarray:
         """Every catalog row satisfying all constraints (stock ignored), ascending."""
         goal = self.goal
@@ -260,7 +251,7 @@ class DiscoveryEnv(ShopEnv):
     def pool_rows(self) -> np.ndarray:
         """The evaluation pool now: rows meeting every constraint and in stock, ascending."""
         rows = self._compatible_rows()
-        return rows[self._stock_mask(rows)]
+        return rows[self.world.stock_mask(rows)]
 
     def ideal_rows(self) -> list[int]:
         """The pool by utility desc, row asc."""

@@ -181,15 +181,6 @@ class SubstitutionEnv(ShopEnv):
             return cat.numeric("ship_days")[rows] <= int(c.value)
         return self._eq(c.attribute, rows, str(c.value))
 
-    def _stock_mask(self, rows: np.ndarray) -> np.ndarray:
-        """In stock in the world overlay, for every row of `rows` (ascending)."""
-        stock = np.array(self.catalog.numeric("stock")[rows], dtype=np.int64)
-        for r, units in self.world.stock.items():
-            i = int(np.searchsorted(rows, r))
-            if i < len(rows) and int(rows[i]) == r:
-                stock[i] = units
-        return stock > 0
-
     # ------------------------------------------------------------------ generation
     def _candidates(self, rng: np.random.Generator, row: int) -> list[Constraint]:
         """The constraints a substitute for `row` could have to meet, in the order they are used."""
@@ -217,7 +208,7 @@ class SubstitutionEnv(ShopEnv):
         number of candidate constraints)."""
         cat = self.catalog
         rows = cat.category_rows(cat.value("category_l3", row))
-        base = self._stock_mask(rows) & (rows != row)
+        base = self.world.stock_mask(rows) & (rows != row)
         chosen: list[Constraint] = []
         masks: dict[str, np.ndarray] = {}
         valid = base
@@ -362,7 +353,7 @@ class SubstitutionEnv(ShopEnv):
 
     def valid_mask(self) -> np.ndarray:
         """Leaf rows that are valid substitutes now: compatible, in stock, not the original."""
-        return self.compatible_mask() & self._stock_mask(self.goal.rows) & (self.goal.rows != self.goal.original_row)
+        return self.compatible_mask() & self.world.stock_mask(self.goal.rows) & (self.goal.rows != self.goal.original_row)
 
     def ideal_rows(self) -> list[int]:
         """Valid rows by similarity desc, row asc."""

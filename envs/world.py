@@ -260,6 +260,20 @@ class World:
     def in_stock(self, row: int) -> bool:
         return self.stock_of(row) > 0
 
+    def stock_mask(self, rows: np.ndarray, exclude_pending: bool = False) -> np.ndarray:
+        """`in_stock` for every row of `rows` (ascending), vectorised over the catalog's stock
+        column plus this overlay; with `exclude_pending`, rows scheduled to sell out count as
+        sold out already. O(len(rows) + overrides)."""
+        stock = np.array(self.catalog.numeric("stock")[rows], dtype=np.int64)
+        overrides = list(self.stock.items())
+        if exclude_pending:
+            overrides += [(r, 0) for _, r in self.scheduled_stockouts]
+        for r, units in overrides:
+            i = int(np.searchsorted(rows, r))
+            if i < len(rows) and int(rows[i]) == r:
+                stock[i] = units
+        return stock > 0
+
     def set_stock(self, row: int, units: int) -> None:
         self.stock[row] = int(units)
 
