@@ -86,8 +86,23 @@ class ShopEnv:
         """The shopper's reaction to an assistant message, or None to stay silent."""
         return None
 
+    def _minimal_turns(self) -> int:
+        """T_min: the effective turns of the oracle's minimal plan for this episode, read at
+        scoring time: `plan_turns` (set by `_generate` from the hidden goal) plus
+        `replan_turns` (added when the goal changed mid-episode and the plan needs more
+        turns), less the plan's own shopper-caused turns (`plan_caused`: the plan's turn
+        indices that ask about omitted slots or tell of a stock-out). An agent with
+        T_eff <= T_min earns the maximum r_eff; the oracle's T_eff equals it."""
+        return self.plan_turns + self.replan_turns - len(self.plan_caused)
+
     def _on_tool(self, name: str, args: Args, result: dict) -> None:
         """Called after each executed tool (e.g. to note a stock-out the agent hit)."""
+
+    def _switch_goal(self, rng) -> Utterance | None:
+        """(E_JOURNEY) The shopper changes its mind mid-task: update the goal and return what
+        the shopper says, or None when the change no longer applies. An environment that
+        does not override this cannot be modified, so a journey drops it instead."""
+        return None
 
     def _on_stockout(self, rows: list[int]) -> None:
         """Called when scheduled stock-outs take effect at the start of a turn."""
@@ -121,6 +136,8 @@ class ShopEnv:
         self.claims_checked = 0
         self.claims_false = 0
         self.reward_info: RewardBreakdown | None = None
+        self.plan_turns = self.replan_turns = 0  # `_generate` sets the plan (see `_minimal_turns`)
+        self.plan_caused: set[int] = set()
         self.utterances: list[Utterance] = []  # the shopper's messages, clean text kept
         self.messages: list[dict] = [{"role": "system", "content": self._system_prompt()}]
         opening = self._generate()
@@ -243,6 +260,8 @@ class ShopEnv:
             self._check_claims(act.assistant_message)
 
     def _check_answer_fields(self, answer: Answer) -> None:
+        """An answer must give at least one of this request's answer fields, non-empty (an
+        empty answer is giving up, and giving up never pays: it is invalid), and no other."""
         for name in answer.model_fields_set:
             if name == "env" or getattr(answer, name) is None:
                 continue
@@ -250,6 +269,7 @@ class ShopEnv:
                 raise InvalidAction(f"answer.{name} is not an answer field of {self.env_id}")
         if answer.env is not None and answer.env not in self._answer_env_ids():
             raise InvalidAction(f"answer.env is {answer.env!r}, expected {self.env_id!r}")
+        require_answer(answer, self.answer_fields)
 
     def _answer_env_ids(self) -> tuple[str, ...]:
         return (self.env_id,)
@@ -299,8 +319,9 @@ class ShopEnv:
         if reason != "answered" and task.is_correct:
             task = TaskScore(task.r_task, False, task.details)
         turns = self.turn + 1
-        t_eff = turns - len(self.shopper.caused_turns)
-        return combine(task, efficiency(t_eff, self.axes.T_max), self._hallucination(), reason)
+        t_eff = turns - sum(1 for t in self.shopper.caused_turns if t < turns)
+        r_eff = efficiency(t_eff, self._minimal_turns(), self.axes.T_max) if task.is_correct else 0.0
+        return combine(task, r_eff, self._hallucination(), reason)
 
     def _finish(self, breakdown: RewardBreakdown, terminated: bool = False, truncated: bool = False):
         self.done = True
@@ -321,6 +342,11 @@ def _jsonable(obj: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
+
+
+def require_answer(answer: Answer, fields: tuple[str, ...]) -> None:
+    if not any(getattr(answer, f, None) not in (None, "", []) for f in fields if f != "env"):
+        raise InvalidAction(f"answer is empty: give {' / '.join(fields)}")
 
 
 def _write_ids(name: str, args: Args) -> list[str]:

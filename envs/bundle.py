@@ -226,6 +226,8 @@ SOLD_OUT = ("That one is sold out.", "That one says it's out of stock.")
 UNSUITABLE = ("That one won't work.", "That one doesn't fit what I need.")
 OVER_BUDGET = ("That adds up to more than I want to spend.", "Together that's over my budget.")
 CONFIRM = ("Those look good to me.", "That works for me.")
+BUDGET_HINT = "a budget in mind"
+BUDGET_HINT_SENTENCE = "I have a budget in mind for all of it."
 BUDGET_KEYWORDS = ("budget", "price", "spend", "cost", "total", "$", "expensive", "cheap", "afford", "money")
 KEEP_PLURAL = ("glasses", "jeans", "shorts", "leggings", "pants", "scissors", "supplies")
 IRREGULAR_SINGULAR = {
@@ -529,20 +531,24 @@ class BundleEnv(ShopEnv):
         for req in reqs:
             details += [self._constraint_slot(req, c) for c in req.constraints]
         sh.plan_disclosure(details, self.axes.p_missing, keep=0)
-        if sh.omitted:
-            dependent = sum(1 for r in reqs if any(r.slot_name(c) in sh.omitted for c in r.constraints))
-            if self._oracle_turns(len(reqs), dependent, True) > self.axes.T_max:
-                sh.omitted.clear()  # the plan would not fit in T_max: say everything
+        dependent = sum(1 for r in reqs if any(r.slot_name(c) in sh.omitted for c in r.constraints))
+        if sh.omitted and self._oracle_turns(len(reqs), dependent, True) > self.axes.T_max:
+            sh.omitted.clear()  # the plan would not fit in T_max: say everything
+            dependent = 0
+        # oracle plan: [ask +] searches -> [re-search a category hit by a stock-out] -> answer
+        self.plan_turns = self._oracle_turns(len(reqs), dependent, bool(sh.omitted)) + int(self.goal.oos_planned)
+        self.plan_caused = {0} if sh.omitted else set()  # the question comes first
         return self._opening()
 
     def _budget_slot(self) -> Slot:
         phrase = f"at most {money(self.goal.budget_cents)} in total"
-        return Slot("budget", phrase, f"I can spend {phrase}.", BUDGET_KEYWORDS)
+        return Slot("budget", phrase, f"I can spend {phrase}.", BUDGET_KEYWORDS, BUDGET_HINT)
 
     def _constraint_slot(self, req: Requirement, c: Constraint) -> Slot:
         base = c.slot()
         phrase = f"the {req.noun} {base.phrase}"
-        return Slot(req.slot_name(c), phrase, f"I'd like {phrase}.", base.keywords + (req.noun,))
+        return Slot(req.slot_name(c), phrase, f"I'd like {phrase}.", base.keywords + (req.noun,),
+                    f"the {req.noun} {base.hint}")
 
     def _opening(self) -> Utterance:
         sh, goal = self.shopper, self.goal
@@ -550,9 +556,11 @@ class BundleEnv(ShopEnv):
         parts.append(fill(sh.choose(NEEDS), cats=join_phrases([r.leaf for r in goal.requirements])))
         if sh.revealed("budget"):
             parts.append(fill(sh.choose(BUDGET_SENTENCES), budget=sh.slots["budget"].phrase))
-        said = [r.slot_name(c) for r in goal.requirements for c in r.constraints if sh.revealed(r.slot_name(c))]
-        if said:
-            parts.append(fill(sh.choose(DETAIL_SENTENCES), details=join_phrases([sh.slots[n].phrase for n in said])))
+        else:  # an omitted budget is mentioned as open, so the agent can ask for it
+            parts.append(BUDGET_HINT_SENTENCE)
+        details = [sh.spoken(r.slot_name(c)) for r in goal.requirements for c in r.constraints]
+        if details:
+            parts.append(fill(sh.choose(DETAIL_SENTENCES), details=join_phrases(details)))
         disclosed = tuple(n for n in sh.slots if sh.revealed(n))
         return sh.say(" ".join(parts), "opening", disclosed)
 

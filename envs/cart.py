@@ -21,12 +21,15 @@ import numpy as np
 
 from .actions import Answer
 from .base import ShopEnv
+from .constraints import ATTRIBUTE_HINTS, ATTRIBUTE_WORDS
 from .reward import TaskScore, f1_score
 from .shopper import Slot, Utterance, fill, join_phrases, singular
 
 MAX_SAMPLE_TRIES = 200
 STOCKOUT_WORDS = ("out of stock", "sold out", "unavailable", "not available", "no longer available")
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
+QUANTITY_KEYWORDS = ("how many", "quantity", "number of", "units")
+QUANTITY_HINT = "a few units of"  # an omitted quantity (always > 1 when omittable)
 OPENINGS = (
     "Hi! Please add {items} to my cart.",
     "Hey, can you put {items} in my cart?",
@@ -142,15 +145,14 @@ class CartEnv(ShopEnv):
             name = it.phrase if it.quantity == 1 else f"{NUMBER_WORDS[it.quantity]} of {it.phrase}"
             reply = f"I want {name}." if it.quantity > 1 else f"Just one of {it.phrase}."
             qty_slot = Slot(f"quantity:{i}", NUMBER_WORDS.get(it.quantity, it.phrase) + (" of" if it.quantity > 1 else ""),
-                            reply, ("how many", "quantity", "number of", "units"))
+                            reply, QUANTITY_KEYWORDS, QUANTITY_HINT)
             slots_fixed.append(Slot(f"item:{i}", it.phrase, f"I need {it.phrase}.", ()))
             (slots_detail if it.quantity > 1 else slots_fixed).append(qty_slot)
             if it.variant_id:
-                from .constraints import ATTRIBUTE_WORDS
-
-                keywords = ATTRIBUTE_WORDS.get(it.variant_attr, ("",))[1] + ("variant", "version", "option", "which one")
+                keywords = ATTRIBUTE_WORDS.get(it.variant_attr, ("", ()))[1] + ("variant", "version", "option", "which one")
                 vp = _variant_phrase(it.variant_attr, it.variant_value)
-                slots_detail.append(Slot(f"variant:{i}", vp, f"For {it.phrase}, I want it {vp}.", keywords))
+                hint = ATTRIBUTE_HINTS.get(it.variant_attr, "in a particular version")
+                slots_detail.append(Slot(f"variant:{i}", vp, f"For {it.phrase}, I want it {vp}.", keywords, hint))
         self.shopper.plan_disclosure(slots_fixed, 0.0, keep=len(slots_fixed))
         self.shopper.plan_disclosure(slots_detail, self.axes.p_missing, keep=0)
 
@@ -179,6 +181,11 @@ class CartEnv(ShopEnv):
         ]
         goal.history = [history[j] for j in order]
         self.goal = goal
+        self.plan_turns = self._oracle_turns(len(items), bool(self.shopper.omitted), goal.stockout is not None)
+        # the plan's shopper-caused turns: the question (with the history read, or after it)
+        # and telling the shopper of the stock-out (turn 1)
+        self.plan_caused = ({int(self.axes.B_tool == 1)} if self.shopper.omitted else set()) | (
+            {1} if goal.stockout else set())
         return self._opening()
 
     def _opening(self) -> Utterance:
@@ -186,11 +193,11 @@ class CartEnv(ShopEnv):
         for i, it in enumerate(self.goal.items):
             q = f"quantity:{i}"
             text = it.phrase
-            if it.quantity > 1 and self.shopper.revealed(q):
-                text = f"{NUMBER_WORDS[it.quantity]} of {it.phrase}"
+            if it.quantity > 1:  # an omitted quantity still reads as more than one
+                text = f"{self.shopper.spoken(q)} {it.phrase}"
             v = f"variant:{i}"
-            if it.variant_id and self.shopper.revealed(v):
-                text += " " + _variant_phrase(it.variant_attr, it.variant_value)
+            if it.variant_id:  # an omitted variant still reads as a choice to make
+                text += " " + self.shopper.spoken(v)
             parts.append(text)
         template = self.shopper.choose(OPENINGS)
         disclosed = tuple(n for n in self.shopper.slots if self.shopper.revealed(n))

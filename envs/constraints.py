@@ -35,6 +35,26 @@ ATTRIBUTE_WORDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "age_range": ("for ages {v}", ("age", "old")),
 }
 
+# attribute -> what the shopper says while the value is still unsaid (holds a question keyword)
+ATTRIBUTE_HINTS: dict[str, str] = {
+    "color": "in a particular color",
+    "size": "in a particular size",
+    "material": "in a particular material",
+    "connector_type": "with a particular connector",
+    "wattage": "with a particular power rating",
+    "capacity": "with a particular capacity",
+    "screen_size": "with a particular screen size",
+    "scent": "with a particular scent",
+    "flavor": "in a particular flavor",
+    "age_range": "for a particular age",
+}
+KIND_HINTS: dict[str, str] = {
+    "price_max": "within a budget I have in mind",
+    "brand": "from a brand I like",
+    "rating_min": "with good enough ratings",
+    "ship_days_max": "that ships quickly enough",
+}
+
 
 @dataclass(frozen=True)
 class Constraint:
@@ -53,18 +73,19 @@ class Constraint:
         if self.kind == "price_max":
             p = f"${v:,.2f}".replace(".00", "")
             return Slot(self.name, f"under {p}", f"My budget is {p} at most.",
-                        ("price", "budget", "cost", "spend", "$", "expensive", "cheap"))
+                        ("price", "budget", "cost", "spend", "$", "expensive", "cheap"), KIND_HINTS[self.kind])
         if self.kind == "brand":
-            return Slot(self.name, f"from {v}", f"I'd like it from {v}.", ("brand", "make", "manufacturer"))
+            return Slot(self.name, f"from {v}", f"I'd like it from {v}.", ("brand", "make", "manufacturer"),
+                        KIND_HINTS[self.kind])
         if self.kind == "rating_min":
             return Slot(self.name, f"rated at least {v:.1f} stars", f"It should be rated at least {v:.1f} stars.",
-                        ("rating", "stars", "review"))
+                        ("rating", "stars", "review"), KIND_HINTS[self.kind])
         if self.kind == "ship_days_max":
             return Slot(self.name, f"shipping within {v} days", f"It has to ship within {v} days.",
-                        ("ship", "deliver", "arrive", "fast", "quick"))
+                        ("ship", "deliver", "arrive", "fast", "quick"), KIND_HINTS[self.kind])
         template, keywords = ATTRIBUTE_WORDS[self.attribute]
         phrase = template.format(v=v)
-        return Slot(self.name, phrase, f"I want it {phrase}.", keywords)
+        return Slot(self.name, phrase, f"I want it {phrase}.", keywords, ATTRIBUTE_HINTS[self.attribute])
 
     def holds(self, catalog: CatalogLike, row: int) -> bool:
         if self.kind == "category":

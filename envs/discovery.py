@@ -34,7 +34,9 @@ considered:
     r_task    = clip(2 (0.7 ndcg + 0.2 fit + 0.1 stock) - 1, -1, 1)
 
 so unknown ids and products of another kind score exactly -1; a random catalog product of the
-requested kind earns a little partial credit (a truly valid one is a fair hit). `is_correct` requires the top
+requested kind earns a little partial credit (a truly valid one is a fair hit). Every id
+given counts: an answer with n > k ids loses 2 (n - k) / n more (50 ids for k = 3 score at
+most -0.88) and is not correct. `is_correct` requires the top
 recommendation to satisfy every constraint, be in stock in the final world and have appeared
 in a catalog_search result this episode.
 
@@ -187,13 +189,17 @@ class DiscoveryEnv(ShopEnv):
         self.goal.oos_planned = self.axes.p_oos > 0 and self.rand("oos").random() < self.axes.p_oos
         self.searched_ids: set[str] = set()
         self._pool_cache: tuple[int, np.ndarray] | None = None
-        return self._opening()
+        opening = self._opening()
+        # oracle plan: [ask about omitted slots] -> search -> [re-check after a stock-out] -> answer
+        self.plan_turns = int(bool(self.shopper.omitted)) + 2 + int(self.goal.oos_planned)
+        self.plan_caused = {0} if self.shopper.omitted else set()
+        return opening
 
     def _opening(self) -> Utterance:
         sh, goal = self.shopper, self.goal
         said = [c.name for c in goal.constraints if sh.revealed(c.name)]
         need = sh.slots[said[0]].phrase
-        rest = [sh.slots[n].phrase for n in said[1:]]
+        rest = [sh.spoken(c.name) for c in goal.constraints if c.name != said[0]]  # omitted ones as hints
         details = " " + join_phrases(rest) if rest else ""
         text = fill(sh.choose(OPENINGS), need=need, details=details, k=str(goal.k))
         clean = f"{text} {sh.choose(FOCUS_PHRASES[goal.focus])}"
@@ -332,6 +338,7 @@ class DiscoveryEnv(ShopEnv):
             return None
         _, new = relaxed
         goal.version += 1
+        self.replan_turns += 1  # the oracle searches again with the new constraint
         slot = new.slot()
         self.shopper.restate(slot)
         return self.shopper.say(budget_switch_text(slot), "switch", (new.name,))
@@ -374,7 +381,9 @@ class DiscoveryEnv(ShopEnv):
             stocks.append(1.0 if relevant and self.world.in_stock(r) else 0.0)
         fit = sum(fits) / len(fits)
         stock = sum(stocks) / len(stocks)
-        r_task = clip(2 * (W_NDCG * ndcg + W_FIT * fit + W_STOCK * stock) / 10 - 1)
+        # every id given counts: ids past the k asked for are each a wrong recommendation
+        extra = max(0, len(ids) - k)
+        r_task = clip(2 * (W_NDCG * ndcg + W_FIT * fit + W_STOCK * stock) / 10 - 1 - 2 * extra / len(ids))
 
         top = rows[0]
         top_satisfies = top is not None and self.broken_constraint(top) is None
@@ -392,7 +401,8 @@ class DiscoveryEnv(ShopEnv):
             "top_searched": top_searched,
             "top_valid": top_satisfies and top_in_stock,
         }
-        correct = top_satisfies and top_in_stock and top_searched
+        details["n_extra"] = extra
+        correct = top_satisfies and top_in_stock and top_searched and extra == 0
         return TaskScore(float(r_task), bool(correct), details)
 
 

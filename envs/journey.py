@@ -7,6 +7,10 @@ current one is answered (each with its own answer object; `answer.env` may name 
 sub-task). With p_switch(d) the shopper changes its mind after the agent's first turn on a
 sub-task: it modifies the intent when that environment supports it (`_switch_goal`), or
 drops it; the verifier then uses the updated goal, and a dropped intent is not scored.
+Whether a sub-task will be dropped is decided when the journey is generated, never by what
+the agent does: a modification the agent's actions have made moot (a return already
+started) simply does not happen. At least one request always stays live, so no journey can
+be scored on nothing.
 
 r_task is the mean of the scored sub-tasks' r_task (an intent never reached scores -1);
 correct only if every scored sub-task is.
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .actions import Answer, InvalidAction
-from .base import ShopEnv
+from .base import ShopEnv, require_answer
 from .registry import env_class
 from .reward import TaskScore
 from .rng import EpisodeRandom
@@ -38,7 +42,9 @@ class SubTask:
     env: ShopEnv
     start_turn: int = -1
     switch: bool = False
+    drop: bool = False  # the planned switch drops the request (decided at generation)
     switched: bool = False
+    modified: bool = False  # the switch changed the request
     dropped: bool = False
     score: TaskScore | None = None
 
@@ -93,6 +99,8 @@ class JourneyEnv(ShopEnv):
         sub.shopper = TemplateShopper(sub.rand, self.axes.p_noise, patience=sub._patience(),
                                       caused_turns=self.caused_turns)
         sub.turn, sub.done, sub.reward_info = 0, False, None
+        sub.plan_turns = sub.replan_turns = 0
+        sub.plan_caused = set()
         sub.claims_checked = sub.claims_false = 0
 
     def _activate(self, i: int, lead: str) -> Utterance:
@@ -105,7 +113,6 @@ class JourneyEnv(ShopEnv):
         sched = self.world.scheduled_stockouts
         self.world.scheduled_stockouts = sched[:n_sched] + [(t + task.start_turn, r) for t, r in sched[n_sched:]]
         self.shopper = task.env.shopper
-        task.switch = self.rand("switch").random() < self.axes.p_switch
         if not lead:
             return opening
         return Utterance(f"{lead} {opening.text}", f"{lead} {opening.clean_text}", opening.kind,
@@ -118,10 +125,15 @@ class JourneyEnv(ShopEnv):
         self.axes = self.axes.model_copy(update={"T_max": self.axes.L * self.axes.T_max})
         kinds = [SUBTASK_KINDS[j] for j in rng.permutation(len(SUBTASK_KINDS))[: self.axes.L]]
         self.subtasks = []
+        switches = self.rand("switch")
         for i, kind in enumerate(kinds):
             sub = env_class(kind)(self.catalog, difficulty=self.difficulty)
             self._bind(sub, i)
-            self.subtasks.append(SubTask(kind, sub))
+            switch = bool(switches.random() < self.axes.p_switch)
+            modifiable = type(sub)._switch_goal is not ShopEnv._switch_goal
+            self.subtasks.append(SubTask(kind, sub, switch=switch, drop=switch and not modifiable))
+        if all(t.drop for t in self.subtasks):  # keep one request live
+            self.subtasks[-1].switch = self.subtasks[-1].drop = False
         self.goal = self.subtasks
         return self._activate(0, "")
 
@@ -138,6 +150,7 @@ class JourneyEnv(ShopEnv):
                                     f"({self.active.kind})")
         if answer.env is not None and answer.env not in (self.env_id, self.active.kind):
             raise InvalidAction(f"answer.env is {answer.env!r}, the current request is {self.active.kind!r}")
+        require_answer(answer, allowed)
 
     def _react(self, message: str, turn: int, had_tools: bool) -> Utterance | None:
         return self._sync()._react(message, turn, had_tools)
@@ -167,9 +180,12 @@ class JourneyEnv(ShopEnv):
         task = self.active
         if task.switch and not task.switched and self.turn >= task.start_turn:
             task.switched = True
-            modified = task.env._switch_goal(self.rand("switch")) if hasattr(task.env, "_switch_goal") else None
+            modified = None if task.drop else task.env._switch_goal(self.rand("switch"))
             if modified is not None:
+                task.modified = True
                 self._user(modified)
+            elif not task.drop:  # the agent's progress made the change moot: nothing happens
+                return super()._next_turn()
             else:
                 task.dropped = True
                 final = self._advance(self.shopper.choose(DROPS))
@@ -178,6 +194,18 @@ class JourneyEnv(ShopEnv):
                     return self._finish(self._verdict(final, "answered"), terminated=True)
             self.caused_turns.add(self.turn)
         return super()._next_turn()
+
+    def _minimal_turns(self) -> int:
+        """The live sub-tasks' minimal plans, one after another (a dropped request's one turn
+        is the shopper's)."""
+        total = 0
+        for t in self.subtasks:
+            if t.dropped:
+                continue
+            sub = t.env
+            caused = sub.plan_caused | ({0} if t.switched and t.modified else set())  # the switch: its first turn
+            total += sub.plan_turns + sub.replan_turns - len(caused)
+        return total
 
     def _score(self, answer: Answer | None) -> TaskScore:
         scores: list[TaskScore] = []
@@ -189,8 +217,8 @@ class JourneyEnv(ShopEnv):
                 if i == self.index:
                     task.score = TaskScore(task.score.r_task, False, task.score.details)
             scores.append(task.score)
-        if not scores:
-            return TaskScore(1.0, True, {"subtasks": []})
+        if not scores:  # generation keeps one request live; never score a journey on nothing
+            return TaskScore(-1.0, False, {"subtasks": []})
         r_task = sum(s.r_task for s in scores) / len(scores)
         details = {"subtasks": [
             {"kind": t.kind, "dropped": t.dropped, "switched": t.switched,

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from .actions import Answer
 from .base import ShopEnv
 from .reward import TaskScore
-from .shopper import Slot, Utterance, singular
+from .shopper import Slot, Utterance, fill, join_phrases, singular
 from .store_policy import (
     DEPARTMENT_NAMES,
     PAYMENT_NAMES,
@@ -122,6 +122,16 @@ CATEGORICAL_FACTS = {
     "benefits_used": {"yes": "I've already used some member benefits",
                       "no": "I haven't used any member benefits yet"},
 }
+# fact slot -> how the shopper mentions it while it is still unsaid (holds one of its keywords)
+FACT_HINTS: dict[str, str] = {
+    "tier": "my membership", "condition": "the item's condition", "item_price": "the price I paid",
+    "order_total": "my order total", "days_delivered": "when it was delivered", "days_purchased": "when I bought it",
+    "months_owned": "how long I've had it", "region": "where I live", "speed": "the shipping speed I picked",
+    "payment": "my payment method", "return_method": "how I'd send it back", "gift": "whether it was a gift",
+    "issue": "what the problem is", "oversized": "the item's size", "clearance": "whether it was on clearance",
+    "price_drop": "how much the price dropped",
+}
+OMITTED_FACTS = ("I can also tell you {facts} if that matters.", "Ask me if you need {facts}.")
 SLOT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "tier": ("member", "membership", "tier", "account", "plus", "premium"),
     "condition": ("condition", "opened", "unopened", "damaged", "packaging", "state"),
@@ -350,12 +360,15 @@ class PolicyEnv(ShopEnv):
         anchors = {"item", "department"} | {slot for slot, _ in q.rule.param("scope")}
         fixed, optional = [], []
         for slot, text in self.goal.facts.items():
-            s = Slot(slot, text, _cap(text) + ".", SLOT_KEYWORDS.get(slot, (slot.replace("_", " "),)))
+            keywords = SLOT_KEYWORDS.get(slot, (slot.replace("_", " "),))
+            s = Slot(slot, text, _cap(text) + ".", keywords, FACT_HINTS.get(slot, f"the {keywords[0]}"))
             (fixed if slot in anchors else optional).append(s)
         self.shopper.plan_disclosure(fixed, 0.0, keep=len(fixed))
         self.shopper.plan_disclosure(optional, self.axes.p_missing, keep=0)
         if self.shopper.omitted and self._oracle_turns(True) > self.axes.T_max:
             self.shopper.omitted.clear()
+        self.plan_turns = self._oracle_turns(bool(self.shopper.omitted))
+        self.plan_caused = {0} if self.shopper.omitted else set()  # the question comes first
         self._order = [int(i) for i in self.rand("shopper").permutation(len(self.goal.facts))]
         return self._opening()
 
@@ -369,6 +382,9 @@ class PolicyEnv(ShopEnv):
     def _opening(self) -> Utterance:
         sh = self.shopper
         parts = [sh.choose(GREETINGS)] + self._fact_sentences(True) + [self.goal.question_text]
+        if sh.omitted:  # an unsaid fact is mentioned as open, so the agent can ask for it
+            facts = join_phrases([sh.slots[n].hint for n in sh.omitted])
+            parts.append(fill(sh.choose(OMITTED_FACTS), facts=facts))
         disclosed = tuple(n for n in sh.slots if sh.revealed(n))
         return sh.say(" ".join(parts), "opening", disclosed)
 
@@ -389,6 +405,7 @@ class PolicyEnv(ShopEnv):
             self.shopper.slots[slot] = Slot(slot, text, _cap(text) + ".",
                                             SLOT_KEYWORDS.get(slot, (slot.replace("_", " "),)))
         self._order = [int(i) for i in rng.permutation(len(self.goal.facts))]
+        self.replan_turns += 1  # the new question needs its own policy_search
         text = " ".join([self.shopper.choose(SWITCH_LEADS)] + self._fact_sentences(False) + [self.goal.question_text])
         return self.shopper.say(text, "switch", tuple(self.goal.facts))
 

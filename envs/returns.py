@@ -96,6 +96,8 @@ REASON_KEYWORDS = ("why", "reason", "what's wrong", "what is wrong", "what happe
                    "wrong with")
 METHOD_KEYWORDS = ("how would you like", "how do you want", "method", "send it back", "ship it back", "mail",
                    "drop", "pick", "courier", "how will you")
+REASON_HINT = "there's a reason I want to return it"
+METHOD_HINT = "I have a way in mind to send it back"
 REFUSAL_WORDS = ("not eligible", "ineligible", "can't be returned", "cannot be returned", "can not be returned",
                  "unable to return", "not returnable", "no longer returnable", "window has closed",
                  "window closed", "window ended", "window has ended", "window expired", "window has expired",
@@ -276,9 +278,11 @@ class ReturnEnv(ShopEnv):
         if reason in ("damaged", "defective"):
             line.condition = reason
 
-        item_slot = Slot("item", item_ref, f"It's {item_ref}.", ITEM_KEYWORDS)
-        reason_slot = Slot("reason", reason_phrase, f"The reason is that {reason_phrase}.", REASON_KEYWORDS)
-        method_slot = Slot("method", method_phrase, f"As for sending it back, {method_phrase}.", METHOD_KEYWORDS)
+        item_slot = Slot("item", item_ref, f"It's {item_ref}.", ITEM_KEYWORDS, UNNAMED_ITEM)
+        reason_slot = Slot("reason", reason_phrase, f"The reason is that {reason_phrase}.", REASON_KEYWORDS,
+                           REASON_HINT)
+        method_slot = Slot("method", method_phrase, f"As for sending it back, {method_phrase}.", METHOD_KEYWORDS,
+                           METHOD_HINT)
         optional = [item_slot, reason_slot, method_slot]
         fixed = []
         if replacement:
@@ -288,6 +292,8 @@ class ReturnEnv(ShopEnv):
         self.shopper.plan_disclosure(fixed, 0.0, keep=len(fixed))
         if self.shopper.omitted and self._oracle_turns(True, bool(replacement), eligible) > axes.T_max:
             self.shopper.omitted.clear()
+        self.plan_turns = self._oracle_turns(bool(self.shopper.omitted), bool(replacement), eligible)
+        self.plan_caused = {int(axes.B_tool == 1)} if self.shopper.omitted else set()  # the question
         return self._opening()
 
     def _opening(self) -> Utterance:
@@ -295,13 +301,12 @@ class ReturnEnv(ShopEnv):
         item = g.item_ref if sh.revealed("item") else UNNAMED_ITEM
         parts = [fill(sh.choose(OPENINGS), item=item)]
         for name in ("reason", "method"):
-            if sh.revealed(name):
-                text = sh.slots[name].phrase
-                parts.append(text[0].upper() + text[1:] + ".")
+            text = sh.spoken(name)  # an omitted reason or method is still mentioned as open
+            parts.append(text[0].upper() + text[1:] + ".")
         if g.replacement:
             cons = g.replacement.constraints
             cat_phrase = cons[0].slot().phrase
-            others = [c.slot().phrase for c in cons[1:] if sh.revealed(c.name)]
+            others = [sh.spoken(c.name) for c in cons[1:]]
             text = f"Either way, please put one replacement from {cat_phrase} in my cart"
             parts.append(text + (", " + join_phrases(others) if others else "") + ".")
         disclosed = tuple(n for n in sh.slots if sh.revealed(n))
@@ -408,7 +413,8 @@ class ReturnEnv(ShopEnv):
             checks["cart_unchanged"] = not changes
         passed = sum(checks.values())
         details = {"checks": checks, "collateral_returns": collateral, "eligible": g.eligible, "case": g.case}
-        if collateral:
+        if collateral or not (checks["order"] and checks["line"]):
+            # another item returned, or the request itself not identified: nothing was done
             return TaskScore(-1.0, False, details)
         r_task = float(Fraction(2 * passed, len(checks)) - 1)
         return TaskScore(r_task, passed == len(checks), details)

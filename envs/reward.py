@@ -1,7 +1,39 @@
-"""Reward (DESIGN.md §7): r_total = clip(0.75 r_task + 0.15 r_eff + 0.10 r_hall, -1, 1).
+"""Reward: r_total = clip(0.75 r_task + 0.15 r_eff + 0.10 r_hall, -1, 1); invalid action => -1.
 
-`r_task` comes from each environment's verifier; this module owns the parts every
-environment shares: efficiency from turns, hallucination from ids and claims, the total."""
+`r_task` comes from each environment's verifier; this module owns what every environment
+shares: efficiency from turns, hallucination from ids and claims, and the total.
+
+The reward is built so that no policy earns more by not doing the task:
+
+* **Correct beats incorrect.** Verifiers grade r_task in [-1, 1]; the reward then places a
+  correct episode's r_task in [0.8, 1] (`CORRECT_TASK_MIN`; a perfect one stays 1) and an
+  incorrect one's in [-1, 0.5] (`INCORRECT_TASK_MAX`), both linearly, so partial credit
+  still orders attempts. Any correct episode scores at least 0.75 * 0.8 - 0.15 - 0.10 = 0.35
+  and any incorrect one at most 0.75 * 0.5 - 0.15 = 0.225.
+* **Efficiency is never earned by failing.** An incorrect episode gets r_eff = -1, so giving
+  up early pays nothing; doing nothing (an empty answer at once: r_task = -1, r_hall = 0)
+  scores -0.90, no more than any honest attempt that fails.
+* **The same ceiling everywhere.** r_eff is measured against the oracle's minimal plan for
+  this episode, `T_min` effective turns (each environment computes it from its hidden goal):
+
+      T_eff = agent turns - turns the shopper caused
+      r_eff = 1                                          if T_eff <= T_min
+            = 1 - 2 (T_eff - T_min) / (T_max - T_min)    otherwise, clipped to [-1, 1]
+
+  so an agent that needs no more turns than the minimal plan earns r_eff = 1 at every d in
+  every environment, and each extra turn it causes lowers it. Turns the shopper causes never
+  count: the turn of a question that named a slot the shopper had omitted, the turn after a
+  confirmation it volunteered, the turn it reacted to a stock-out in, and the turn it switched
+  intent in. A correct, hallucination-free episode within the plan scores exactly 0.90.
+
+  Worked example (E_CART, T_max = 4, T_min = 2): the agent reads the visit history (turn 0),
+  adds the item and says so (turn 1); the shopper volunteers "That looks right, thanks!";
+  the agent answers done (turn 2). Three agent turns, one caused by the shopper's
+  confirmation, so T_eff = 2 = T_min: r_eff = 1 and r_total = 0.75 + 0.15 = 0.90. Had the agent
+  spent one more turn of its own (T_eff = 3), r_eff = 1 - 2 * 1 / 2 = 0 and r_total = 0.75.
+* **Hallucination** (r_hall <= 0) counts ids the agent used but was never shown, and false
+  checkable claims; see `ShopEnv._hallucination`.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +41,30 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 W_TASK, W_EFF, W_HALL = 0.75, 0.15, 0.10
+INCORRECT_TASK_MAX = 0.5  # an incorrect episode's r_task is scaled into [-1, INCORRECT_TASK_MAX]
+CORRECT_TASK_MIN = 0.8  # a correct episode's r_task is scaled into [CORRECT_TASK_MIN, 1]
+FAILED_EFFICIENCY = -1.0  # r_eff of an incorrect episode: efficiency is never earned by failing
 
 
 def clip(x: float, lo: float = -1.0, hi: float = 1.0) -> float:
     return max(lo, min(hi, x))
 
 
-def efficiency(t_eff: int, t_max: int) -> float:
-    """r_eff = 1 - 2 (T_eff - 1) / (T_max - 1), clipped to [-1, 1]; T_eff >= 1."""
-    t_eff = max(1, t_eff)
-    if t_max <= 1:
-        return 1.0 if t_eff <= 1 else -1.0
-    return clip(1.0 - 2.0 * (t_eff - 1) / (t_max - 1))
+def efficiency(t_eff: int, t_min: int, t_max: int) -> float:
+    """r_eff of a correct episode: 1 when T_eff <= T_min (the oracle's minimal plan), then
+    1 - 2 (T_eff - T_min) / (T_max - T_min), clipped to [-1, 1]."""
+    if t_eff <= t_min:
+        return 1.0
+    return clip(1.0 - 2.0 * (t_eff - t_min) / max(1, t_max - t_min))
+
+
+def graded_task(r_task: float, is_correct: bool) -> float:
+    """The verifier's r_task in [-1, 1] placed in its band: [CORRECT_TASK_MIN, 1] for a
+    correct episode, [-1, INCORRECT_TASK_MAX] for an incorrect one (linear, order kept)."""
+    unit = (clip(r_task) + 1.0) / 2.0
+    if is_correct:
+        return 1.0 - (1.0 - CORRECT_TASK_MIN) * (1.0 - unit)
+    return -1.0 + (INCORRECT_TASK_MAX + 1.0) * unit
 
 
 def f1_score(n_true_positive: int, n_predicted: int, n_gold: int) -> Fraction:
@@ -58,14 +102,19 @@ def total_reward(r_task: float, r_eff: float, r_hall: float) -> float:
 
 
 def combine(task: TaskScore, r_eff: float, r_hall: float, reason: str) -> RewardBreakdown:
+    """The episode's reward: r_task in its band (`graded_task`); for an incorrect task `r_eff`
+    is replaced by FAILED_EFFICIENCY, whatever the turns were."""
+    r_task = graded_task(task.r_task, task.is_correct)
+    if not task.is_correct:
+        r_eff = FAILED_EFFICIENCY
     return RewardBreakdown(
-        r_task=float(task.r_task),
+        r_task=r_task,
         r_eff=float(r_eff),
         r_hall=float(r_hall),
-        r_total=total_reward(task.r_task, r_eff, r_hall),
+        r_total=total_reward(r_task, r_eff, r_hall),
         is_correct=bool(task.is_correct),
         termination_reason=reason,
-        details=task.details,
+        details=task.details | {"verifier_r_task": float(task.r_task)},
     )
 
 

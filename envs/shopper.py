@@ -1,11 +1,17 @@
 """The template shopper: turns a hidden goal into messages, deterministically.
 
 An environment describes its goal as `Slot`s (each a thing the shopper wants, with the
-phrase it uses to say it and the words that ask for it). The shopper discloses a chosen
-subset in its opening message and tracks the rest as omitted: the tracked set equals
-exactly what the clean text leaves out. It answers `ask_user` questions about omitted
-slots with the true value, says it has no preference for things outside its goal, and
-records which agent turns it caused (for r_eff). Environment-specific reactions
+phrase it uses to say it, the hint it gives while the slot is still unsaid, and the words
+that ask for it). The shopper discloses a chosen subset in its opening message and tracks
+the rest as omitted: the tracked set equals exactly what the clean text leaves out, and an
+omitted slot never reads as a stated default: the opening carries its hint ("in a
+particular color", "a few of", "within a budget I have in mind"), so the agent can see that
+a choice is still open and ask for it.
+
+Questions cost what they ask. `answer()` reveals exactly the omitted slots a question names
+(by one of the slot's words, matched at word starts), never all of them at once; only such an
+answer makes the agent's turn shopper-caused (for r_eff). A question that names no omitted
+slot gets a non-committal reply, annoys the shopper, and stays the agent's turn. Environment-specific reactions
 (corrections, stock-out alternatives, confirmations) are written by each environment with
 `say`. Typos come last, from their own random stream, and never touch tokens with digits
 (ids, prices, sizes stay exact).
@@ -24,10 +30,6 @@ import numpy as np
 
 from .rng import EpisodeRandom
 
-GENERIC_QUESTION_WORDS = (
-    "anything else", "other", "requirement", "preference", "prefer", "details", "more about",
-    "specific", "constraint", "need", "looking for", "else",
-)
 _WORD = re.compile(r"\S+")
 _KEYBOARD_NEIGHBOURS = {
     "a": "qsz", "b": "vgn", "c": "xvd", "d": "sfe", "e": "wrd", "f": "dgr", "g": "fht", "h": "gjy",
@@ -42,12 +44,19 @@ SLANG = {"you": "u", "please": "pls", "thanks": "thx", "because": "cuz", "are": 
 class Slot:
     """One thing the shopper wants. `phrase` appears verbatim in a request that discloses
     the slot; `reply` is the answer to a question about it; `keywords` are the words of an
-    agent question that ask for it."""
+    agent question that ask for it; `hint` is what a request says in its place while the
+    slot is omitted (it contains one of `keywords`; empty for slots that are always said)."""
 
     name: str
     phrase: str
     reply: str
     keywords: tuple[str, ...]
+    hint: str = ""
+
+
+def names_slot(question: str, slot: Slot) -> bool:
+    """Whether `question` (lower case) names `slot`: one of its keywords at a word start."""
+    return any(re.search(r"(?<![a-z0-9])" + re.escape(k), question) for k in slot.keywords if k)
 
 
 @dataclass(frozen=True)
@@ -169,25 +178,31 @@ class TemplateShopper:
     def revealed(self, name: str) -> bool:
         return name in self.slots and name not in self.omitted
 
+    def spoken(self, name: str) -> str:
+        """How a request says slot `name` now: its phrase once revealed, its hint while omitted."""
+        slot = self.slots[name]
+        return slot.phrase if self.revealed(name) else slot.hint
+
     # ---- answering questions
     def answer(self, question: str, turn: int) -> Utterance:
-        """Answer an `ask_user` question. Omitted slots the question asks about are
-        revealed with their true values; a general question reveals all omitted slots."""
+        """Answer an `ask_user` question. The omitted slots the question names
+        (`names_slot`) are revealed with their true values and the turn is shopper-caused;
+        a question that names none gets a non-committal reply and stays the agent's turn."""
         q = question.lower()
-        asked = [n for n in self.omitted if any(k in q for k in self.slots[n].keywords)]
-        if not asked and self.omitted and any(w in q for w in GENERIC_QUESTION_WORDS):
-            asked = list(self.omitted)
+        asked = [n for n in self.omitted if names_slot(q, self.slots[n])]
         if asked:
             for n in asked:
                 self.omitted.remove(n)
             self.caused_turns.add(turn)
             clean = " ".join(self.slots[n].reply for n in asked)
             return self.say(clean, "answer", tuple(asked))
-        known = [n for n, s in self.slots.items() if n not in self.omitted and any(k in q for k in s.keywords)]
+        known = [n for n, s in self.slots.items() if n not in self.omitted and names_slot(q, s)]
         self.annoyance += 1
         if known:
             clean = "As I said, " + " ".join(self.slots[n].reply for n in known)
             return self.say(clean, "repeat", tuple(known))
+        if self.omitted:  # a question about nothing in particular: no free answers
+            return self.say(self.choose(NOT_SPECIFIC), "not_specific")
         return self.say(self.choose(NO_PREFERENCE), "no_preference")
 
     def nudge(self) -> Utterance:
@@ -203,6 +218,10 @@ NO_PREFERENCE = (
     "I don't have a preference about that.",
     "No preference there, whatever works.",
     "That doesn't matter to me.",
+)
+NOT_SPECIFIC = (
+    "Hmm, what exactly would you like to know?",
+    "Sorry, what do you mean? Ask me about something specific.",
 )
 NUDGES = (
     "Okay. Can you go ahead, please?",

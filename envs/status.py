@@ -116,9 +116,11 @@ class StatusEnv(ShopEnv):
         eta_asked = status in OPEN_STATUSES and rng.random() < P_ASK_ETA
         self.goal = StatusGoal(order.order_id, status, eta_asked, ref, indirect)
 
-        self.shopper.plan_disclosure([Slot("order", ref, f"It's {ref}.", ORDER_KEYWORDS)], axes.p_missing, keep=0)
+        self.shopper.plan_disclosure([Slot("order", ref, f"It's {ref}.", ORDER_KEYWORDS, UNNAMED_ORDER)], axes.p_missing, keep=0)
         if self.shopper.omitted and self._oracle_turns(True) > axes.T_max:
             self.shopper.omitted.clear()
+        self.plan_turns = self._oracle_turns(bool(self.shopper.omitted))
+        self.plan_caused = {int(axes.B_tool == 1)} if self.shopper.omitted else set()  # the question
         sh = self.shopper
         text = fill(sh.choose(OPENINGS), ref=ref if sh.revealed("order") else UNNAMED_ORDER)
         if eta_asked:

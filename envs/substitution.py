@@ -325,6 +325,10 @@ class SubstitutionEnv(ShopEnv):
         ]
         self.searched_ids: set[str] = set()
         self.shopper.plan_disclosure([c.slot() for c in constraints], self.axes.p_missing, keep=1)
+        # oracle plan: [history, ask about omitted slots] -> search -> [re-check after a stock-out] -> answer
+        reads = 1 + int(bool(self.shopper.omitted))
+        self.plan_turns = math.ceil(reads / self.axes.B_tool) + 2 + int(self.goal.oos_planned)
+        self.plan_caused = {int(self.axes.B_tool == 1)} if self.shopper.omitted else set()
         return self._opening()
 
     def _opening(self) -> Utterance:
@@ -332,7 +336,8 @@ class SubstitutionEnv(ShopEnv):
         first = fill(sh.choose(SOLD_OUT_OPENINGS), ref=goal.phrase)
         ask = fill(sh.choose(ASKS), k=str(goal.k))
         said = [c.name for c in goal.constraints if sh.revealed(c.name)]
-        cat_phrase, rest = sh.slots[said[0]].phrase, [sh.slots[n].phrase for n in said[1:]]
+        cat_phrase = sh.slots[said[0]].phrase
+        rest = [sh.spoken(c.name) for c in goal.constraints if c.name != said[0]]  # omitted ones as hints
         what = cat_phrase + (" " + join_phrases(rest) if rest else "")
         need = fill(sh.choose(NEEDS), what=what)
         focus = sh.choose(FOCUS_PHRASES[goal.focus])
@@ -436,6 +441,7 @@ class SubstitutionEnv(ShopEnv):
         _, new = relaxed
         goal.masks[new.name] = self._constraint_mask(new, goal.rows)
         goal.version += 1
+        self.replan_turns += 1  # the oracle searches again with the new constraint
         slot = new.slot()
         self.shopper.restate(slot)
         return self.shopper.say(budget_switch_text(slot), "switch", (new.name,))
@@ -460,10 +466,12 @@ class SubstitutionEnv(ShopEnv):
         idcg = sum(gain(r) / math.log2(i + 2) for i, r in enumerate(ideal[: goal.k]))
         ndcg = dcg / idcg if idcg > 0 else 0.0
         share = sum(valid) / len(ids)
+        extra = max(0, len(ids) - goal.k)  # every id counts: ids past the k asked for are wrong
         r_task = clip(2 * (W_NDCG * ndcg + W_SHARE * share) - 1
-                      - PENALTY_ORIGINAL * original - PENALTY_INVALID * n_invalid_other / len(ids))
+                      - PENALTY_ORIGINAL * original - PENALTY_INVALID * n_invalid_other / len(ids)
+                      - 2 * extra / len(ids))
         top_searched = ids[0] in self.searched_ids
-        correct = (valid[0] and top_searched and all(valid) and len(ids) >= min(goal.k, len(ideal)))
+        correct = (valid[0] and top_searched and all(valid) and min(goal.k, len(ideal)) <= len(ids) <= goal.k)
         details |= {
             "ndcg": ndcg,
             "share_valid": share,

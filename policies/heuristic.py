@@ -13,7 +13,36 @@ import json
 import re
 from typing import Callable
 
-GENERIC_QUESTION = "Could you tell me any other details or preferences I should know about?"
+from envs.bundle import BUDGET_HINT
+from envs.cart import QUANTITY_HINT
+from envs.constraints import ATTRIBUTE_HINTS, KIND_HINTS
+from envs.policy import FACT_HINTS
+from envs.returns import METHOD_HINT, REASON_HINT, UNNAMED_ITEM
+from envs.status import UNNAMED_ORDER
+
+
+def _your(hint: str) -> str:
+    return re.sub(r"\bI've\b", "you've", re.sub(r"\bI\b", "you", re.sub(r"\bmy\b", "your", hint)))
+
+
+# what the shopper says while a detail is still open -> the question words that ask for it
+OPEN_CHOICES: dict[str, str] = {
+    **{hint: "which " + hint.split("particular ")[-1] for hint in ATTRIBUTE_HINTS.values()},
+    KIND_HINTS["price_max"]: "your budget", KIND_HINTS["brand"]: "which brand",
+    KIND_HINTS["rating_min"]: "the minimum rating", KIND_HINTS["ship_days_max"]: "how fast it must ship",
+    QUANTITY_HINT: "how many units", BUDGET_HINT: "your budget", REASON_HINT: "the reason",
+    METHOD_HINT: "how you'd send it back", UNNAMED_ITEM: "which item", UNNAMED_ORDER: "which order",
+    **{hint: _your(hint) for hint in FACT_HINTS.values()},
+}
+
+
+def open_choice_question(text: str) -> str | None:
+    """A question naming every detail the shopper's text (lower case) says is still open,
+    or None when it says none is."""
+    asks = list(dict.fromkeys(q for hint, q in OPEN_CHOICES.items() if hint.lower() in text))
+    if not asks:
+        return None
+    return "Could you tell me " + ", ".join(asks[:-1]) + (" and " if len(asks) > 1 else "") + asks[-1] + "?"
 NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5}
 _BUDGET = re.compile(r"at most (\d+) tool calls per turn and (\d+) turns")
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-\.]*")
@@ -85,8 +114,9 @@ def cart_strategy(t: Transcript) -> dict:
     need_variants = [p["product_id"] for p in wanted if p["product_id"] not in variants]
     if need_variants:
         calls = [call("catalog_get_variants", product_id=pid) for pid in need_variants]
-        if not t.called("ask_user") and len(calls) < t.tool_budget:
-            calls.append(call("ask_user", question=GENERIC_QUESTION))
+        question = open_choice_question(text)
+        if question and not t.called("ask_user") and len(calls) < t.tool_budget:
+            calls.append(call("ask_user", question=question))
         return {"tool_calls": calls[: t.tool_budget]}
     cart = t.results("cart_add") + t.results("cart_view")
     in_cart = {ln["product_id"] for c in cart for ln in c.get("cart", c).get("lines", [])}
@@ -127,8 +157,9 @@ def stated_filters(text: str) -> dict:
 
 def recommend_strategy(t: Transcript, env_id: str) -> dict:
     """Ask once, search with the shopper's words and stated filters, recommend in-stock hits."""
-    if not t.called("ask_user") and t.turns_left() > 2:
-        return {"tool_calls": [call("ask_user", question=GENERIC_QUESTION)]}
+    question = open_choice_question(t.user_text())
+    if question and not t.called("ask_user") and t.turns_left() > 2:
+        return {"tool_calls": [call("ask_user", question=question)]}
     hits = t.search_hits()
     if not hits:
         text = t.user_text()
@@ -242,8 +273,9 @@ def return_strategy(t: Transcript) -> dict:
     """order_list (+ ask) -> order_get -> eligibility -> refund return -> answer."""
     if not t.results("order_list"):
         calls = [call("order_list")]
-        if t.tool_budget > 1:
-            calls.append(call("ask_user", question=GENERIC_QUESTION))
+        question = open_choice_question(t.user_text())
+        if question and t.tool_budget > 1:
+            calls.append(call("ask_user", question=question))
         return {"tool_calls": calls}
     text = t.user_text()
     order_id = _best_order(t)

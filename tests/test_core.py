@@ -15,7 +15,7 @@ import pytest
 
 from envs import ENV_IDS, make_env
 from envs.actions import MAX_ACTION_BYTES
-from envs.reward import efficiency, f1_score, total_reward
+from envs.reward import efficiency, f1_score, graded_task, total_reward
 from policies.oracle import OraclePolicy
 
 from conftest import run_episode
@@ -112,10 +112,18 @@ def test_writing_a_never_shown_id_is_hallucination(catalog):
 
 
 def test_reward_arithmetic():
-    assert efficiency(1, 4) == 1.0
-    assert efficiency(4, 4) == -1.0
-    assert efficiency(2, 5) == 0.5
-    assert efficiency(0, 7) == 1.0
+    # (T_eff, T_min, T_max): 1 up to the minimal plan, then linear down to -1 at T_max
+    assert efficiency(1, 2, 4) == 1.0
+    assert efficiency(2, 2, 4) == 1.0
+    assert efficiency(3, 2, 4) == 0.0
+    assert efficiency(4, 2, 4) == -1.0
+    assert efficiency(3, 1, 5) == 0.0
+    assert efficiency(9, 3, 4) == -1.0
+    assert graded_task(1.0, True) == 1.0
+    assert graded_task(-1.0, True) == pytest.approx(0.8)
+    assert graded_task(1.0, False) == 0.5
+    assert graded_task(-1.0, False) == -1.0
+    assert graded_task(0.0, False) == -0.25
     assert f1_score(3, 3, 3) == 1
     assert f1_score(0, 0, 0) == 1
     assert f1_score(1, 2, 4) == pytest.approx(1 / 3)

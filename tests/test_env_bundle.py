@@ -81,7 +81,7 @@ def test_oracle_solves_every_seed_and_difficulty(env):
         for seed in range(20):
             obs, info = run_episode(env, oracle, seed, d)
             r = info["reward"]
-            if not (r["is_correct"] and r["r_task"] == 1.0 and r["r_hall"] == 0.0):
+            if not (r["is_correct"] and r["details"]["verifier_r_task"] == 1.0 and r["r_hall"] == 0.0):
                 failures.append((d, seed, r["termination_reason"], r["details"]))
             assert len(env.goal.requirements) == env.axes.S_req
             assert info["turn"] <= env.axes.T_max
@@ -188,13 +188,13 @@ def test_full_bundle_is_correct_and_budget_is_exact_cents(env):
     assert total <= env.goal.budget_cents
     env.goal.budget_cents = total  # exactly at the budget is within it
     r = _answer(env, ids)
-    assert r["is_correct"] and r["r_task"] == 1.0 and r["details"]["total_cents"] == total
+    assert r["is_correct"] and r["details"]["verifier_r_task"] == 1.0 and r["details"]["total_cents"] == total
 
     ids = _prepare(env, 4, 0)
     env.goal.budget_cents = total - 1  # one cent over
     r = _answer(env, ids)
     assert not r["is_correct"]
-    assert r["r_task"] == _expected(3, 3, 3, over=True) == 0.5
+    assert r["details"]["verifier_r_task"] == _expected(3, 3, 3, over=True) == 0.5
     assert r["details"]["over_budget"]
 
 
@@ -204,7 +204,7 @@ def test_missing_category_is_not_correct(env):
         n = len(env.goal.requirements)
         r = _answer(env, ids[:-1])
         assert not r["is_correct"]
-        assert r["r_task"] == _expected(n - 1, n - 1, n)
+        assert r["details"]["verifier_r_task"] == _expected(n - 1, n - 1, n)
         assert r["details"]["n_covered"] == n - 1
 
 
@@ -220,7 +220,7 @@ def test_extra_and_duplicate_items_reduce_precision(env):
     env.goal.budget_cents = 10**9  # isolate the F1 part
     r = _answer(env, ids + [extra, dup])
     assert not r["is_correct"]
-    assert r["r_task"] == _expected(n, n + 2, n)
+    assert r["details"]["verifier_r_task"] == _expected(n, n + 2, n)
     assert r["details"]["status"][-2:] == ["not_requested", "duplicate_category"]
 
 
@@ -253,7 +253,7 @@ def test_out_of_stock_item_after_a_mid_episode_stockout(env):
     r = _answer(env, swapped)
     assert not env.world.in_stock(env.goal.oos_row)  # it did sell out
     assert not r["is_correct"]
-    assert r["r_task"] == _expected(n - 1, n, n)
+    assert r["details"]["verifier_r_task"] == _expected(n - 1, n, n)
     assert "out_of_stock" in r["details"]["status"]
 
 
@@ -271,7 +271,7 @@ def test_broken_stated_constraint_is_not_correct(env):
     env.goal.budget_cents = 10**9
     r = _answer(env, swapped)
     assert not r["is_correct"]
-    assert r["r_task"] == _expected(n - 1, n, n)
+    assert r["details"]["verifier_r_task"] == _expected(n - 1, n, n)
     assert "constraint_broken" in r["details"]["status"]
 
 
@@ -280,7 +280,7 @@ def test_arbitrary_ids_score_low_and_are_hallucinated(env, catalog):
     other = next(leaf for leaf in env.projects.all_leaves if leaf not in env.goal.by_leaf)
     ids = [catalog.product_id(int(r)) for r in catalog.category_rows(other)[:3]] + ["p9999999", "nonsense"]
     r = _answer(env, ids)
-    assert r["r_task"] == -1.0 and not r["is_correct"]
+    assert r["details"]["verifier_r_task"] == -1.0 and not r["is_correct"]
     assert r["r_hall"] == -1.0
     assert r["r_total"] < 0
 
@@ -289,7 +289,7 @@ def test_right_products_never_searched_are_not_correct(env):
     ids = _prepare(env, 3, 2)
     _reset(env, 3, 2)  # same episode, but answer at once without searching
     r = _answer(env, ids)
-    assert r["r_task"] == 1.0  # the right products...
+    assert r["details"]["verifier_r_task"] == 1.0  # the right products...
     assert not r["is_correct"] and not r["details"]["all_searched"]  # ...never retrieved
     assert r["r_hall"] == -1.0
 
@@ -300,7 +300,7 @@ def test_no_answer_scores_minus_one(env):
         obs, reward, terminated, truncated, info = env.step({"assistant_message": "Let me think."})
         if terminated or truncated:
             break
-    assert info["reward"]["r_task"] == -1.0 and not info["reward"]["is_correct"]
+    assert info["reward"]["details"]["verifier_r_task"] == -1.0 and not info["reward"]["is_correct"]
 
 
 # --------------------------------------------------------------------------- shopper

@@ -271,12 +271,12 @@ def test_omitted_slots_are_exactly_the_phrases_missing_from_the_opening(env):
 
 
 def test_ask_user_reveals_omitted_slots(env):
-    from policies.oracle.common import GENERIC_QUESTION
+    from policies.oracle.common import slot_question
 
     reset(env, 3, 8, p_missing=1.0)
     omitted = list(env.shopper.omitted)
     assert omitted
-    obs, *_ = env.step({"tool_calls": [tool("ask_user", question=GENERIC_QUESTION)]})
+    obs, *_ = env.step({"tool_calls": [tool("ask_user", question=slot_question(env.shopper))]})
     reply = env.utterances[-1].clean_text
     assert env.shopper.omitted == [] and all(env.shopper.slots[n].reply in reply for n in omitted)
     assert 0 in env.shopper.caused_turns

@@ -183,7 +183,9 @@ def test_ask_user_reveals_the_omitted_facts(env):
         if env.shopper.omitted:
             break
     omitted = list(env.shopper.omitted)
-    env.step({"tool_calls": [tool("ask_user", question="Could you tell me any other details?")]})
+    from policies.oracle.common import slot_question
+
+    env.step({"tool_calls": [tool("ask_user", question=slot_question(env.shopper))]})
     reply = env.messages[-1]
     assert reply["role"] == "user"
     for name in omitted:

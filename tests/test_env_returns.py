@@ -273,7 +273,7 @@ def finish_eligible(env, reason=None, method=None, extra_calls=(), answer_patch=
 def test_correct_return_is_correct(env):
     find(env, lambda e: e.goal.eligible and plain(e), axes=NO_OMISSION)
     reward = finish_eligible(env)
-    assert reward["is_correct"] and reward["r_task"] == 1.0
+    assert reward["is_correct"] and reward["details"]["verifier_r_task"] == 1.0
 
 
 def test_wrong_reason_or_method_is_not_correct(env):
@@ -281,13 +281,13 @@ def test_wrong_reason_or_method_is_not_correct(env):
     wrong_reason = next(r for r in RETURN_REASONS if r != env.goal.reason)
     reward = finish_eligible(env, reason=wrong_reason)
     assert not reward["is_correct"]
-    assert reward["r_task"] == float(Fraction(2 * 6, 7) - 1)  # 6 of 7 checks
+    assert reward["details"]["verifier_r_task"] == float(Fraction(2 * 6, 7) - 1)  # 6 of 7 checks
     assert reward["details"]["checks"]["reason"] is False
     env.reset(seed=seed, options=options)
     wrong_method = next(m for m in RETURN_METHODS if m != env.goal.method)
     reward = finish_eligible(env, method=wrong_method)
     assert not reward["is_correct"] and reward["details"]["checks"]["method"] is False
-    assert reward["r_task"] == float(Fraction(5, 7))
+    assert reward["details"]["verifier_r_task"] == float(Fraction(5, 7))
 
 
 def test_collateral_return_of_another_line_is_not_correct(env):
@@ -298,14 +298,15 @@ def test_collateral_return_of_another_line_is_not_correct(env):
     step(env, tool("order_get", order_id=order.order_id))
     reward = finish_eligible(env, extra_calls=[extra])
     assert len(env.world.returns) == 2
-    assert not reward["is_correct"] and reward["r_task"] == -1.0
+    assert not reward["is_correct"] and reward["details"]["verifier_r_task"] == -1.0
     assert reward["details"]["collateral_returns"] == [f"{order.order_id}/{line.line_id}"]
 
 
 def test_wrong_selected_line_is_not_correct(env):
     find(env, lambda e: e.goal.eligible and plain(e), axes=NO_OMISSION)
     reward = finish_eligible(env, answer_patch={"selected_line_id": "OL999"})
-    assert not reward["is_correct"] and reward["r_task"] == float(Fraction(5, 7))
+    # the answer does not identify the item to return: nothing it did counts
+    assert not reward["is_correct"] and reward["details"]["verifier_r_task"] == -1.0
 
 
 def test_ineligible_target_refusing_is_correct(env):
@@ -318,7 +319,7 @@ def test_ineligible_target_refusing_is_correct(env):
     assert env.utterances[-1].kind == "accept_refusal" and env.shopper.annoyance == 0
     *_, info = step(env, answer={"selected_order_id": g.order_id, "selected_line_id": g.line_id, "eligible": False})
     reward = info["reward"]
-    assert reward["is_correct"] and reward["r_task"] == 1.0 and env.world.returns == []
+    assert reward["is_correct"] and reward["details"]["verifier_r_task"] == 1.0 and env.world.returns == []
 
 
 def test_ineligible_target_cannot_be_returned_and_claiming_eligible_is_wrong(env):
@@ -330,7 +331,7 @@ def test_ineligible_target_cannot_be_returned_and_claiming_eligible_is_wrong(env
     assert "not eligible for return" in obs["messages"][-1]["content"] and env.world.returns == []
     *_, info = step(env, answer={"selected_order_id": g.order_id, "selected_line_id": g.line_id, "eligible": True})
     assert not info["reward"]["is_correct"]
-    assert info["reward"]["r_task"] == float(Fraction(2 * 4, 5) - 1)  # eligible flag wrong: 4 of 5
+    assert info["reward"]["details"]["verifier_r_task"] == float(Fraction(2 * 4, 5) - 1)  # eligible flag wrong: 4 of 5
 
 
 def test_ineligible_target_returning_anything_is_wrong(env):
@@ -343,7 +344,7 @@ def test_ineligible_target_returning_anything_is_wrong(env):
     step(env, tool("return_initiate", order_id=order.order_id, line_id=line.line_id, reason=g.reason,
                    method=g.method))
     *_, info = step(env, answer={"selected_order_id": g.order_id, "selected_line_id": g.line_id, "eligible": False})
-    assert not info["reward"]["is_correct"] and info["reward"]["r_task"] == -1.0
+    assert not info["reward"]["is_correct"] and info["reward"]["details"]["verifier_r_task"] == -1.0
 
 
 def test_no_answer_is_not_correct(env):

@@ -122,21 +122,21 @@ def test_indirect_reference_names_exactly_one_order(env):
 def test_right_order_and_status_is_correct(env):
     find(env, lambda e: not e.goal.eta_asked, axes=NO_OMISSION)
     reward = play(env, {"selected_order_id": env.goal.order_id, "order_status": target(env).status})
-    assert reward["is_correct"] and reward["r_task"] == 1.0
+    assert reward["is_correct"] and reward["details"]["verifier_r_task"] == 1.0
 
 
 def test_wrong_status_is_not_correct(env):
     find(env, lambda e: not e.goal.eta_asked, axes=NO_OMISSION)
     wrong = next(s for s in ORDER_STATUSES if s != target(env).status)
     reward = play(env, {"selected_order_id": env.goal.order_id, "order_status": wrong})
-    assert not reward["is_correct"] and reward["r_task"] == 0.0  # 1 of 2 checks
+    assert not reward["is_correct"] and reward["details"]["verifier_r_task"] == 0.0  # 1 of 2 checks
 
 
 def test_wrong_order_is_not_correct(env):
     find(env, lambda e: len(e.world.orders) >= 2 and not e.goal.eta_asked, axes=NO_OMISSION)
     other = next(o for o in env.world.orders if o.order_id != env.goal.order_id)
     reward = play(env, {"selected_order_id": other.order_id, "order_status": target(env).status})
-    assert not reward["is_correct"] and reward["r_task"] == -1.0
+    assert not reward["is_correct"] and reward["details"]["verifier_r_task"] == -1.0
 
 
 def test_status_spelling_is_normalised_but_not_loosened(env):
@@ -152,7 +152,7 @@ def test_eta_is_required_when_asked(env):
     order = target(env)
     base = {"selected_order_id": order.order_id, "order_status": order.status}
     reward = play(env, base)
-    assert not reward["is_correct"] and reward["r_task"] == float(Fraction(2 * 2, 3) - 1)
+    assert not reward["is_correct"] and reward["details"]["verifier_r_task"] == float(Fraction(2 * 2, 3) - 1)
     env.reset(seed=seed, options=options)
     wrong = order.eta + dt.timedelta(days=1)
     reward = play(env, base | {"eta": wrong.isoformat()})

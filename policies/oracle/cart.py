@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import GENERIC_QUESTION, Planner, call
+from .common import Planner, call, slot_question
 
 
 class CartPlanner(Planner):
@@ -23,7 +23,7 @@ class CartPlanner(Planner):
             reads.append(call("user_get_visit_history"))
             self.history_read = True
         if env.shopper.omitted and not self.asked:
-            reads.append(call("ask_user", question=GENERIC_QUESTION))
+            reads.append(call("ask_user", question=slot_question(env.shopper)))
             self.asked = True
         for it in goal.items:
             if it.product_id not in self.variants_read and self.seen(it.product_id) and world.variants_of(it.product_id):

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-GENERIC_QUESTION = "Could you tell me any other details or preferences I should know about?"
+from envs.shopper import join_phrases
+
+
+def slot_question(shopper) -> str:
+    """One `ask_user` question naming every slot the shopper has left open (by each slot's
+    first question word), so that one question reveals them all: the privileged oracle knows
+    which are open; an agent reads the shopper's hints ("in a particular color")."""
+    words = list(dict.fromkeys(shopper.slots[n].keywords[0] for n in shopper.omitted if shopper.slots[n].keywords))
+    return f"So I get this right, could you tell me {join_phrases(words)}?"
 
 
 def call(name: str, **args) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 
 from envs.constraints import to_filters
 
-from .common import GENERIC_QUESTION, Planner, call
+from .common import Planner, call, slot_question
 
 MAX_SEARCH_TOP_K = 200  # CatalogSearchArgs.top_k's upper bound
 
@@ -51,7 +51,7 @@ class DiscoveryPlanner(Planner):
         env, goal = self.env, self.env.goal
         if env.shopper.omitted and not self.asked:
             self.asked = True
-            return {"tool_calls": [call("ask_user", question=GENERIC_QUESTION)]}
+            return {"tool_calls": [call("ask_user", question=slot_question(env.shopper))]}
         if self.searched_version != goal.version:
             self.searched_version = goal.version
             return {"tool_calls": [self._search()]}

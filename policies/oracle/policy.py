@@ -13,7 +13,7 @@ import json
 
 from envs.policy_kb import rank_rules
 
-from .common import GENERIC_QUESTION, Planner, call
+from .common import Planner, call, slot_question
 
 SEARCH_TOP_K = 3
 
@@ -75,7 +75,7 @@ class PolicyPlanner(Planner):
             self._start()
         if not self.pending:
             if env.shopper.omitted and not self.asked:
-                self.pending.append(call("ask_user", question=GENERIC_QUESTION))
+                self.pending.append(call("ask_user", question=slot_question(env.shopper)))
                 self.asked = True
             if self.searches == 0 or (not self._found() and self.searches < 3):
                 self.pending.append(self._search())

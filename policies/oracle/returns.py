@@ -17,7 +17,7 @@ from envs.catalog import CATEGORY_SEP
 from envs.constraints import to_filters
 from envs.shopper import singular
 
-from .common import GENERIC_QUESTION, Planner, call
+from .common import Planner, call, slot_question
 
 
 class ReturnPlanner(Planner):
@@ -36,7 +36,7 @@ class ReturnPlanner(Planner):
             calls = [call("order_list")]
             self.asked = bool(env.shopper.omitted)
             if self.asked:
-                calls.append(call("ask_user", question=GENERIC_QUESTION))
+                calls.append(call("ask_user", question=slot_question(env.shopper)))
             elif rep is not None:
                 calls.append(self._search_call())
             return calls

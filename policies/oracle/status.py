@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import GENERIC_QUESTION, Planner, call
+from .common import Planner, call, slot_question
 
 
 class StatusPlanner(Planner):
@@ -16,7 +16,7 @@ class StatusPlanner(Planner):
         if self.phase == 0:
             self.pending = [call("order_list")]
             if env.shopper.omitted:
-                self.pending.append(call("ask_user", question=GENERIC_QUESTION))
+                self.pending.append(call("ask_user", question=slot_question(env.shopper)))
             self.phase = 1
         if self.phase == 1 and not self.pending:
             self.pending = [call("order_get", order_id=g.order_id)]
