@@ -1,6 +1,7 @@
 """Benchmark: how plausible the simulated world is (variant values, variant requests, stock-outs).
 
-    python benchmarks/shopper_fidelity_world.py [--n 5000] [--seed 0] [--episodes 300] [--label after]
+    python benchmarks/shopper_fidelity_world.py [--n 5000] [--n-plausibility 20000] [--seed 0]
+        [--episodes 300] [--label after]
 
 Measured on one synthetic catalog, every figure from episodes run in this process:
 
@@ -8,6 +9,9 @@ Measured on one synthetic catalog, every figure from episodes run in this proces
   same-leaf distractors, stock-out alternatives) that differ from the product's own value,
   the share that some product of the same leaf category carries for that attribute.
 - ``target_value_in_leaf``: the same share for the variant values E_CART targets require.
+- ``implausible``: over every product of a second catalog (``--n-plausibility`` products) and
+  its synthesized variants, how many values hit `taxonomy.IMPLAUSIBLE_VALUES` (a sleeping bag
+  in size "College Ruled"), and how many of the listed triples occur at all.
 - ``variant_required``: per d in 0, 3, 6, 9, the share of E_CART goal items that require a
   variant, next to the axis p_variant = sigmoid((d-2)/1.5).
 - ``stockout``: per d in 3..12, the share of E_PD episodes played by the oracle in which a
@@ -32,8 +36,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from catalog_service import Catalog  # noqa: E402
+from catalog_service.taxonomy import IMPLAUSIBLE_VALUES  # noqa: E402
 from envs import make_env  # noqa: E402
 from envs.difficulty import axes_for  # noqa: E402
+from envs.world import EPOCH, SimClock, World  # noqa: E402
 from policies import OraclePolicy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "shopper_fidelity_world.json"
@@ -99,6 +105,21 @@ def measure_variants(catalog, episodes: int) -> dict:
     }
 
 
+def measure_implausible(catalog) -> dict:
+    listed = set(IMPLAUSIBLE_VALUES)
+    world = World(catalog, SimClock(EPOCH))
+    hits, seen = 0, set()
+    for row in range(len(catalog)):
+        leaf = catalog.value("category_l3", row)
+        values = [(a, catalog.value(a, row)) for a in {t[1] for t in listed}]
+        values += [(v.attribute, v.value) for v in world.variants_of(catalog.product_id(row))]
+        for attr, value in values:
+            if (leaf, attr, value) in listed:
+                hits += 1
+                seen.add((leaf, attr, value))
+    return {"listed": len(listed), "hits": hits, "distinct_seen": len(seen), "products": len(catalog)}
+
+
 def measure_stockouts(catalog, episodes: int) -> dict:
     env = make_env("E_PD", catalog)
     oracle = OraclePolicy(env)
@@ -127,6 +148,7 @@ def measure_stockouts(catalog, episodes: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=5000, help="synthetic catalog size")
+    ap.add_argument("--n-plausibility", type=int, default=20_000, help="catalog size for the implausible-value count")
     ap.add_argument("--seed", type=int, default=0, help="catalog seed")
     ap.add_argument("--episodes", type=int, default=300, help="episodes per difficulty")
     ap.add_argument("--label", default="after", help="key the figures are stored under")
@@ -135,11 +157,13 @@ def main() -> None:
     t0 = time.perf_counter()
     variants = measure_variants(catalog, args.episodes)
     stockouts = measure_stockouts(catalog, args.episodes)
+    implausible = measure_implausible(Catalog.synthetic(n_products=args.n_plausibility, seed=args.seed))
     result = {
         "n_products": args.n,
         "catalog_seed": args.seed,
         "episodes_per_d": args.episodes,
         **variants,
+        "implausible": implausible,
         "stockout": stockouts,
         "wall_s": round(time.perf_counter() - t0, 1),
     }
@@ -150,6 +174,8 @@ def main() -> None:
     print(f"[{args.label}] catalog {args.n} products, {args.episodes} episodes per d")
     print(f"  distractor values in the leaf: {variants['distractor_in_leaf']:.1%} of {variants['distractor_values']}")
     print(f"  required target values in the leaf: {variants['target_value_in_leaf']:.1%} of {variants['target_values']}")
+    print(f"  implausible values in {implausible['products']} products and their variants: {implausible['hits']} "
+          f"({implausible['distinct_seen']} of the {implausible['listed']} listed triples)")
     for d, r in variants["variant_required"].items():
         print(f"  variant required d={d}: {r['rate']:.1%} (axis {r['axis']:.1%})")
     for d, r in stockouts.items():
