@@ -19,6 +19,15 @@ Constructors:
   (near-zero resident memory; pages are shared between processes) and attaches a saved
   search index when `catalog_service.search` can load one.
 
+Leaf vocabularies (`leaf_vocabulary`) are derived from the table itself, the same way for
+every source, so a catalog and its saved-and-loaded copy give identical episodes: a leaf's
+values per attribute are the values its products carry, most common first (ties by value).
+A leaf whose products show no choice at all (no attribute with two or more values: too few
+products, or attributes missing) falls back to its parent category (same ``l1 > l2``): the
+parent's values for the attributes the leaf carries, or every parent attribute when the leaf
+carries none. For a synthetic catalog this is the taxonomy leaf's own value pool (restricted
+to the values drawn).
+
 Search is delegated to `catalog_service.search` (built lazily on the first `search`).
 """
 
@@ -30,6 +39,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
@@ -38,6 +48,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from envs.catalog import (
+    ATTRIBUTE_COLUMNS,
     CATEGORICAL_COLUMNS,
     CATEGORY_SEP,
     NUMERIC_COLUMNS,
@@ -75,6 +86,7 @@ NUMERIC_DTYPES: dict[str, np.dtype] = {
     "stock": np.dtype(np.int32),
 }
 FEATURES_TYPE = pa.list_(pa.string())
+MIN_CHOICE = 2  # values an attribute needs in a leaf before the leaf counts as showing a choice
 
 
 def _field_type(name: str) -> pa.DataType:
@@ -252,6 +264,7 @@ class Catalog:
         self._chunk_starts: dict[str, np.ndarray] = {}
         self._category_index: tuple[np.ndarray, np.ndarray, dict[str, int]] | None = None
         self._id_to_row: dict[str, int] | None = None
+        self._vocabularies: dict[str, MappingProxyType] = {}
         self._searcher = None
 
     # ----------------------------------------------------------------- constructors
@@ -351,7 +364,7 @@ class Catalog:
     def __len__(self) -> int:
         return self._n
 
-    _CACHES = ("_numeric", "_codes", "_chunk_starts", "_category_index", "_id_to_row")
+    _CACHES = ("_numeric", "_codes", "_chunk_starts", "_category_index", "_id_to_row", "_vocabularies")
 
     def __getstate__(self) -> dict:
         """Pickle the table and metadata (and an attached searcher), not the lock or the
@@ -368,6 +381,7 @@ class Catalog:
         self._numeric, self._codes, self._chunk_starts = {}, {}, {}
         self._category_index = None
         self._id_to_row = None
+        self._vocabularies = {}
 
     def __copy__(self) -> "Catalog":
         return self
@@ -545,6 +559,54 @@ class Catalog:
         order, starts, index = self._category_rows_index()
         sizes = np.diff(starts)[1:]
         return {v: int(sizes[i]) for v, i in index.items() if sizes[i] > 0}
+
+    # ----------------------------------------------------------------- vocabularies
+
+    def leaf_vocabulary(self, category_l3: str) -> MappingProxyType:
+        """Attribute -> the values a product of leaf `category_l3` can take, most common
+        first (a read-only mapping of tuples, derived as the module doc says; cached per
+        leaf, O(leaf size) on first use, O(catalog) only for a parent fallback). Empty for
+        an unknown leaf."""
+        vocab = self._vocabularies.get(category_l3)
+        if vocab is None:
+            with self._lock:
+                vocab = self._vocabularies.get(category_l3)
+                if vocab is None:
+                    vocab = MappingProxyType(self._derive_vocabulary(category_l3))
+                    self._vocabularies[category_l3] = vocab
+        return vocab
+
+    def _values_seen(self, rows: np.ndarray) -> dict[str, tuple[str, ...]]:
+        """Attribute -> distinct non-empty values among `rows`, most common first, ties by value."""
+        out: dict[str, tuple[str, ...]] = {}
+        for attr in ATTRIBUTE_COLUMNS:
+            codes, values = self.codes(attr)
+            present = codes[rows]
+            present = present[present >= 0]
+            if not len(present):
+                continue
+            uniq, counts = np.unique(present, return_counts=True)
+            tally: dict[str, int] = {}
+            for code, n in zip(uniq.tolist(), counts.tolist()):
+                if values[code]:
+                    tally[values[code]] = tally.get(values[code], 0) + n
+            if tally:
+                out[attr] = tuple(sorted(tally, key=lambda v: (-tally[v], v)))
+        return out
+
+    def _derive_vocabulary(self, category_l3: str) -> dict[str, tuple[str, ...]]:
+        rows = self.category_rows(category_l3)
+        own = self._values_seen(rows)
+        if not len(rows) or any(len(values) >= MIN_CHOICE for values in own.values()):
+            return own
+        l1, _ = self.codes("category_l1")
+        l2, l2_values = self.codes("category_l2")
+        key = l1.astype(np.int64) * (len(l2_values) + 1) + l2
+        parents = np.unique(key[rows])
+        parent = self._values_seen(np.flatnonzero(np.isin(key, parents)))
+        if not own:
+            return parent
+        return {a: parent[a] if len(parent.get(a, ())) >= MIN_CHOICE else values for a, values in own.items()}
 
     # ----------------------------------------------------------------- search
 

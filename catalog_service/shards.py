@@ -438,6 +438,9 @@ class RoutedCatalog:
     def category_rows(self, category_l3: str):
         return self.local.category_rows(category_l3)
 
+    def leaf_vocabulary(self, category_l3: str):
+        return self.local.leaf_vocabulary(category_l3)
+
     def search(self, query: str, filters: SearchFilters | None = None, top_k: int = 10) -> SearchHits:
         return self.router.search(query, filters, top_k)
 

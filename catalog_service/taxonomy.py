@@ -5,6 +5,13 @@ products look: the noun used in titles, a pool of realistic brands, which attrib
 columns (`envs.catalog.ATTRIBUTE_COLUMNS`) it has and the values each can take (most
 common first), a log-normal price (median dollars, sigma of log price) and a few feature
 phrases (lower-case noun phrases that read well both as a bullet and inside a sentence).
+A leaf's attribute pools are its whole vocabulary: every value a product of that kind (or one
+of its variants) may carry. Every leaf offers a choice on at least one attribute (two or more
+values), so every product can have variants.
+
+`IMPLAUSIBLE_VALUES` lists (leaf, attribute, value) triples no product of that kind may
+carry (a sleeping bag in size "College Ruled"); the tests check that neither the generator
+nor synthesized variants ever produce one.
 
 `PROJECTS` maps shopping projects (used by the bundle environment) to leaf names; every
 project has at least 12 leaves. `validate_taxonomy()` checks all of the above and is run
@@ -27,6 +34,7 @@ __all__ = [
     "CLOSING_SENTENCES",
     "RESELLER_STORES",
     "APPAREL_SIZES",
+    "IMPLAUSIBLE_VALUES",
     "leaf_by_name",
     "validate_taxonomy",
 ]
@@ -290,7 +298,7 @@ LEAVES: tuple[Leaf, ...] = (
           {"color": ("White", "Black")},
           60, 0.55, ("motion alerts", "color night vision", "weather-resistant housing", "cloud and local storage")),
     _leaf(E, "Smart Home", "Smart Plugs", "Smart Plug", B_SMART_HOME,
-          {"color": ("White",)},
+          {"color": ("White",), "size": ("2-Pack", "4-Pack", "1-Pack")},
           18, 0.35, ("voice assistant control", "schedules and timers", "energy monitoring", "no hub required")),
     _leaf(E, "Smart Home", "Smart Light Bulbs", "Smart Light Bulb", B_SMART_HOME,
           {"wattage": ("9W", "8.5W", "11W"), "color": ("Multicolor", "Soft White", "Daylight")},
@@ -520,7 +528,7 @@ LEAVES: tuple[Leaf, ...] = (
           {"capacity": ("4-Person", "2-Person", "6-Person", "8-Person"), "color": OUTDOOR_COLORS},
           150, 0.55, ("weatherproof rainfly", "quick pitch setup", "mesh ventilation panels", "carry bag included")),
     _leaf(S, "Camping & Hiking", "Sleeping Bags", "Sleeping Bag", B_CAMPING,
-          {"material": ("Synthetic Fill", "Down Fill"), "color": OUTDOOR_COLORS, "size": ("Regular", "Long")},
+          {"material": ("Synthetic Fill", "Down Fill"), "color": OUTDOOR_COLORS, "size": ("Regular", "Long", "Wide")},
           70, 0.55, ("rated to 20 degrees", "compression stuff sack", "draft tube along zipper", "mummy hood")),
     _leaf(S, "Camping & Hiking", "Sleeping Pads", "Sleeping Pad", B_CAMPING,
           {"size": ("Regular", "Long", "Wide"), "color": OUTDOOR_COLORS},
@@ -574,7 +582,7 @@ LEAVES: tuple[Leaf, ...] = (
           {"size": ("18 inch", "12 inch", "36 inch"), "color": GYM_COLORS},
           25, 0.45, ("high-density foam", "textured trigger-point surface", "lightweight and portable", "holds its shape")),
     _leaf(S, "Exercise & Fitness", "Pull-Up Bars", "Doorway Pull-Up Bar", B_FITNESS,
-          {"color": ("Black",)},
+          {"color": ("Black", "Silver")},
           35, 0.4, ("no-screw installation", "multi-grip positions", "foam padded handles", "300 lb capacity")),
     _leaf(S, "Exercise & Fitness", "Ab Rollers", "Ab Roller Wheel", B_FITNESS,
           {"color": ("Black", "Red", "Blue")},
@@ -866,6 +874,55 @@ RESELLER_STORES: tuple[str, ...] = (
 )
 
 
+# (leaf, attribute, value) triples that no product of the leaf may carry: values of other
+# kinds of product that a catalog-wide value list would hand out.
+IMPLAUSIBLE_VALUES: tuple[tuple[str, str, str], ...] = (
+    ("Sleeping Bags", "size", "College Ruled"),
+    ("Sleeping Bags", "size", "80 Grit"),
+    ("Sleeping Bags", "size", "48 Colors"),
+    ("Sleeping Pads", "size", "6 Cup"),
+    ("Sleeping Pads", "size", "2-Slice"),
+    ("Coolers", "color", "Dark Wash"),
+    ("Hiking Backpacks", "color", "Blackest Black"),
+    ("Tents", "color", "Clear Colors"),
+    ("Exercise Bikes", "color", "Soft White"),
+    ("Spatulas", "material", "Turkish Cotton"),
+    ("Spatulas", "material", "Down Fill"),
+    ("Spatulas", "material", "Faux Leather"),
+    ("Spatulas", "material", "Cashmere"),
+    ("Skillets", "material", "Cork"),
+    ("Skillets", "material", "Innerspring"),
+    ("Rolling Pins", "material", "Synthetic Fill"),
+    ("Rolling Pins", "material", "Innerspring"),
+    ("Crib Sheets", "material", "Titanium"),
+    ("Crib Sheets", "material", "Cast Iron"),
+    ("Crib Sheets", "material", "Nonstick"),
+    ("Bed Sheets", "material", "Titanium"),
+    ("Bed Sheets", "material", "BPA-Free Plastic"),
+    ("Bath Towels", "material", "Innerspring"),
+    ("Bath Towels", "material", "Enameled Cast Iron"),
+    ("Webcams", "connector_type", "Lightning"),
+    ("Keyboards", "connector_type", "Lightning"),
+    ("Candles", "color", "Blackest Black"),
+    ("Candles", "color", "Dark Wash"),
+    ("Lipsticks", "color", "Stainless Steel"),
+    ("Lipsticks", "color", "Black/White"),
+    ("Diaper Bags", "color", "Stainless Steel"),
+    ("Notebooks", "color", "Daylight"),
+    ("Men's Jeans", "size", "2 inch"),
+    ("Men's Jeans", "size", "120 Grit"),
+    ("Board Games", "age_range", "0-12 Months"),
+    ("Jigsaw Puzzles", "age_range", "0-12 Months"),
+    ("Protein Powder", "flavor", "BBQ"),
+    ("Protein Powder", "flavor", "Pad Thai"),
+    ("Cake Mix", "flavor", "Jalapeno"),
+    ("Cake Mix", "flavor", "Chicken Teriyaki"),
+    ("Coffee Beans", "flavor", "Salt & Vinegar"),
+    ("Tea", "flavor", "Beef Stroganoff"),
+    ("Potato Chips", "flavor", "Earl Grey"),
+)
+
+
 def leaf_by_name(l3: str) -> Leaf:
     """The leaf named `l3`; KeyError when there is none."""
     for leaf in LEAVES:
@@ -897,11 +954,18 @@ def validate_taxonomy() -> None:
                 raise ValueError(f"{where}: attribute {name!r} needs distinct values")
         if len(set(leaf.attribute_names)) != len(leaf.attributes):
             raise ValueError(f"{where}: attribute listed twice")
+        if not any(len(values) >= 2 for _, values in leaf.attributes):
+            raise ValueError(f"{where}: needs an attribute with at least two values (a variant choice)")
         texts = (leaf.l1, leaf.l2, leaf.l3, leaf.noun) + leaf.brands + leaf.features
         texts += tuple(v for _, values in leaf.attributes for v in values)
         for text in texts:
             if not text or text != text.strip() or any(ch in text for ch in "{}>\n"):
                 raise ValueError(f"{where}: bad text {text!r}")
+    for l3, attribute, value in IMPLAUSIBLE_VALUES:
+        if l3 not in seen:
+            raise ValueError(f"IMPLAUSIBLE_VALUES: unknown leaf {l3!r}")
+        if value in (leaf_by_name(l3).attribute_values(attribute) or ()):
+            raise ValueError(f"leaf {l3!r}: implausible {attribute} {value!r} is in its vocabulary")
     for project, leaves in PROJECTS.items():
         if len(set(leaves)) < 12:
             raise ValueError(f"project {project!r}: needs at least 12 leaves")

@@ -16,11 +16,16 @@ Product table columns (pyarrow), see `PRODUCT_COLUMNS`:
   ``rating_count`` int32, ``ship_days`` int16, ``stock`` int32
 - one nullable string column per attribute in `ATTRIBUTE_COLUMNS`
 - ``features`` list<string>
+
+Each leaf category has a vocabulary (`CatalogLike.leaf_vocabulary`): for every attribute its
+products carry, the values a product of that kind can plausibly take. Anything an environment
+invents about a product (its variants) draws from that vocabulary, never from the
+catalog-wide value lists.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -110,6 +115,11 @@ class CatalogLike(Protocol):
 
     def category_rows(self, category_l3: str) -> np.ndarray:
         """Rows whose leaf category is `category_l3`, ascending (cached)."""
+
+    def leaf_vocabulary(self, category_l3: str) -> Mapping[str, tuple[str, ...]]:
+        """The leaf's vocabulary: attribute column -> the distinct values a product of leaf
+        `category_l3` can take, most common first; attributes the leaf lacks are absent.
+        Deterministic in the catalog's contents and cached; empty for an unknown leaf."""
 
     def search(
         self, query: str, filters: SearchFilters | None = None, top_k: int = 10

@@ -40,10 +40,13 @@ most -0.88) and is not correct. `is_correct` requires the top
 recommendation to satisfy every constraint, be in stock in the final world and have appeared
 in a catalog_search result this episode.
 
-Mid-episode stock-out: with p_oos(d) (decided at reset), the first catalog_search whose
-results hold at least two valid products schedules the highest-utility valid one that is
-not the target to sell out at the next turn (`world.scheduled_stockouts`): a stale
-recommendation is penalised, and a valid result (the target or another) always remains.
+Mid-episode stock-out: with p_oos(d) (decided at reset), the episode's first catalog_search
+schedules one product of the target's leaf to sell out at the next turn
+(`world.scheduled_stockouts`), the one an answer would most likely hold (`_stockout_victim`):
+a valid product other than the target when there is one (shown by that search first, then
+by utility), else the in-stock product meeting the most constraints. A stale recommendation
+is penalised (it leaves the pool, or loses its stock credit), and the target never sells
+out, so a valid answer always remains.
 
 Shopper reactions (`_react`): when the agent names seen products in text, the first one is
 checked against the constraints the shopper has stated (the broken one is pointed out), then
@@ -287,15 +290,27 @@ class DiscoveryEnv(ShopEnv):
         goal = self.goal
         if not goal.oos_planned or goal.oos_row is not None:
             return
-        pending = {r for _, r in self.world.scheduled_stockouts}
-        valid = [r for r in dict.fromkeys(self.world.row(i) for i in ids) if self.is_valid(r) and r not in pending]
-        if len(valid) < 2:
-            return
-        others = [r for r in valid if r != goal.target_row]
-        u = self.utility(np.array(others))
-        victim = min(zip(others, u.tolist()), key=lambda t: (-t[1], t[0]))[0]
-        goal.oos_row = victim
-        self.world.scheduled_stockouts.append((self.world.clock.turn + 1, victim))
+        victim = self._stockout_victim(ids)
+        if victim is not None:
+            goal.oos_row = victim
+            self.world.scheduled_stockouts.append((self.world.clock.turn + 1, victim))
+
+    def _stockout_victim(self, shown_ids: list[str]) -> int | None:
+        """The product a planned stock-out takes: among the in-stock, not yet scheduled
+        products of the target's leaf other than the target, the one meeting the most
+        constraints (valid ones first), then shown in `shown_ids`, then of highest utility,
+        then of lowest row. None when the leaf has no such product."""
+        goal, cat = self.goal, self.catalog
+        rows = np.asarray(cat.category_rows(goal.leaf), dtype=np.int64)
+        rows = rows[self.world.stock_mask(rows, exclude_pending=True) & (rows != goal.target_row)]
+        if not len(rows):
+            return None
+        met = np.zeros(len(rows), dtype=np.int64)
+        for c in goal.constraints:
+            met += c.mask(cat)[rows]
+        shown = np.isin(rows, [r for r in (self.world.row(i) for i in shown_ids) if r is not None])
+        order = np.lexsort((rows, -self.utility(rows), ~shown, -met))
+        return int(rows[order[0]])
 
     # ------------------------------------------------------------------ shopper reactions
     def _mentioned(self, message: str) -> list[int]:

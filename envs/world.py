@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
-from .catalog import CatalogLike
+from .catalog import ATTRIBUTE_COLUMNS, CatalogLike
 from .rng import stable_digest
 
 # --------------------------------------------------------------------------- clock
@@ -59,6 +59,7 @@ VARIANT_AXES: dict[str, tuple[str, ...]] = {
     "tools": ("wattage", "size", "color", "material"),
 }
 DEFAULT_VARIANT_AXES: tuple[str, ...] = ("size", "color", "material", "capacity")
+VARIANTS_PER_PRODUCT = 3  # the product's own value and two alternatives, when the leaf has them
 ORDERED_LADDERS: tuple[tuple[str, ...], ...] = (("XS", "S", "M", "L", "XL", "XXL", "3XL"),)
 _NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(.*)$")
 
@@ -73,40 +74,52 @@ class Variant:
 
 
 def variant_axis(catalog: CatalogLike, row: int) -> str | None:
-    """The attribute the variants of `row` differ on, or None when it has no variants."""
+    """The attribute the variants of `row` differ on, or None when its leaf offers no choice.
+
+    Only attributes with at least two values in the leaf's vocabulary
+    (`CatalogLike.leaf_vocabulary`) qualify. Among them: the department's natural axes
+    (`VARIANT_AXES`, in order) the product carries, then any other attribute it carries, then,
+    for a product that carries none, the first qualifying attribute of its leaf in that same
+    order (its variants then take values from the leaf's list)."""
+    vocab = catalog.leaf_vocabulary(catalog.value("category_l3", row) or "")
     dept = (catalog.value("category_l1", row) or "").lower()
-    for attr in VARIANT_AXES.get(dept, DEFAULT_VARIANT_AXES):
-        if catalog.value(attr, row):
-            return attr
-    return None
+    ranked = dict.fromkeys(VARIANT_AXES.get(dept, DEFAULT_VARIANT_AXES) + ATTRIBUTE_COLUMNS)
+    choices = [a for a in ranked if len(vocab.get(a, ())) >= 2]
+    carried = [a for a in choices if catalog.value(a, row) in vocab[a]]
+    return (carried or choices or [None])[0]
 
 
-def neighbour_values(catalog: CatalogLike, attribute: str, value: str, n: int, salt: str) -> list[str]:
-    """Up to `n` plausible alternatives to `value` for `attribute`, deterministic.
+def neighbour_values(vocabulary: Sequence[str], value: str, n: int, salt: str) -> list[str]:
+    """Up to `n` values of `vocabulary` other than `value`, most plausible alternatives first,
+    deterministic.
 
-    Ordered ladders (sizes) give adjacent rungs; numbers with a unit ("65W", "128GB") give
-    the nearest values with the same unit; other values are drawn from the attribute's
-    vocabulary in a digest order keyed by `salt`."""
-    _, vocab = catalog.codes(attribute)
+    Values on an ordered ladder (apparel sizes) come by rung distance from `value`; numbers
+    with the same unit ("65W", "128GB", shoe size "9.5") by numeric distance; the rest follow
+    in a digest order keyed by `salt`."""
+    others = [v for v in dict.fromkeys(vocabulary) if v and v != value]
+    near: list[str] = []
     for ladder in ORDERED_LADDERS:
         if value in ladder:
             i = ladder.index(value)
-            order = sorted((abs(j - i), j) for j in range(len(ladder)) if j != i)
-            return [ladder[j] for _, j in order[:n]]
+            near = sorted((v for v in others if v in ladder), key=lambda v: (abs(ladder.index(v) - i), ladder.index(v)))
     m = _NUMBER.match(value)
-    if m:
-        unit = m.group(2)
-        same_unit = []
-        for v in vocab:
-            mv = _NUMBER.match(v)
-            if mv and mv.group(2) == unit and v != value:
-                same_unit.append((abs(float(mv.group(1)) - float(m.group(1))), v))
-        same_unit.sort()
-        if len(same_unit) >= n:
-            return [v for _, v in same_unit[:n]]
-    others = [v for v in vocab if v and v != value]
-    others.sort(key=lambda v: stable_digest(f"{salt}|{v}"))
-    return others[:n]
+    if not near and m:
+        unit, x = m.group(2), float(m.group(1))
+        same_unit = [(abs(float(mv.group(1)) - x), v) for v in others if (mv := _NUMBER.match(v)) and mv.group(2) == unit]
+        near = [v for _, v in sorted(same_unit)]
+    rest = sorted((v for v in others if v not in near), key=lambda v: stable_digest(f"{salt}|{v}"))
+    return (near + rest)[:n]
+
+
+def variant_values(catalog: CatalogLike, row: int, attribute: str, salt: str) -> list[str]:
+    """The values the variants of `row` take on `attribute`, sorted: the product's own value
+    and its nearest alternatives in the leaf's vocabulary, or (for a product without a value
+    there) `VARIANTS_PER_PRODUCT` values of the leaf's list in a digest order keyed by `salt`."""
+    vocab = catalog.leaf_vocabulary(catalog.value("category_l3", row) or "").get(attribute, ())
+    base = catalog.value(attribute, row)
+    if base in vocab:
+        return sorted([base, *neighbour_values(vocab, base, VARIANTS_PER_PRODUCT - 1, salt)])
+    return sorted(neighbour_values(vocab, "", VARIANTS_PER_PRODUCT, salt))
 
 
 # --------------------------------------------------------------------------- cart
@@ -289,7 +302,9 @@ class World:
 
     # ---- variants
     def variants_of(self, product_id: str) -> list[Variant]:
-        """The product's variants; synthesized once per episode and then stable."""
+        """The product's variants; synthesized once per episode and then stable. They differ
+        on `variant_axis` and take values from the product's leaf vocabulary only
+        (`variant_values`)."""
         if product_id in self.variants:
             return self.variants[product_id]
         row = self.row(product_id)
@@ -297,8 +312,7 @@ class World:
         if row is not None:
             attr = variant_axis(self.catalog, row)
             if attr is not None:
-                base = self.catalog.value(attr, row)
-                values = sorted([base, *neighbour_values(self.catalog, attr, base, 2, product_id)])
+                values = variant_values(self.catalog, row, attr, product_id)
                 price = float(self.catalog.numeric("price")[row])
                 out = [Variant(f"{product_id}-v{i + 1}", product_id, attr, v, price) for i, v in enumerate(values)]
         self.variants[product_id] = out

@@ -203,6 +203,7 @@ def test_sharded_search_equals_unsharded(ray_session, source, catalog):
         view = RoutedCatalog(catalog, router)
         assert np.array_equal(view.search("usb-c charger").rows, catalog.search("usb-c charger").rows)
         assert view.product(3) == catalog.product(3)
+        assert view.leaf_vocabulary("Tents") == catalog.leaf_vocabulary("Tents") != {}
     finally:
         for s in router.shards:
             ray.kill(s, no_restart=True)
