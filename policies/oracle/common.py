@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+from envs.catalog import ATTRIBUTE_COLUMNS
 from envs.shopper import join_phrases
+
+
+def narrowing(env, rows: list[int], filters: dict) -> dict:
+    """Privileged search filters that keep `rows` (the best k + 1 of an evaluation pool: one
+    spare for a stock-out) and drop much of what ranks below them: their price range, lowest
+    rating, slowest shipping and the attribute values they all share. A pool larger than the
+    retrieval depth then still returns the ideal answer."""
+    if not rows:
+        return {}
+    cat = env.catalog
+    prices = cat.numeric("price")[rows]
+    rating = float(cat.numeric("rating")[rows].min())
+    ship = int(cat.numeric("ship_days")[rows].max())
+    out = {
+        "price_min": max(float(prices.min()), filters.get("price_min", 0.0)),
+        "price_max": min(float(prices.max()), filters.get("price_max", float(prices.max()))),
+        "rating_min": max(rating, filters.get("rating_min", rating)),
+        "ship_days_max": min(ship, filters.get("ship_days_max", ship)),
+    }
+    shared = dict(filters.get("attributes") or {})
+    for column in ATTRIBUTE_COLUMNS:
+        values = {cat.value(column, r) for r in rows}
+        if len(values) == 1 and (value := values.pop()):
+            shared.setdefault(column, value)
+    if shared:
+        out["attributes"] = shared
+    return out
 
 
 def slot_question(shopper) -> str:

@@ -3,7 +3,8 @@ results.
 
 The search uses the leaf name and the attribute values as the query, every constraint as
 filters (`constraints.to_filters`) and the target's category path, so its results are valid
-products, up to the retrieval depth (`axes.top_k`). When that search scheduled a stock-out,
+products, up to the retrieval depth (`axes.top_k`); privileged price, rating and shipping
+bounds taken from the ideal answer keep a pool larger than that depth from hiding it. When that search scheduled a stock-out,
 a second search checks stock when turns allow; either way the planner never answers a row
 that is out of stock or scheduled to sell out. Only ids a search showed are answered. One
 tool call per turn, so any B_tool(d) >= 1 is respected; at most four turns (ask, search,
@@ -16,7 +17,7 @@ import numpy as np
 
 from envs.constraints import to_filters
 
-from .common import Planner, call, slot_question
+from .common import Planner, call, narrowing, slot_question
 
 MAX_SEARCH_TOP_K = 200  # CatalogSearchArgs.top_k's upper bound
 
@@ -33,6 +34,7 @@ class DiscoveryPlanner(Planner):
         attrs = [str(c.value) for c in goal.constraints if c.kind == "attribute"]
         filters = to_filters(goal.constraints).model_dump(exclude_none=True)
         filters["category"] = goal.path
+        filters |= narrowing(env, env.ideal_rows()[: goal.k + 1], filters)
         top_k = max(1, min(env.axes.top_k, MAX_SEARCH_TOP_K))
         return call("catalog_search", query=" ".join([goal.leaf] + attrs), filters=filters, top_k=top_k)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from envs.constraints import to_filters
 from envs.shopper import join_phrases
 
-from .common import Planner, call
+from .common import Planner, call, narrowing
 
 SEARCH_TOP_K = 200
 
@@ -37,6 +37,7 @@ class SubstitutionPlanner(Planner):
         attrs = [str(c.value) for c in goal.constraints if c.kind == "attribute"]
         filters = to_filters(goal.constraints).model_dump(exclude_none=True)
         filters["category"] = goal.path
+        filters |= narrowing(self.env, self.env.ideal_rows()[: goal.k + 1], filters)
         return call("catalog_search", query=" ".join([goal.leaf] + attrs), filters=filters, top_k=SEARCH_TOP_K)
 
     def _answer_ids(self) -> list[str]:
