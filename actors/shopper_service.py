@@ -278,17 +278,29 @@ def shutdown_shopper() -> None:
 
 class ShopperClient:
     """What an env worker uses: ``await client.phrase(request)`` through a Serve
-    DeploymentHandle, recording latency."""
+    DeploymentHandle, recording latency. A request whose replica died while serving it (its
+    node was lost) is sent again, up to `retries` times: phrasing is deterministic, and Serve
+    routes the retry to a live (or restarted) replica."""
 
-    def __init__(self, handle, backend: str = "template"):
+    def __init__(self, handle, backend: str = "template", retries: int = 3):
         self.handle = handle
         self.backend = backend
+        self.retries = max(0, int(retries))
 
     async def phrase(self, request: dict) -> str:
+        from ray.exceptions import RayActorError  # ActorDiedError, ActorUnavailableError
+
         from .metrics import get_metrics
 
         t0 = time.perf_counter()
-        text = await self.handle.phrase.remote(request)
+        for attempt in range(self.retries + 1):
+            try:
+                text = await self.handle.phrase.remote(request)
+                break
+            except RayActorError:
+                if attempt == self.retries:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
         get_metrics().shopper((time.perf_counter() - t0) * 1e3, self.backend)
         return text
 
