@@ -226,9 +226,12 @@ def _deployment_class():
             return self.backend.name
 
         async def stats(self) -> dict:
-            """Requests served, and backend calls by batch size."""
+            """Requests served, backend calls by batch size, and the node this replica is on."""
+            import ray
+
             return {"backend": self.backend.name, "inline": self.inline, "requests": self.requests,
-                    "backend_calls": sum(self.batch_sizes.values()), "batch_sizes": dict(self.batch_sizes)}
+                    "backend_calls": sum(self.batch_sizes.values()), "batch_sizes": dict(self.batch_sizes),
+                    "node_id": ray.get_runtime_context().get_node_id()}
 
     return ShopperService
 
@@ -278,14 +281,15 @@ def shutdown_shopper() -> None:
 
 class ShopperClient:
     """What an env worker uses: ``await client.phrase(request)`` through a Serve
-    DeploymentHandle, recording latency. A request whose replica died while serving it (its
-    node was lost) is sent again, up to `retries` times: phrasing is deterministic, and Serve
-    routes the retry to a live (or restarted) replica."""
+    DeploymentHandle, recording latency. A request whose replica died or became unreachable
+    while serving it (its node was lost) is sent again, with growing pauses, for up to
+    `retry_s` seconds (Ray may take that long to declare a node dead and Serve to start a
+    replacement replica): phrasing is deterministic, so a resent request gets the same text."""
 
-    def __init__(self, handle, backend: str = "template", retries: int = 3):
+    def __init__(self, handle, backend: str = "template", retry_s: float = 120.0):
         self.handle = handle
         self.backend = backend
-        self.retries = max(0, int(retries))
+        self.retry_s = float(retry_s)
 
     async def phrase(self, request: dict) -> str:
         from ray.exceptions import RayActorError  # ActorDiedError, ActorUnavailableError
@@ -293,14 +297,16 @@ class ShopperClient:
         from .metrics import get_metrics
 
         t0 = time.perf_counter()
-        for attempt in range(self.retries + 1):
+        pause = 0.1
+        while True:
             try:
                 text = await self.handle.phrase.remote(request)
                 break
             except RayActorError:
-                if attempt == self.retries:
+                if time.perf_counter() - t0 > self.retry_s:
                     raise
-                await asyncio.sleep(0.2 * (attempt + 1))
+                await asyncio.sleep(pause)
+                pause = min(2.0 * pause, 2.0)
         get_metrics().shopper((time.perf_counter() - t0) * 1e3, self.backend)
         return text
 

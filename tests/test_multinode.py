@@ -3,12 +3,12 @@
 `ray.cluster_utils.Cluster` starts a head and two worker nodes carrying the custom resources
 of cluster.yaml's CPU node type (read from cluster.yaml). A curriculum run (heuristic
 policy, small catalog) places its catalog shards and env workers on the worker nodes only,
-spread over both; halfway through, one worker node is removed (its raylet and every process
-on it killed). The run still finishes with every leased task in the trajectories parquet
+spread over both; a third of the way through, the worker node hosting the shopper replica
+(and two workers and a shard) is removed: its raylet and every process on it killed. The run still finishes with every leased task in the trajectories parquet
 exactly once and no episode in error, with the catalog passed by path (a built catalog
 directory, memory-mapped on every node) and by object store. The figures (nodes, tasks,
-episodes/s, time until the lost workers serve again) are printed and written to the
-test's run directory as multinode.json.
+episodes/s, seconds until the lost workers and the shopper answer from the surviving node)
+are printed and written to the test's run directory as multinode.json.
 
 Slow suite (``pytest -m slow``): starting three raylets and running two runs with a node
 loss takes ~2-3 minutes on two cores. Runs in a loopback-only namespace (`ray_env`); the
@@ -72,11 +72,11 @@ def _env_nodes(c) -> list:
     return list(c.worker_nodes)
 
 
-def _node_of(actor) -> str:
+def _node_of(actor, timeout: float = 60) -> str:
     import ray
 
     return ray.get(actor.__ray_call__.remote(lambda self: __import__("ray").get_runtime_context().get_node_id()),
-                   timeout=60)
+                   timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -115,35 +115,45 @@ def test_run_survives_losing_a_worker_node(cluster, catalog_dir, tmp_path, trans
         assert set(shard_nodes) == set(env_nodes)  # SPREAD: one shard per node
         head = ray.get_runtime_context().get_node_id()
         assert _node_of(driver.scheduler) == head and _node_of(driver.writer) == head
+        shopper_node = driver.shopper_client.handle.stats.remote().result(timeout_s=60)["node_id"]
+        assert shopper_node in env_nodes
 
         kill: dict = {}
 
         def lose_a_node(drv, stats):
+            """A third of the way in, remove the node of the shopper replica (it hosts
+            workers and a shard too): every kind of actor is lost at once."""
             if kill or stats["done"] < EPISODES // 3:
                 return
-            busy = {w for w, _, _ in drv.inflight.values()}
-            victim = max(env_nodes, key=lambda n: sum(1 for i, wn in enumerate(worker_nodes)
-                                                      if wn == n and i in busy))
+            victim = shopper_node
             lost = [i for i, wn in enumerate(worker_nodes) if wn == victim]
             kill.update(node=victim, workers=lost, done_before=stats["done"], t=time.perf_counter())
             c.remove_node(env_nodes[victim], allow_graceful=False)
             kill["removed_s"] = time.perf_counter() - kill["t"]
-            kill["waiter"] = threading.Thread(target=wait_for_workers, args=([drv.workers[i] for i in lost],),
+            kill["waiter"] = threading.Thread(target=wait_for_recovery, args=([drv.workers[i] for i in lost],
+                                                                               drv.shopper_client.handle, victim),
                                               daemon=True)
             kill["waiter"].start()
 
-        def wait_for_workers(handles):
-            """Time until every worker of the lost node answers again (restarted elsewhere)."""
+        def wait_for_recovery(workers, shopper, victim):
+            """Seconds from the node's removal until each lost worker, and the shopper,
+            answers from another node."""
             deadline = time.monotonic() + 180
-            for h in handles:
+
+            def moved(where) -> bool:
                 while time.monotonic() < deadline:
                     try:
-                        ray.get(h.ping.remote(), timeout=5)
-                        break
-                    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                        time.sleep(0.1)
-            if time.monotonic() < deadline:
+                        if where() != victim:
+                            return True
+                    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, TimeoutError):
+                        pass
+                    time.sleep(0.1)
+                return False
+
+            if all(moved(lambda w=w: _node_of(w, timeout=5)) for w in workers):
                 kill["workers_back_s"] = time.perf_counter() - kill["t"]
+            if moved(lambda: shopper.stats.remote().result(timeout_s=5)["node_id"]):
+                kill["shopper_back_s"] = time.perf_counter() - kill["t"]
 
         try:
             res = driver.run(on_result=lose_a_node, log=log.append)
@@ -152,12 +162,12 @@ def test_run_survives_losing_a_worker_node(cluster, catalog_dir, tmp_path, trans
         t_end = time.perf_counter()
         assert kill, "no worker node was removed"
         kill["waiter"].join(timeout=200)
-        assert "workers_back_s" in kill, "the lost node's workers never came back"
+        assert "workers_back_s" in kill and "shopper_back_s" in kill, "the lost node's actors never came back"
         new_nodes = {_node_of(driver.workers[i]) for i in kill["workers"]}
     finally:
         driver.shutdown()
 
-    assert kill["workers"], "the removed node hosted no worker"
+    assert kill["workers"] and kill["node"] in shard_nodes, "the removed node hosted no worker or shard"
     assert kill["node"] not in new_nodes and new_nodes <= set(env_nodes)  # restarted on the surviving node
     table = pq.read_table(Path(res.run_dir) / "trajectories.parquet")
     ids = table.column("episode_id").to_pylist()
@@ -176,7 +186,9 @@ def test_run_survives_losing_a_worker_node(cluster, catalog_dir, tmp_path, trans
         "episodes_per_s": round(res.episodes_per_s, 2), "wall_s": round(res.wall_s, 1),
         "killed_after_episodes": kill["done_before"], "workers_on_lost_node": len(kill["workers"]),
         "node_removal_s": round(kill["removed_s"], 2), "workers_back_s": round(kill["workers_back_s"], 2),
-        "finished_after_kill_s": round(t_end - kill["t"], 1), "retried_tasks": res.retried_tasks,
+        "shopper_back_s": round(kill["shopper_back_s"], 2),
+        "finished_after_kill_s": round(t_end - kill["t"], 1),
+        "episodes_per_s_after_kill": round((EPISODES - kill["done_before"]) / (t_end - kill["t"]), 2), "retried_tasks": res.retried_tasks,
         "lost_to_writer": sum(1 for line in log if line.startswith("the writer lost")),
     }
     (Path(res.run_dir) / "multinode.json").write_text(json.dumps(figures, indent=2) + "\n")
