@@ -33,6 +33,8 @@ import json
 import time
 from pathlib import Path
 
+from actors.shopper_service import BATCH_WAIT_TIMEOUT_S
+
 OUT = Path(__file__).resolve().parent / "results" / "shopper_batching.json"
 
 
@@ -76,13 +78,14 @@ async def shopper_episodes(client, episodes: int, concurrency: int, turns: int) 
 
 
 def measure(workload: str, source, episodes: int, concurrency: int, max_batch_size: int, delay_s: float | None,
-            turns: int = 8) -> dict:
+            turns: int = 8, batch_wait_s: float = BATCH_WAIT_TIMEOUT_S) -> dict:
     from actors.env_worker import EnvWorkerImpl
     from actors.shopper_service import ShopperClient, deploy_shopper, shutdown_shopper
 
     backend = "template" if delay_s is None else "benchmarks.shopper_batching:SleepBackend"
     handle = deploy_shopper(backend, None if delay_s is None else {"delay_s": delay_s},
-                            max_ongoing_requests=2 * concurrency, max_batch_size=max_batch_size)
+                            max_ongoing_requests=2 * concurrency, max_batch_size=max_batch_size,
+                            batch_wait_timeout_s=batch_wait_s)
     client = ShopperClient(handle, "sleep")
     try:
         if workload == "env":
@@ -120,6 +123,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=128, help="episodes of a batched measurement")
     ap.add_argument("--serial-episodes", type=int, default=32, help="episodes of a one-at-a-time measurement")
     ap.add_argument("--catalog-size", type=int, default=10_000)
+    ap.add_argument("--batch-wait-ms", type=float, default=BATCH_WAIT_TIMEOUT_S * 1e3,
+                    help=f"batch_wait_timeout_s of the batched runs, in ms (default {BATCH_WAIT_TIMEOUT_S * 1e3:g})")
     args = ap.parse_args()
 
     from actors.cli import init_ray
@@ -130,13 +135,13 @@ def main() -> None:
     import ray
 
     source = CatalogSource.in_process(Catalog.synthetic(n_products=args.catalog_size, seed=0))
-    delay, c = args.delay_ms / 1e3, args.concurrency
+    delay, c, wait = args.delay_ms / 1e3, args.concurrency, args.batch_wait_ms / 1e3
     runs: dict = {}
     try:
         for workload in ("shopper", "env"):
             runs[workload] = {
                 "one_at_a_time": measure(workload, source, args.serial_episodes, c, 1, delay, args.turns),
-                "batched": measure(workload, source, args.episodes, c, c, delay, args.turns),
+                "batched": measure(workload, source, args.episodes, c, c, delay, args.turns, wait),
             }
         runs["env"]["template_ceiling"] = measure("env", source, args.episodes, c, c, None)
     finally:
@@ -156,6 +161,7 @@ def main() -> None:
           f"(template-backend ceiling of env episodes: {ratios['env_ceiling']:.1f}x)")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"concurrency": c, "delay_ms": args.delay_ms, "turns": args.turns,
+                               "batch_wait_ms": args.batch_wait_ms,
                                "catalog_size": args.catalog_size, "runs": runs, "ratios": ratios}, indent=2) + "\n")
     print(f"wrote {OUT}")
 
