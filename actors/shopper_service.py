@@ -42,7 +42,9 @@ APP_NAME = "ecomrlve-shopper"
 DEPLOYMENT_NAME = "ShopperService"
 MAX_BATCH_SIZE = 32  # requests per backend call
 BATCH_WAIT_TIMEOUT_S = 0.005  # how long the first request of a batch waits for company
-MAX_OPEN_BATCHES = 1024  # Serve batches waiting for (or in) a backend call at once
+# Serve batches waiting for (or in) a backend call at once: they merge into backend calls, so
+# Serve's start-up warning that max_batch_size x this exceeds max_ongoing_requests is moot
+MAX_OPEN_BATCHES = 1024
 
 __all__ = [
     "ShopperBackend", "TemplateBackend", "register_backend", "make_backend", "ShopperService", "deploy_shopper",
