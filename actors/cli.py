@@ -100,6 +100,9 @@ def _add_run(sub) -> None:
     p.add_argument("--shopper", choices=("serve", "local", "none"), default="serve",
                    help="shopper phrasing: Ray Serve deployment (default), in-process, or none")
     p.add_argument("--shopper-backend", default="template", help="shopper backend (default template)")
+    p.add_argument("--env-resource", default="ecomrlve_env",
+                   help="custom resource of the nodes that host env workers, catalog shards and the shopper, used "
+                        "when the cluster has it (default ecomrlve_env, as in cluster.yaml; '' places them anywhere)")
     p.add_argument("--tau-num", type=int, default=None, help="curriculum: outcomes at h per check (default 32)")
     p.add_argument("--tau-acc", type=float, default=None, help="curriculum: accuracy to raise h (default 0.9)")
     p.add_argument("--resume", default=None, help="continue the curriculum from a curriculum.json")
@@ -124,7 +127,8 @@ def _config_from_args(args):
         policy=args.policy, catalog_size=args.catalog_size, catalog_dir=args.catalog_dir,
         catalog_transport=args.catalog_transport, catalog_seed=args.catalog_seed, seed=args.seed, out=args.out,
         batch_size=args.batch_size, max_concurrent=args.max_concurrent, threads=args.threads, shopper=args.shopper,
-        shopper_backend=args.shopper_backend, curriculum=curriculum, resume=args.resume,
+        shopper_backend=args.shopper_backend, env_resource=args.env_resource, curriculum=curriculum,
+        resume=args.resume,
     ).validate()
 
 

@@ -18,16 +18,31 @@ The loop leases tasks from the scheduler in batches, dispatches them to workers
 ``ray.wait``, and forwards each trajectories ref to the writer without fetching it. Workers
 report outcomes to the scheduler themselves (it ignores a task reported twice).
 
+Placement: on a cluster whose nodes carry the custom resource ``RunConfig.env_resource``
+(default ``ecomrlve_env``, cluster.yaml's CPU node type), env workers, catalog shards and the
+shopper replicas each request 0.001 of it, so they run only on those nodes, and workers and
+shards are spread over them (Ray's SPREAD strategy) so one lost node takes only its share;
+their CPU requests are planned from those nodes' CPUs. The scheduler and the trajectory
+writer are pinned to the driver's node (the run directory is there). Without the resource
+(a laptop) or with ``env_resource=""`` everything is placed anywhere. With
+``catalog_transport="path"`` every node that may host a worker or a shard must hold the
+catalog directory at the same path (cluster.yaml syncs or mounts it): the driver checks each
+such node before starting anything and names the path and the node that lacks it.
+
 Fault tolerance: a dead worker's in-flight calls fail with `RayActorError`; their tasks go
-back to the front of the queue and run again (Ray restarts the worker). Shards restart
-transparently (the router's calls are retried by Ray). The writer drops an episode id it
-has already written. So every leased task ends up in the parquet exactly once.
+back to the front of the queue and run again (Ray restarts the worker, elsewhere if its node
+is gone). Shards restart transparently (the router's calls are retried by Ray). A finished
+batch whose trajectories were lost with their node before the writer fetched them is run
+again too (the driver counts a task as done only once its trajectories are written). The
+writer drops an episode id it has already written. So every leased task ends up in the
+parquet exactly once.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -71,6 +86,7 @@ class RunConfig:
     shopper_replicas: int = 1
     worker_cpus: float | None = None  # None: planned from the cluster's CPUs
     shard_cpus: float | None = None
+    env_resource: str = ENV_NODE_RESOURCE  # custom resource of the nodes for workers/shards/shopper ("" = anywhere)
     checkpoint_every: int = 10
     curriculum: dict = field(default_factory=dict)  # CurriculumConfig overrides (tau_num, ...)
     resume: str | None = None  # a curriculum.json to continue from
@@ -91,6 +107,8 @@ class RunConfig:
             raise ValueError(f"catalog_size must be an integer >= shards ({self.shards}), got {self.catalog_size!r}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not isinstance(self.env_resource, str) or self.env_resource.strip() != self.env_resource:
+            raise ValueError(f"env_resource must be a resource name or '', got {self.env_resource!r}")
         return self
 
 
@@ -164,7 +182,32 @@ class Driver:
         return source
 
     def _node_resources(self) -> dict:
-        return {ENV_NODE_RESOURCE: 0.001} if ray.cluster_resources().get(ENV_NODE_RESOURCE) else {}
+        """What workers, shards and the shopper request: a sliver of `env_resource` when the
+        cluster has it, else nothing."""
+        r = self.config.env_resource
+        return {r: 0.001} if r and ray.cluster_resources().get(r) else {}
+
+    def _placement_nodes(self, labels: dict) -> list[dict]:
+        """The alive nodes that may host workers and shards."""
+        return [n for n in ray.nodes() if n.get("Alive") and all(n["Resources"].get(r, 0) > 0 for r in labels)]
+
+    def _check_catalog_on_nodes(self, nodes: list[dict]) -> None:
+        """With a catalog passed by path, every node in `nodes` must hold the same directory."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        path = self.source.directory
+        want = _manifest_digest(path)
+        probes = [_catalog_digest_on_node.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(path)
+            for n in nodes]
+        for node, got in zip(nodes, ray.get(probes)):
+            where = f"node {node.get('NodeManagerAddress', '?')} ({node['NodeID'][:8]})"
+            if got is None:
+                raise ValueError(f"catalog directory {path} is missing on {where}: with catalog transport 'path' "
+                                 "every node needs it (sync or mount it there) or use --catalog-transport object-store")
+            if got != want:
+                raise ValueError(f"catalog directory {path} on {where} holds another catalog "
+                                 "(its manifest differs from the driver's)")
 
     def start(self, log: Callable[[str], None] = lambda s: None, policy: Any = None, run_dir: Path | None = None,
               append: bool = False, reserved_cpus: float = 0.0) -> "Driver":
@@ -186,15 +229,25 @@ class Driver:
             rd.write_config(self.run_dir, dataclasses.asdict(cfg))
         else:
             self.run_dir = Path(run_dir)
-        total = max(ray.cluster_resources().get("CPU", 2.0) - reserved_cpus, 0.2)
+        labels = self._node_resources()
+        if labels:  # workers and shards fit on the labelled nodes only
+            nodes = self._placement_nodes(labels)
+            total = max(sum(n["Resources"].get("CPU", 0.0) for n in nodes) - reserved_cpus, 0.2)
+            log(f"placement: workers, shards and shopper on the {len(nodes)} node(s) with resource "
+                f"{', '.join(labels)}")
+        else:
+            total = max(ray.cluster_resources().get("CPU", 2.0) - reserved_cpus, 0.2)
         w_cpu, s_cpu = plan_cpus(total, cfg.workers, cfg.shards)
         w_cpu = cfg.worker_cpus if cfg.worker_cpus is not None else w_cpu
         s_cpu = cfg.shard_cpus if cfg.shard_cpus is not None else s_cpu
-        labels = self._node_resources()
+        spread = "SPREAD" if labels else None
 
         self.source = self._catalog_source(log)
+        if self.source.directory:
+            self._check_catalog_on_nodes(self._placement_nodes(labels))
         t0 = time.perf_counter()
-        self.router = start_shards(self.source, cfg.shards, num_cpus=s_cpu, resources=labels)
+        self.router = start_shards(self.source, cfg.shards, num_cpus=s_cpu, resources=labels,
+                                   scheduling_strategy=spread)
         log(f"shards: {cfg.shards} up in {time.perf_counter() - t0:.1f} s")
 
         if cfg.shopper == "serve":
@@ -216,22 +269,28 @@ class Driver:
                 ckpt.write_text(Path(cfg.resume).read_text())
         curriculum_cfg = {"first_seed": cfg.seed * 1_000_000, **cfg.curriculum}
         self.scheduler_name = f"{SCHEDULER_NAME}-{self.run_dir.name}"
-        self.scheduler = create_scheduler(self.env_ids, curriculum_cfg, seed=cfg.seed, checkpoint_path=str(ckpt),
-                                          checkpoint_every=cfg.checkpoint_every, name=self.scheduler_name,
-                                          namespace=NAMESPACE)
         here = ray.get_runtime_context().get_node_id()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        # the scheduler checkpoints into the run directory: it lives (and restarts) where that is
+        self.scheduler = create_scheduler(self.env_ids, curriculum_cfg, seed=cfg.seed, checkpoint_path=str(ckpt),
+                                          checkpoint_every=cfg.checkpoint_every, name=self.scheduler_name,
+                                          namespace=NAMESPACE,
+                                          scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
         self.writer = _writer_actor().options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)
         ).remote(str(self.run_dir), append=append)
         opts: dict = {"num_cpus": w_cpu, "max_concurrency": max(1000, cfg.max_concurrent * 4)}
         if labels:
-            opts["resources"] = labels
+            opts.update(resources=labels, scheduling_strategy=spread)
         t0 = time.perf_counter()
+        # the constructor arguments live in the object store, referenced by the driver for the
+        # whole run: a worker restarted after its node died is rebuilt from them (Ray deletes
+        # an actor's stored arguments once nothing references them: ray-project/ray#53727)
+        self._worker_args = [ray.put(a) for a in (self.source, self.router, policy or LocalPolicyClient(cfg.policy),
+                                                  self.shopper_client, self.scheduler)]
         self.workers = [
-            EnvWorker.options(**opts).remote(i, self.source, self.router, policy or LocalPolicyClient(cfg.policy),
-                                             self.shopper_client, self.scheduler, cfg.max_concurrent, cfg.threads)
+            EnvWorker.options(**opts).remote(i, *self._worker_args, cfg.max_concurrent, cfg.threads)
             for i in range(cfg.workers)
         ]
         ray.get([w.ping.remote() for w in self.workers] + [self.scheduler.summary.remote()])
@@ -255,7 +314,8 @@ class Driver:
         self.load = load = [0] * len(self.workers)  # episodes in flight per worker
         leased_ids: set[int] = set()
         done: dict[int, dict] = {}
-        write_refs: list = []
+        writes: dict = {}  # writer call ref -> the batch whose trajectories it writes
+        down: dict[int, tuple] = {}  # worker whose call failed -> (ping ref or None, when sent)
         failures: collections.Counter = collections.Counter()
         cap = cfg.max_concurrent + cfg.batch_size  # keep one batch queued behind the running ones
         lease_chunk = max(cfg.batch_size * len(self.workers), cfg.batch_size)
@@ -274,14 +334,62 @@ class Driver:
                     "inflight": sum(load), "queued": len(queue), "retried": self.retried,
                     "summaries": done, "windows": windows}
 
-        while len(done) < n_total:
+        def requeue(batch: list, exc: Exception, what: str) -> None:
+            """Run `batch` again (a lost worker or lost trajectories); give up on a task
+            that keeps failing."""
+            for t in batch:
+                failures[t["task_id"]] += 1
+                if failures[t["task_id"]] > MAX_TASK_FAILURES:
+                    raise RuntimeError(f"task {t['task_id']} failed {MAX_TASK_FAILURES} times: {exc}") from exc
+                done.pop(_episode_id(t), None)
+            self.retried += len(batch)
+            log(f"{what} lost {len(batch)} tasks ({type(exc).__name__}); re-dispatching them")
+            queue.extendleft(reversed(batch))
+
+        def check_down() -> None:
+            """A worker whose call failed gets no tasks until it answers a ping (Ray is
+            restarting it, on another node if its node is gone); a failed ping is retried."""
+            now = time.perf_counter()
+            for w, (ping, sent) in list(down.items()):
+                if ping is None:
+                    if now - sent > 0.5:
+                        down[w] = (self.workers[w].ping.remote(), now)
+                    continue
+                if not ray.wait([ping], timeout=0)[0]:
+                    continue
+                try:
+                    ray.get(ping)
+                except (RayActorError, RayTaskError):
+                    down[w] = (None, now)
+                    continue
+                del down[w]
+                log(f"worker {w} is back")
+
+        def settle_writes(keep: int | None = None) -> None:
+            """Collect finished writer calls (waiting until at most `keep` are open); a batch
+            whose trajectories were lost (their node died before the writer fetched them)
+            runs again."""
+            if not writes:
+                return
+            n = len(writes) if keep is None else max(len(writes) - keep, 0)
+            ready, _ = ray.wait(list(writes), num_returns=max(n, 1), timeout=0 if keep is None else None)
+            for ref in ready:
+                batch = writes.pop(ref)
+                try:
+                    ray.get(ref)
+                except (ObjectLostError, RayTaskError) as exc:
+                    if isinstance(exc, RayTaskError) and not isinstance(getattr(exc, "cause", None), ObjectLostError):
+                        raise
+                    requeue(batch, exc, "the writer")
+
+        while len(done) < n_total or writes:
             # ---- dispatch
             progressed = True
             while progressed:
                 progressed = False
                 for k in range(len(self.workers)):
                     w = (next_worker + k) % len(self.workers)
-                    if load[w] + cfg.batch_size > cap:
+                    if w in down or load[w] + cfg.batch_size > cap:
                         continue
                     if not queue and len(leased_ids) < n_total:
                         want = min(lease_chunk, n_total - len(leased_ids))
@@ -298,11 +406,17 @@ class Driver:
                 next_worker = (next_worker + 1) % len(self.workers)
             metrics.queue_depth("driver_queued", len(queue))
             metrics.queue_depth("driver_inflight", sum(load))
-            if not inflight:
+            if not inflight and not writes and not down:
                 raise RuntimeError("nothing in flight and episodes missing: the scheduler leased no tasks")
 
             # ---- collect
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+            if not inflight:  # only trajectories left to write, or every worker is restarting
+                pending = list(writes) + [p for p, _ in down.values() if p is not None]
+                if pending:
+                    ray.wait(pending, num_returns=1, timeout=0.5)
+                else:
+                    time.sleep(0.1)
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5) if inflight else ([], [])
             for ref in ready:
                 w, batch, t_ref = inflight.pop(ref)
                 load[w] -= len(batch)
@@ -310,22 +424,18 @@ class Driver:
                     summaries = ray.get(ref)
                 except (RayActorError, ObjectLostError, RayTaskError) as exc:
                     # the worker died (or the call failed): run these tasks again, elsewhere or
-                    # on the restarted worker; give up on a task that keeps failing
-                    for t in batch:
-                        failures[t["task_id"]] += 1
-                        if failures[t["task_id"]] > MAX_TASK_FAILURES:
-                            raise RuntimeError(f"task {t['task_id']} failed {MAX_TASK_FAILURES} times: {exc}") from exc
-                    self.retried += len(batch)
-                    log(f"worker {w} lost {len(batch)} tasks ({type(exc).__name__}); re-dispatching them")
-                    queue.extendleft(reversed(batch))
+                    # on the restarted worker
+                    requeue(batch, exc, f"worker {w}")
+                    if isinstance(exc, RayActorError):
+                        down.setdefault(w, (None, 0.0))
                     continue
                 for s in summaries:
                     done.setdefault(int(s["episode_id"]), s)
-                write_refs.append(self.writer.write.remote(t_ref))  # the ref, never the payload
+                writes[self.writer.write.remote(t_ref)] = batch  # the ref, never the payload
                 if on_result is not None:
                     on_result(self, stats())
-            if len(write_refs) > 32:  # backpressure on the writer
-                _, write_refs = ray.wait(write_refs, num_returns=len(write_refs) - 16)
+            settle_writes(keep=16 if len(writes) > 32 else None)  # backpressure on the writer
+            check_down()
             now = time.perf_counter()
             if now - last_progress > 0.5:
                 last_progress = now
@@ -340,7 +450,6 @@ class Driver:
                     progress(st)
 
         wall = time.perf_counter() - t_start
-        ray.get(write_refs)
         written = ray.get(self.writer.close.remote())
         ray.get(self.scheduler.shutdown.remote())
         curriculum = ray.get(self.scheduler.state.remote())
@@ -392,7 +501,28 @@ class Driver:
 
             shutdown_shopper()
         self.workers, self.router, self.scheduler, self.writer = [], None, None, None
+        self._worker_args = []
         self.started = False
+
+
+def _episode_id(task: dict) -> int:
+    return int(task.get("episode_id", task["task_id"]))
+
+
+def _manifest_digest(directory: str) -> str | None:
+    """blake2b of a catalog directory's manifest (which names its rows and files), or None
+    when the directory has none."""
+    from catalog_service.catalog import MANIFEST_FILE
+
+    try:
+        return hashlib.blake2b((Path(directory) / MANIFEST_FILE).read_bytes(), digest_size=16).hexdigest()
+    except OSError:
+        return None
+
+
+@ray.remote(num_cpus=0)
+def _catalog_digest_on_node(directory: str) -> str | None:
+    return _manifest_digest(directory)
 
 
 def _wait_name_released(name: str, timeout_s: float = 10.0) -> None:

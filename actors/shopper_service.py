@@ -11,26 +11,56 @@ phrased*: env workers send every new shopper message through ``phrase(request) -
   turn) and returns a rephrasing. ``llm`` maps to `policies.shopper_llm.LLMShopperBackend`;
   any ``"module:Class"`` path works too; the deployment builds it in each replica.
 
+Batching: a backend that is not ``inline`` (every LLM backend) is called through Ray
+Serve's ``@serve.batch``: concurrent ``phrase`` requests from all episodes queue for up to
+``batch_wait_timeout_s`` (or until ``max_batch_size`` are waiting) and reach the backend as
+one ``phrase_batch(requests)`` call (one LLM generate over the whole batch). The blocking
+backend call runs in a single-thread executor, so the replica's event loop keeps accepting
+requests (and forming the next batch) while a batch is generated; a backend whose
+``phrase_batch`` is ``async def`` is awaited on the loop instead. A backend without
+``phrase_batch`` gets ``[phrase(r) for r in requests]`` in that thread. Each request is
+validated before it joins a batch, so a bad request fails alone.
+
+The template backend is ``inline``: its identity phrasing is answered on the event loop,
+no batch queue, no thread hop.
+
 Sizing: Serve's default ``max_ongoing_requests`` (5) throttles a burst of concurrent episodes
-(measured: ~300 -> 34 requests/s), so `deploy_shopper` sizes it for
-``workers x concurrent episodes`` and the proxy is disabled (handles only, no HTTP port).
+(measured: ~300 -> 34 requests/s) and would cap a batch at 5, so `deploy_shopper` sizes it
+for ``workers x concurrent episodes`` and the proxy is disabled (handles only, no HTTP port).
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import inspect
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Protocol
 
 APP_NAME = "ecomrlve-shopper"
 DEPLOYMENT_NAME = "ShopperService"
+MAX_BATCH_SIZE = 32  # requests per backend call
+BATCH_WAIT_TIMEOUT_S = 0.005  # how long the first request of a batch waits for company
+# Serve batches waiting for (or in) a backend call at once: they merge into backend calls, so
+# Serve's start-up warning that max_batch_size x this exceeds max_ongoing_requests is moot
+MAX_OPEN_BATCHES = 1024
 
 __all__ = [
     "ShopperBackend", "TemplateBackend", "register_backend", "make_backend", "ShopperService", "deploy_shopper",
-    "ShopperClient", "LocalShopperClient", "validate_request", "APP_NAME",
+    "ShopperClient", "LocalShopperClient", "validate_request", "phrase_batch_of", "APP_NAME",
+    "MAX_BATCH_SIZE", "BATCH_WAIT_TIMEOUT_S",
 ]
 
 
 class ShopperBackend(Protocol):
+    """How shopper messages are phrased.
+
+    Optional members: ``phrase_batch(requests) -> list[str]`` (one answer per request, in
+    order; one model call for the whole batch; may be ``async def``), and ``inline = True``
+    for a backend so cheap and non-blocking that the replica answers it on its event loop
+    without batching (the template backend)."""
+
     name: str
 
     def phrase(self, request: dict) -> str:
@@ -41,12 +71,16 @@ class TemplateBackend:
     """Identity phrasing: the template text is the message."""
 
     name = "template"
+    inline = True
 
     def __init__(self, **_: Any):
         pass
 
     def phrase(self, request: dict) -> str:
         return request["text"]
+
+    def phrase_batch(self, requests: list[dict]) -> list[str]:
+        return [r["text"] for r in requests]
 
 
 _BACKENDS: dict[str, Callable[..., ShopperBackend] | str] = {
@@ -89,22 +123,117 @@ def validate_request(request: Any) -> dict:
     return request
 
 
+def phrase_batch_of(backend) -> Callable[[list[dict]], Any]:
+    """The backend's batch entry point: its ``phrase_batch``, or ``phrase`` request by request."""
+    batch = getattr(backend, "phrase_batch", None)
+    if batch is not None:
+        return batch
+    return lambda requests: [backend.phrase(r) for r in requests]
+
+
+def _checked(answers: Any, n: int, backend: str) -> list[str]:
+    if not isinstance(answers, list) or len(answers) != n or not all(isinstance(a, str) for a in answers):
+        got = f"{len(answers)} answers" if isinstance(answers, list) else type(answers).__name__
+        raise ValueError(f"shopper backend {backend!r}: phrase_batch must return a list of {n} strings, got {got}")
+    return answers
+
+
 def _deployment_class():
     from ray import serve
 
     @serve.deployment(name=DEPLOYMENT_NAME, ray_actor_options={"num_cpus": 0.1})
     class ShopperService:
-        def __init__(self, backend: str = "template", backend_options: dict | None = None):
+        """One replica: the backend, its batch queue and the thread its blocking calls run in."""
+
+        def __init__(self, backend: str = "template", backend_options: dict | None = None,
+                     max_batch_size: int = MAX_BATCH_SIZE, batch_wait_timeout_s: float = BATCH_WAIT_TIMEOUT_S):
             self.backend = make_backend(backend, backend_options)
+            self.inline = bool(getattr(self.backend, "inline", False))
+            self._batch_fn = phrase_batch_of(self.backend)
+            self._async = inspect.iscoroutinefunction(self._batch_fn)
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="shopper-backend")
+            self.max_batch_size = max(1, int(max_batch_size))
+            self._phrase_batched.set_max_batch_size(self.max_batch_size)
+            self.batch_wait_timeout_s = max(0.0, float(batch_wait_timeout_s))
+            self._phrase_batched.set_batch_wait_timeout_s(self.batch_wait_timeout_s)
+            self._pending: collections.deque = collections.deque()  # (requests, future) of Serve's batches
+            self._runner: asyncio.Task | None = None
+            self._arrived = asyncio.Event()
+            self.requests = 0
+            self.batch_sizes: dict[int, int] = {}  # batch size -> how many backend calls had it
 
         async def phrase(self, request: dict) -> str:
-            return self.backend.phrase(validate_request(request))
+            request = validate_request(request)
+            self.requests += 1
+            if self.inline:
+                return self.backend.phrase(request)
+            return await self._phrase_batched(request)
 
         async def phrase_batch(self, requests: list[dict]) -> list[str]:
-            return [self.backend.phrase(validate_request(r)) for r in requests]
+            """Many requests from one caller: each joins the batch queue (so they may share
+            backend calls with other callers' requests)."""
+            return list(await asyncio.gather(*(self.phrase(r) for r in requests)))
+
+        @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S,
+                     max_concurrent_batches=MAX_OPEN_BATCHES)
+        async def _phrase_batched(self, requests: list[dict]) -> list[str]:
+            """Serve cuts a batch every `batch_wait_timeout_s` even while the backend is busy;
+            the batches that arrive during a backend call wait here together and go out
+            merged in the next call (continuous batching), never as a queue of small calls."""
+            future = asyncio.get_running_loop().create_future()
+            self._pending.append((requests, future))
+            self._arrived.set()
+            if self._runner is None or self._runner.done():
+                self._runner = asyncio.create_task(self._run_backend())
+            return await future
+
+        async def _run_backend(self) -> None:
+            """The one loop calling the backend: each call takes the waiting batches, in
+            arrival order, up to `max_batch_size` requests."""
+            while self._pending:
+                # the callers the last call answered usually come straight back: give them
+                # `batch_wait_timeout_s` to join this call unless it is already full
+                deadline = time.monotonic() + self.batch_wait_timeout_s
+                while sum(len(g) for g, _ in self._pending) < self.max_batch_size and time.monotonic() < deadline:
+                    self._arrived.clear()
+                    try:
+                        await asyncio.wait_for(self._arrived.wait(), deadline - time.monotonic())
+                    except asyncio.TimeoutError:
+                        break
+                groups, n = [], 0
+                while self._pending and (not groups or n + len(self._pending[0][0]) <= self.max_batch_size):
+                    groups.append(self._pending.popleft())
+                    n += len(groups[-1][0])
+                requests = [r for g, _ in groups for r in g]
+                self.batch_sizes[n] = self.batch_sizes.get(n, 0) + 1
+                try:
+                    if self._async:
+                        answers = await self._batch_fn(requests)
+                    else:  # the blocking backend call leaves the event loop free
+                        answers = await asyncio.get_running_loop().run_in_executor(
+                            self._pool, self._batch_fn, requests)
+                    answers = _checked(answers, n, self.backend.name)
+                except Exception as exc:  # noqa: BLE001 - every caller of the call gets the error
+                    for _, fut in groups:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                i = 0
+                for g, fut in groups:
+                    if not fut.done():
+                        fut.set_result(answers[i:i + len(g)])
+                    i += len(g)
 
         async def backend_name(self) -> str:
             return self.backend.name
+
+        async def stats(self) -> dict:
+            """Requests served, backend calls by batch size, and the node this replica is on."""
+            import ray
+
+            return {"backend": self.backend.name, "inline": self.inline, "requests": self.requests,
+                    "backend_calls": sum(self.batch_sizes.values()), "batch_sizes": dict(self.batch_sizes),
+                    "node_id": ray.get_runtime_context().get_node_id()}
 
     return ShopperService
 
@@ -122,8 +251,12 @@ def deploy_shopper(
     num_replicas: int = 1,
     num_cpus: float = 0.1,
     resources: dict | None = None,
+    max_batch_size: int = MAX_BATCH_SIZE,
+    batch_wait_timeout_s: float = BATCH_WAIT_TIMEOUT_S,
 ):
-    """Start the shopper application (Serve with no HTTP proxy) and return its handle."""
+    """Start the shopper application (Serve with no HTTP proxy) and return its handle.
+    `max_batch_size` / `batch_wait_timeout_s` shape the ``@serve.batch`` queue of a
+    batching backend (``max_batch_size=1`` calls the backend one request at a time)."""
     from ray import serve
 
     serve.start(proxy_location="Disabled")
@@ -132,10 +265,10 @@ def deploy_shopper(
         actor_opts["resources"] = dict(resources)
     app = _deployment_class().options(
         num_replicas=num_replicas,
-        max_ongoing_requests=max(1, int(max_ongoing_requests)),
+        max_ongoing_requests=max(1, int(max_ongoing_requests), int(max_batch_size)),
         max_queued_requests=-1,
         ray_actor_options=actor_opts,
-    ).bind(backend, backend_options)
+    ).bind(backend, backend_options, max_batch_size, batch_wait_timeout_s)
     return serve.run(app, name=APP_NAME, route_prefix=None)
 
 
@@ -150,27 +283,47 @@ def shutdown_shopper() -> None:
 
 class ShopperClient:
     """What an env worker uses: ``await client.phrase(request)`` through a Serve
-    DeploymentHandle, recording latency."""
+    DeploymentHandle, recording latency. A request whose replica died or became unreachable
+    while serving it (its node was lost) is sent again, with growing pauses, for up to
+    `retry_s` seconds (Ray may take that long to declare a node dead and Serve to start a
+    replacement replica): phrasing is deterministic, so a resent request gets the same text."""
 
-    def __init__(self, handle, backend: str = "template"):
+    def __init__(self, handle, backend: str = "template", retry_s: float = 120.0):
         self.handle = handle
         self.backend = backend
+        self.retry_s = float(retry_s)
 
     async def phrase(self, request: dict) -> str:
+        from ray.exceptions import RayActorError  # ActorDiedError, ActorUnavailableError
+
         from .metrics import get_metrics
 
         t0 = time.perf_counter()
-        text = await self.handle.phrase.remote(request)
+        pause = 0.1
+        while True:
+            try:
+                text = await self.handle.phrase.remote(request)
+                break
+            except RayActorError:
+                if time.perf_counter() - t0 > self.retry_s:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(2.0 * pause, 2.0)
         get_metrics().shopper((time.perf_counter() - t0) * 1e3, self.backend)
         return text
 
 
 class LocalShopperClient:
-    """In-process backend (no Serve hop): for benchmarks and single-process use."""
+    """In-process backend (no Serve hop): for benchmarks and single-process use. A backend
+    that is not ``inline`` runs in a worker thread, so the caller's event loop never blocks."""
 
     def __init__(self, backend: str = "template", backend_options: dict | None = None):
         self.impl = make_backend(backend, backend_options)
         self.backend = backend
+        self.inline = bool(getattr(self.impl, "inline", False))
 
     async def phrase(self, request: dict) -> str:
-        return self.impl.phrase(validate_request(request))
+        request = validate_request(request)
+        if self.inline:
+            return self.impl.phrase(request)
+        return await asyncio.to_thread(self.impl.phrase, request)

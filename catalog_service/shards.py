@@ -255,15 +255,18 @@ CatalogShard.__doc__ = "Ray actor holding rows [start, stop) of the catalog and 
 
 
 def start_shards(source: CatalogSource, n_shards: int, num_cpus: float = 0.25, resources: dict | None = None,
-                 name_prefix: str | None = None) -> "ShardRouter":
+                 name_prefix: str | None = None, scheduling_strategy: Any = None) -> "ShardRouter":
     """Start `n_shards` shard actors over `source` and return a router over them (the
-    router waits until every shard has loaded)."""
+    router waits until every shard has loaded). `resources` and `scheduling_strategy`
+    (e.g. ``"SPREAD"``) place them."""
     bounds = shard_bounds(source.n_rows, n_shards)
     shards = []
     for i, (a, b) in enumerate(bounds):
         opts: dict = {"num_cpus": num_cpus}
         if resources:
             opts["resources"] = dict(resources)
+        if scheduling_strategy is not None:
+            opts["scheduling_strategy"] = scheduling_strategy
         if name_prefix:
             opts["name"] = f"{name_prefix}{i}"
         shards.append(CatalogShard.options(**opts).remote(i, a, b, source))

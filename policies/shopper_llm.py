@@ -19,7 +19,9 @@ Otherwise the template text is used and the fallback is counted (`ShopperPhraser
     text, used_llm = phrase(utterance, slots)        # module default (configure() first)
 
 For the Serve deployment (`actors.shopper_service`): `LLMShopperBackend` implements its
-``phrase(request) -> str`` backend protocol. The request carries ``text`` and, for the
+``phrase(request) -> str`` backend protocol and ``phrase_batch(requests) -> list[str]``, the
+deployment's ``@serve.batch`` entry point: one engine call (`ShopperPhraser.rephrase_batch`)
+for every request of the batch, each reply checked on its own. The request carries ``text`` and, for the
 check, ``clean_text``, ``slots`` (disclosed names), ``slot_phrases`` ({name: phrase} of all
 known slots) and ``mentioned_ids``; without them the template text is returned unchanged.
 
@@ -175,15 +177,20 @@ class ShopperPhraser:
         return [{"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": f"Phrases to copy exactly: {quoted}\nMessage: {clean}"}]
 
-    def _generate(self, messages: list[dict]) -> str:
+    def _generate_batch(self, conversations: list[list[dict]]) -> list[str]:
+        """One engine call for all `conversations` (temperature 0), replies in order."""
         if not getattr(self.engine, "token_level", True):
-            return self.engine.chat([(messages, None)], temperature=0.0, max_new_tokens=self.max_new_tokens)[0].text
+            replies = self.engine.chat([(m, None) for m in conversations], temperature=0.0,
+                                       max_new_tokens=self.max_new_tokens)
+            return [r.text for r in replies]
         if self.tokenizer is None:
             raise ValueError("a token-level engine needs the tokenizer")
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        out = self.engine.generate([ids], temperature=0.0, max_new_tokens=self.max_new_tokens, seed=0)[0]
-        return self.tokenizer.decode(out.ids, skip_special_tokens=True)
+        prompts = []
+        for messages in conversations:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prompts.append(list(self.tokenizer(text, add_special_tokens=False)["input_ids"]))
+        outs = self.engine.generate(prompts, temperature=0.0, max_new_tokens=self.max_new_tokens, seed=0)
+        return [self.tokenizer.decode(o.ids, skip_special_tokens=True) for o in outs]
 
     def rephrase(self, clean_text: str, planned: Sequence[str], slot_phrases: Mapping[str, Any],
                  mentioned_ids: Sequence[str] = (), fallback: str | None = None, noise: float = 0.0,
@@ -191,12 +198,39 @@ class ShopperPhraser:
         """(text, used_llm). An accepted rephrasing gets typos at rate `noise` (seeded by
         `clean_text` and `key`, see module docstring); otherwise `fallback` (default the
         clean text) is returned and counted."""
-        fallback = clean_text if fallback is None else fallback
-        keep = [_phrase_of(slot_phrases[n]) for n in planned if n in slot_phrases] + list(mentioned_ids)
-        p = noise_rate(noise)
-        noisy = False
+        return self.rephrase_batch([dict(clean_text=clean_text, planned=planned, slot_phrases=slot_phrases,
+                                         mentioned_ids=mentioned_ids, fallback=fallback, noise=noise, key=key)])[0]
+
+    def rephrase_batch(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
+        """`rephrase` for many utterances with ONE engine call: each item holds `rephrase`'s
+        keyword arguments (``clean_text``, ``planned``, ``slot_phrases``, optional
+        ``mentioned_ids``, ``fallback``, ``noise``, ``key``). Each reply is checked on its own;
+        an engine failure falls back for the whole batch."""
+        if not items:
+            return []
+        jobs = []
+        for it in items:
+            clean, slots = it["clean_text"], it["slot_phrases"]
+            planned, ids = list(it["planned"]), list(it.get("mentioned_ids") or ())
+            fallback = clean if it.get("fallback") is None else it["fallback"]
+            keep = [_phrase_of(slots[n]) for n in planned if n in slots] + ids
+            jobs.append((clean, planned, slots, ids, fallback, keep, noise_rate(it.get("noise")), it.get("key", "")))
         try:
-            reply = _clean_reply(self._generate(self._prompt_messages(clean_text, keep)))
+            replies = self._generate_batch([self._prompt_messages(j[0], j[5]) for j in jobs])
+            if len(replies) != len(jobs):
+                raise ValueError(f"{len(replies)} replies for {len(jobs)} prompts")
+            error = None
+        except Exception as exc:  # noqa: BLE001 - an engine failure falls back, never breaks the episode
+            replies, error = [""] * len(jobs), f"engine error: {type(exc).__name__}"
+        return [self._accept(_clean_reply(r) if error is None else "", error, *j) for r, j in zip(replies, jobs)]
+
+    def _accept(self, reply: str, error: str | None, clean_text: str, planned: list, slot_phrases: Mapping,
+                mentioned_ids: list, fallback: str, keep: list, p: float, key: str) -> tuple[str, bool]:
+        """Check one reply (and its typo noise), count it, and return (text, used_llm)."""
+        noisy = False
+        if error is not None:
+            ok, reason = False, error
+        else:
             ok, reason = check_rephrase(reply, clean_text, planned, slot_phrases, mentioned_ids)
             if ok and p > 0:
                 rng = noise_rng(clean_text, key)
@@ -208,8 +242,6 @@ class ShopperPhraser:
                         break
                 else:
                     reason = f"noise broke check: {reason}"
-        except Exception as exc:  # noqa: BLE001 - an engine failure falls back, never breaks the episode
-            reply, ok, reason = "", False, f"engine error: {type(exc).__name__}"
         with self._lock:
             self.stats["calls"] += 1
             if ok:
@@ -271,13 +303,22 @@ class LLMShopperBackend:
     def phrase(self, request: dict) -> str:
         """The rephrased text; ``noise`` (the shopper's ``p_noise``, default 0.0) sets the typo
         rate of an accepted rephrasing, seeded by the clean text and `request_key(request)`."""
-        text = request["text"]
-        if not request.get("slot_phrases") and "clean_text" not in request:
-            return text
-        out, _ = self.phraser.rephrase(request.get("clean_text", text), list(request.get("slots") or []),
-                                       dict(request.get("slot_phrases") or {}), list(request.get("mentioned_ids") or []),
-                                       fallback=text, noise=noise_rate(request.get("noise")),
-                                       key=request_key(request))
+        return self.phrase_batch([request])[0]
+
+    def phrase_batch(self, requests: Sequence[dict]) -> list[str]:
+        """`phrase` for many requests with one engine call (the Serve deployment's
+        ``@serve.batch`` entry point); requests without check context (no ``slot_phrases``
+        and no ``clean_text``) keep their template text and take no part in the call."""
+        out = [r["text"] for r in requests]
+        todo = [i for i, r in enumerate(requests) if r.get("slot_phrases") or "clean_text" in r]
+        items = [{"clean_text": requests[i].get("clean_text", requests[i]["text"]),
+                  "planned": list(requests[i].get("slots") or []),
+                  "slot_phrases": dict(requests[i].get("slot_phrases") or {}),
+                  "mentioned_ids": list(requests[i].get("mentioned_ids") or []),
+                  "fallback": requests[i]["text"], "noise": requests[i].get("noise"),
+                  "key": request_key(requests[i])} for i in todo]
+        for i, (text, _) in zip(todo, self.phraser.rephrase_batch(items)):
+            out[i] = text
         return out
 
     def stats(self) -> dict:

@@ -132,9 +132,13 @@ def create_scheduler(
     checkpoint_every: int = 10,
     name: str | None = SCHEDULER_NAME,
     namespace: str | None = None,
+    scheduling_strategy: Any = None,
 ):
-    """Start the named scheduler actor (or return the live one of that name)."""
+    """Start the named scheduler actor (or return the live one of that name);
+    `scheduling_strategy` places it (e.g. on the node holding `checkpoint_path`)."""
     opts: dict = {}
+    if scheduling_strategy is not None:
+        opts["scheduling_strategy"] = scheduling_strategy
     if name:
         opts.update(name=name, get_if_exists=True)
         if namespace:
