@@ -7,7 +7,7 @@
 Subcommands register themselves through `COMMANDS`: each entry is a function
 ``add(subparsers)`` that adds its parser and sets ``func`` (``args.func(args) -> exit
 code``). Modules listed in `OPTIONAL_COMMANDS` (``catalog``, ``train``, ``sft``, ``eval``,
-``serve``, ``play``, ``replay``) are wired in when they exist; `register_command` adds more.
+``serve``, ``play``, ``replay``, ``top``) are wired in when they exist; `register_command` adds more.
 
 Ray: ``ecomrlve run`` calls ``ray.init()``: it joins the cluster named by ``RAY_ADDRESS``
 (set inside ``ray job submit``) or ``--address``, else starts a local one. Ray's usage
@@ -93,7 +93,9 @@ def _add_run(sub) -> None:
     p.add_argument("--catalog-seed", type=int, default=0, help="synthetic catalog seed (default 0)")
     p.add_argument("--seed", type=int, default=0,
                    help="curriculum seed; task seeds start at seed x 1000000 (default 0)")
-    p.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
+    p.add_argument("--out", default=None,
+                   help="run directory: a local path or a filesystem URI (s3://, gs://, file:// on a shared mount); "
+                        "default runs/<timestamp>, or ~/ecomrlve_runs/<timestamp> under `ray job submit`")
     p.add_argument("--batch-size", type=int, default=4, help="tasks per dispatch (default 4)")
     p.add_argument("--max-concurrent", type=int, default=32, help="episodes at once per worker (default 32)")
     p.add_argument("--threads", type=int, default=8, help="step threads per worker (default 8)")
@@ -126,6 +128,27 @@ def _config_from_args(args):
         batch_size=args.batch_size, max_concurrent=args.max_concurrent, threads=args.threads, shopper=args.shopper,
         shopper_backend=args.shopper_backend, curriculum=curriculum, resume=args.resume,
     ).validate()
+
+
+# RunConfig field -> the flag that sets it, for error messages ("out: ..." -> "--out: ...")
+FIELD_FLAGS = {"catalog_dir": "--catalog", "catalog_size": "--catalog-size", "catalog_transport": "--catalog-transport",
+               "batch_size": "--batch-size", "max_concurrent": "--max-concurrent", "out": "--out",
+               "episodes": "--episodes", "workers": "--workers", "shards": "--shards", "seed": "--seed",
+               "threads": "--threads", "policy": "--policy", "shopper": "--shopper"}
+
+
+def flag_message(message: str) -> str:
+    """`message` with a leading ``field:`` / ``field must`` named as its command-line flag."""
+    for field_name, flag in FIELD_FLAGS.items():
+        for sep in (":", " must"):
+            if message.startswith(field_name + sep):
+                return flag + message[len(field_name):]
+    return message
+
+
+def print_error(console, message: str) -> None:
+    """One line on stderr: ``error: <message>`` (never wrapped to the terminal width)."""
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
 
 
 def _table(stats: dict):
@@ -161,38 +184,76 @@ def cmd_run(args) -> int:
     from .driver import Driver
 
     console = Console(stderr=True)
+    if not console.is_terminal:  # logs of `ray job submit`, pipes: never fold paths and URLs at 80 columns
+        console.width = 200
+
+    def log(message: str) -> None:
+        console.print(f"{time.strftime('%H:%M:%S')} {message}", soft_wrap=True, highlight=False, markup=False)
+
     try:
         driver = Driver(_config_from_args(args))  # validates everything before Ray starts
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(console, flag_message(str(exc)))
         return 2
     init_ray(address=args.address, num_cpus=args.num_cpus, usage_stats=args.usage_stats,
              log_to_driver=args.worker_logs)
+    for line in where_to_look():
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     t0 = time.perf_counter()
     try:
-        driver.start(log=console.log)
+        driver.start(log=log)
         if args.no_live or not console.is_terminal:
             last = [0.0]
 
             def progress(st):
                 if time.perf_counter() - last[0] > 5 or st["done"] == st["total"]:
                     last[0] = time.perf_counter()
-                    console.log(f"{st['done']}/{st['total']} episodes, {st['eps']:.1f}/s")
+                    log(f"{st['done']}/{st['total']} episodes, {st['eps']:.1f}/s")
 
-            result = driver.run(progress=progress, log=console.log)
+            result = driver.run(progress=progress, log=log)
         else:
-            with Live(console=console, refresh_per_second=4, transient=False) as live:
-                result = driver.run(progress=lambda st: live.update(_table(st)), log=console.log)
+            # transient: the live table goes away at the end and the final one is printed once, below
+            with Live(console=console, refresh_per_second=4, transient=True) as live:
+                result = driver.run(progress=lambda st: live.update(_table(st)), log=log)
     finally:
         driver.shutdown()
-    console.print(_table({"done": result.episodes, "total": result.episodes, "eps": result.episodes_per_s,
-                          "elapsed_s": result.wall_s, "inflight": 0, "retried": result.retried_tasks,
-                          "summaries": {s["episode_id"]: s for s in result.summaries},
-                          "windows": result.curriculum["levels"]}))
-    console.print(f"run directory: {result.run_dir}  ({result.written} episodes written, "
-                  f"{time.perf_counter() - t0:.1f} s in all)")
-    print(result.run_dir)
+    console.print(final_table(result))
+    console.print(f"run directory: {result.location}  ({result.written} episodes written, "
+                  f"{time.perf_counter() - t0:.1f} s in all)", soft_wrap=True, highlight=False, markup=False)
+    print(result.location)
     return 0
+
+
+def final_table(result):
+    """The table of a finished run, from its `RunResult` (the figures summary.md has)."""
+    return _table({"done": result.episodes, "total": result.episodes, "eps": result.episodes_per_s,
+                   "elapsed_s": result.wall_s, "inflight": 0, "retried": result.retried_tasks,
+                   "summaries": {s["episode_id"]: s for s in result.summaries},
+                   "windows": result.curriculum["levels"]})
+
+
+def where_to_look() -> list[str]:
+    """Lines telling the user where the dashboard, the metrics and the live view are."""
+    import ray
+
+    lines = []
+    try:
+        url = ray._private.worker.get_dashboard_url()
+    except Exception:  # noqa: BLE001 - a cluster without a dashboard
+        url = None
+    if url:
+        url = url if "://" in url else f"http://{url}"
+        lines.append(f"dashboard: {url} (Metrics tab: load dashboards/ecomrlve_grafana_dashboard.json, "
+                     "see docs/operations.md)")
+    else:
+        lines.append("dashboard: not running on this cluster (start Ray with the dashboard to see it)")
+    endpoints = [f"http://{n['NodeManagerAddress']}:{n['MetricsExportPort']}/metrics"
+                 for n in ray.nodes() if n.get("Alive") and n.get("MetricsExportPort")]
+    if endpoints:
+        lines.append(f"metrics: ray_ecomrlve_* on {', '.join(endpoints[:3])}"
+                     + (f" and {len(endpoints) - 3} more nodes" if len(endpoints) > 3 else ""))
+    lines.append("live view: ecomrlve top (in another terminal on this machine)")
+    return lines
 
 
 register_command(_add_run)
@@ -208,6 +269,7 @@ OPTIONAL_COMMANDS: list[tuple[str, str]] = [
     ("actors.openenv_server", "add_serve_commands"),
     ("actors.play", "add_play_commands"),
     ("actors.replay", "add_replay_commands"),
+    ("actors.top", "add_top_commands"),
 ]
 
 
