@@ -301,9 +301,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_common_args(args) -> str | None:
+    """Checks every subcommand shares, before it starts anything (Ray, a server, a model):
+    ``--catalog`` must be a built catalog directory; ``--model`` of ``train`` / ``sft`` (when
+    not resuming) must resolve. Returns a one-line problem naming the flag, or None."""
+    catalog_dir = getattr(args, "catalog_dir", None)
+    if catalog_dir is not None:
+        from catalog_service.catalog import MANIFEST_FILE
+
+        path = os.path.expanduser(catalog_dir)
+        if not os.path.isdir(path):
+            return f"--catalog: no catalog directory at {catalog_dir} (build one with `ecomrlve catalog build --out DIR`)"
+        if not os.path.isfile(os.path.join(path, MANIFEST_FILE)):
+            return f"--catalog: {catalog_dir} is not a catalog directory (no {MANIFEST_FILE})"
+    if args.command in ("train", "sft") and isinstance(getattr(args, "model", None), str) \
+            and not getattr(args, "resume", None):
+        from policies.models import ModelNotFound, locate_model
+
+        try:
+            locate_model(args.model)
+        except ModelNotFound as exc:
+            return f"--model: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    problem = check_common_args(args)
+    if problem:
+        from rich.console import Console
+
+        print_error(Console(stderr=True), problem)
+        return 2
     return int(args.func(args) or 0)
 
 

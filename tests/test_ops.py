@@ -105,6 +105,11 @@ def test_every_dashboard_query_names_an_exported_metric():
     (["catalog", "build", "--n", "-5", "--out", "/tmp/never-built"], "--n"),
     (["train", "--model", "nonexistent"], "--model"),
     (["train", "--catalog", "/nonexistent/catalog"], "--catalog"),
+    (["eval", "--catalog", "/nonexistent/catalog"], "--catalog"),
+    (["play", "--catalog", "/tmp"], "--catalog"),  # a directory, but not a catalog
+    (["serve", "--catalog", "/nonexistent/catalog"], "--catalog"),
+    (["sft", "/nonexistent/run", "--out", "/tmp/never-built", "--model", "nonexistent"], "--model"),
+    (["top", "--interval", "0"], "--interval"),
 ])
 def test_bad_arguments_are_one_line_errors_before_ray_starts(argv, flag, capsys):
     import ray
