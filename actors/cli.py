@@ -64,6 +64,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, usage_stat
         env = init_kwargs.setdefault("runtime_env", {}).setdefault("env_vars", {})
         env.setdefault("PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
         env.setdefault("RAY_USAGE_STATS_ENABLED", os.environ.get("RAY_USAGE_STATS_ENABLED", "0"))
+        # "local": always a new cluster; plain ray.init() would join whatever cluster the
+        # machine's /tmp/ray/ray_current_cluster names (another user's `ray start`)
+        address = "local"
     return ray.init(address=address, **init_kwargs)
 
 

@@ -158,6 +158,8 @@ def test_readme_cluster_section_works_against_a_local_head_with_token_auth(ray_e
                 r = subprocess.run(argv, cwd=ROOT, env=client_env, capture_output=True, text=True, timeout=600)
                 out = r.stdout + r.stderr
                 assert r.returncode == 0 and "succeeded" in out.lower(), out[-5000:]
+                assert "dashboard: http://127.0.0.1:8265" in out  # the run says where to look
+                assert "live view: ecomrlve top" in out
                 m = re.search(r"run directory: (\S+)", out)
                 assert m, out[-5000:]
                 run_line = m.group(1)
