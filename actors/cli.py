@@ -53,6 +53,16 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, usage_stat
     if ray.is_initialized():
         return ray.get_runtime_context()
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address not in (None, "auto", "local") and "RAY_AUTH_MODE" not in os.environ and _auth_token_available():
+        # Ray turns token auth on by itself only for a cluster it finds ("auto"), never for an
+        # explicit address; with a token at hand, joining one uses it (auth stays on)
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:
+            from ray._raylet import Config
+
+            Config.initialize("")  # Ray read RAY_AUTH_MODE when it was imported
+        except (ImportError, AttributeError):  # another Ray version
+            pass
     init_kwargs: dict = {"namespace": NAMESPACE, "log_to_driver": log_to_driver, **kwargs}
     if address is None:
         if num_cpus is not None:
@@ -68,6 +78,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, usage_stat
         # machine's /tmp/ray/ray_current_cluster names (another user's `ray start`)
         address = "local"
     return ray.init(address=address, **init_kwargs)
+
+
+def _auth_token_available() -> bool:
+    """A Ray auth token is configured: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return os.path.isfile(path) and os.path.getsize(path) > 0
 
 
 # --------------------------------------------------------------------------- run
@@ -255,7 +273,12 @@ def where_to_look() -> list[str]:
     if endpoints:
         lines.append(f"metrics: ray_ecomrlve_* on {', '.join(endpoints[:3])}"
                      + (f" and {len(endpoints) - 3} more nodes" if len(endpoints) > 3 else ""))
-    lines.append("live view: ecomrlve top (in another terminal on this machine)")
+    try:
+        gcs = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001
+        gcs = None
+    lines.append(f"live view: ecomrlve top --address {gcs} (in another terminal on this machine)" if gcs
+                 else "live view: ecomrlve top (in another terminal on this machine)")
     return lines
 
 

@@ -1,6 +1,7 @@
 """``ecomrlve top``: a live terminal view of a running ``ecomrlve run`` (or ``train``).
 
-    ecomrlve top                  # the newest run on the cluster (RAY_ADDRESS, else the local one)
+    ecomrlve top --address 127.0.0.1:53012   # the GCS address `ecomrlve run` prints at start
+    ecomrlve top                  # the newest run on the cluster of RAY_ADDRESS, else Ray's "auto"
     ecomrlve top --run 20261202-171500 --interval 2
     ecomrlve top --once           # print one frame and exit
 
@@ -167,10 +168,12 @@ def cmd_top(args) -> int:
     from rich.console import Console
     from rich.live import Live
 
+    from .cli import print_error
+
     console = Console()
     err = Console(stderr=True)
     if not args.interval > 0:
-        err.print("[red]error:[/red] --interval must be > 0")
+        print_error(err, "--interval must be > 0")
         return 2
     import ray
 
@@ -181,15 +184,15 @@ def cmd_top(args) -> int:
         try:
             init_ray(address=address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            err.print(f"[red]error:[/red] --address: no Ray cluster at {address}: {str(exc).splitlines()[0]}")
+            print_error(err, f"--address: no Ray cluster at {address}: {str(exc).splitlines()[0]}")
             return 2
     runs = list_runs()
     if not runs:
-        err.print("[red]error:[/red] no running ecomrlve run on this cluster")
+        print_error(err, "no running ecomrlve run on this cluster")
         return 1
     run = args.run or runs[-1]
     if run not in runs:
-        err.print(f"[red]error:[/red] --run: no running run {run!r}; running: {', '.join(runs)}")
+        print_error(err, f"--run: no running run {run!r}; running: {', '.join(runs)}")
         return 2
     if args.once:  # two readings `interval` apart, so episodes/s has a value
         first = read_frame(run, latencies=False)
