@@ -10,7 +10,7 @@ code``). Modules listed in `OPTIONAL_COMMANDS` (``catalog``, ``train``, ``sft``,
 ``serve``, ``play``, ``replay``, ``top``) are wired in when they exist; `register_command` adds more.
 
 Ray: ``ecomrlve run`` calls ``ray.init()``: it joins the cluster named by ``RAY_ADDRESS``
-(set inside ``ray job submit``) or ``--address``, else starts a local one. Ray's usage
+(set inside ``ray job submit``) or ``--address``, else starts a new local one. Ray's usage
 statistics are disabled unless ``--usage-stats`` is given.
 """
 
@@ -169,7 +169,9 @@ def flag_message(message: str) -> str:
 
 def print_error(console, message: str) -> None:
     """One line on stderr: ``error: <message>`` (never wrapped to the terminal width)."""
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
 
 
 def _table(stats: dict):
