@@ -125,7 +125,7 @@ def read_frame(run: str, previous: Frame | None = None, latencies: bool = True) 
 
 
 def render(frame: Frame):
-    t = Table(title=f"ecomrlve top: run {frame.run} ({frame.pending} episodes in flight)")
+    t = Table(title=f"ecomrlve top: run {frame.run} ({frame.pending} leased episodes not reported yet)")
     for col in ("env", "episodes", "success", "window [l, h]", "episodes/s"):
         t.add_column(col, justify="left" if col == "env" else "right")
     total, ok = 0, 0
