@@ -1,6 +1,6 @@
 """Operations on a local Ray session: `ecomrlve run` with `--out` a filesystem URI (the run
 directory arrives there, the table is printed once, where the dashboard and the metrics
-endpoints are is printed) and `ecomrlve top --once` showing a running run's figures.
+endpoints are is printed), watched while it runs by `ecomrlve top --once`.
 
 Runs in a loopback-only network namespace like every Ray test (the `ray_env` fixture)."""
 
@@ -39,58 +39,65 @@ SMALL = ["--collection", "C2", "--policy", "oracle", "--workers", "1", "--shards
          "--shopper", "local", "--no-live"]
 
 
-def test_run_to_a_uri_prints_one_table_the_dashboard_and_copies_the_run_directory(ray_session, tmp_path, capsys):
+def test_run_to_a_uri_with_top_watching_it(ray_session, tmp_path, capsys):
+    """`ecomrlve run --out file://...` in a thread while `ecomrlve top --once` reads it live;
+    then the run's output (one table, where to look) and the run directory at the URI."""
+    import threading
+
     from actors import cli
+    from actors.top import list_runs, scrape_latencies
 
     dest = tmp_path / "shared" / "run1"
-    assert cli.main(["run", *SMALL, "--episodes", "12", "--out", dest.as_uri()]) == 0
+    episodes = 300
+    codes = []
+    runner = threading.Thread(target=lambda: codes.append(
+        cli.main(["run", *SMALL, "--episodes", str(episodes), "--out", dest.as_uri()])))
+    runner.start()
+    try:
+        import ray
+
+        deadline = time.time() + 120
+        while time.time() < deadline:  # the run is up and has searched (exported latency)
+            runs = list_runs() if ray.is_initialized() else []
+            if runs and "search" in scrape_latencies():
+                break
+            time.sleep(0.5)
+        assert cli.main(["top", "--once", "--interval", "0.5"]) == 0
+    finally:
+        runner.join(timeout=300)
+    assert codes == [0]
     captured = capsys.readouterr()
-    err = captured.err
-    assert captured.out.strip() == dest.as_uri()  # stdout: where the run directory is
-    assert len(re.findall(r"ecomrlve run: \d+/\d+ episodes", err)) == 1  # the final table, once
-    assert "ecomrlve run: 12/12 episodes" in err
-    assert "dashboard: not running on this cluster" in err
+    out, err = captured.out, captured.err
+
+    # top: the running run, per env: episodes, success, window, episodes/s; latencies
+    rows = re.findall(r"(E_\w+)\s+│\s+(\d+)\s+│\s+(\d+)%\s+│\s+\[(\d+), (\d+)\]\s+│\s+([\d.]+)", out)
+    assert {r[0] for r in rows} == {"E_CART", "E_SUB"}, out  # C2
+    assert 0 < sum(int(r[1]) for r in rows) < episodes  # read while running
+    assert {r[2] for r in rows if int(r[1])} == {"100"}  # the oracle solves every episode
+    assert all(int(lo) <= int(hi) for *_, lo, hi, _ in rows)
+    total = re.search(r"all\s+│\s+(\d+)\s+│\s+\d+%\s+│\s+│\s+([\d.]+)", out)
+    assert total and float(total.group(2)) > 0  # episodes/s between the two readings
+    assert re.search(r"search latency: p50 [\d.]+ ms, p99 [\d.]+ ms over [\d,]+ requests", out), out
+
+    # the run: stdout ends with where its directory is; the final table is printed once
+    assert out.strip().splitlines()[-1] == dest.as_uri()
+    assert len(re.findall(r"ecomrlve run: \d+/\d+ episodes", err)) == 1
+    assert f"ecomrlve run: {episodes}/{episodes} episodes" in err
+    assert "dashboard: not running on this cluster" in err  # this session has no dashboard
     assert re.search(r"metrics: ray_ecomrlve_\* on http://[\d.]+:\d+/metrics", err)
+    assert re.search(r"live view: ecomrlve top --address [\d.]+:\d+", err)
     assert f"copied to {dest.as_uri()}" in err
+    final = re.findall(r"(E_\w+)\s+│\s+(\d+)\s+│\s+(\d+)%", err)
+    assert sum(int(n) for _, n, _ in final) == episodes and {p for *_, p in final} == {"100"}
+
+    # the run directory arrived at the URI; the local staging copy is gone
     names = {p.name for p in dest.iterdir()}
     assert {"trajectories.parquet", "curriculum.json", "summary.md", "config.json", "run.json", "difficulty.png",
             "success.png"} <= names
     import pyarrow.parquet as pq
 
-    assert sorted(pq.read_table(dest / "trajectories.parquet").column("episode_id").to_pylist()) == list(range(12))
-    run = json.loads((dest / "run.json").read_text())
-    assert run["written"] == 12
-    # the final table's figures are the run's: 12 episodes over its two envs, oracle solves all
-    rows = re.findall(r"(E_\w+)\s+│\s+(\d+)\s+│\s+(\d+)%", err)
-    assert sorted(rows) and sum(int(n) for _, n, _ in rows) == 12 and {p for *_, p in rows} == {"100"}
+    ids = pq.read_table(dest / "trajectories.parquet").column("episode_id").to_pylist()
+    assert sorted(ids) == list(range(episodes))
+    assert json.loads((dest / "run.json").read_text())["written"] == episodes
     staging = re.findall(r"run directory: (/\S*ecomrlve-run-\S+)", err)
-    assert staging and not any(Path(p).exists() for p in staging)  # the local staging copy is gone
-
-
-def test_top_once_shows_the_running_runs_figures(ray_session, capsys):
-    from actors import cli
-    from actors.driver import Driver, RunConfig
-    from actors.top import scrape_latencies
-
-    driver = Driver(RunConfig(collection="C2", episodes=12, workers=1, shards=1, policy="oracle", catalog_size=2000,
-                              shopper="local"))
-    try:
-        result = driver.run()  # the actor system stays up until shutdown: the run is still "running"
-        deadline = time.time() + 30  # the node's metrics agent exports about once a second
-        while "search" not in scrape_latencies() and time.time() < deadline:
-            time.sleep(1)
-        capsys.readouterr()
-        assert cli.main(["top", "--once", "--interval", "0.2", "--run", driver.run_dir.name]) == 0
-        out = capsys.readouterr().out
-    finally:
-        driver.shutdown()
-    levels = result.curriculum["levels"]
-    assert f"run {driver.run_dir.name}" in out
-    for env_id, v in levels.items():
-        row = re.search(rf"{env_id}\s+│\s+(\d+)\s+│\s+(\d+)%\s+│\s+\[(\d+), (\d+)\]\s+│\s+([\d.]+)", out)
-        assert row, out
-        assert int(row.group(1)) == v["episodes"] and int(row.group(2)) == round(100 * v["successes"] / v["episodes"])
-        assert (int(row.group(3)), int(row.group(4))) == (v["l"], v["h"])
-        assert float(row.group(5)) == 0.0  # the run is idle: no episodes between the two readings
-    assert sum(v["episodes"] for v in levels.values()) == 12
-    assert re.search(r"search latency: p50 [\d.]+ ms, p99 [\d.]+ ms over [\d,]+ requests", out), out
+    assert staging and not any(Path(p).exists() for p in staging)
