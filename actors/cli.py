@@ -7,10 +7,10 @@
 Subcommands register themselves through `COMMANDS`: each entry is a function
 ``add(subparsers)`` that adds its parser and sets ``func`` (``args.func(args) -> exit
 code``). Modules listed in `OPTIONAL_COMMANDS` (``catalog``, ``train``, ``sft``, ``eval``,
-``serve``, ``play``, ``replay``) are wired in when they exist; `register_command` adds more.
+``serve``, ``play``, ``replay``, ``top``) are wired in when they exist; `register_command` adds more.
 
 Ray: ``ecomrlve run`` calls ``ray.init()``: it joins the cluster named by ``RAY_ADDRESS``
-(set inside ``ray job submit``) or ``--address``, else starts a local one. Ray's usage
+(set inside ``ray job submit``) or ``--address``, else starts a new local one. Ray's usage
 statistics are disabled unless ``--usage-stats`` is given.
 """
 
@@ -53,6 +53,16 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, usage_stat
     if ray.is_initialized():
         return ray.get_runtime_context()
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address not in (None, "auto", "local") and "RAY_AUTH_MODE" not in os.environ and _auth_token_available():
+        # Ray turns token auth on by itself only for a cluster it finds ("auto"), never for an
+        # explicit address; with a token at hand, joining one uses it (auth stays on)
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:
+            from ray._raylet import Config
+
+            Config.initialize("")  # Ray read RAY_AUTH_MODE when it was imported
+        except (ImportError, AttributeError):  # another Ray version
+            pass
     init_kwargs: dict = {"namespace": NAMESPACE, "log_to_driver": log_to_driver, **kwargs}
     if address is None:
         if num_cpus is not None:
@@ -64,7 +74,18 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, usage_stat
         env = init_kwargs.setdefault("runtime_env", {}).setdefault("env_vars", {})
         env.setdefault("PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
         env.setdefault("RAY_USAGE_STATS_ENABLED", os.environ.get("RAY_USAGE_STATS_ENABLED", "0"))
+        # "local": always a new cluster; plain ray.init() would join whatever cluster the
+        # machine's /tmp/ray/ray_current_cluster names (another user's `ray start`)
+        address = "local"
     return ray.init(address=address, **init_kwargs)
+
+
+def _auth_token_available() -> bool:
+    """A Ray auth token is configured: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return os.path.isfile(path) and os.path.getsize(path) > 0
 
 
 # --------------------------------------------------------------------------- run
@@ -93,7 +114,9 @@ def _add_run(sub) -> None:
     p.add_argument("--catalog-seed", type=int, default=0, help="synthetic catalog seed (default 0)")
     p.add_argument("--seed", type=int, default=0,
                    help="curriculum seed; task seeds start at seed x 1000000 (default 0)")
-    p.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
+    p.add_argument("--out", default=None,
+                   help="run directory: a local path or a filesystem URI (s3://, gs://, file:// on a shared mount); "
+                        "default runs/<timestamp>, or ~/ecomrlve_runs/<timestamp> under `ray job submit`")
     p.add_argument("--batch-size", type=int, default=4, help="tasks per dispatch (default 4)")
     p.add_argument("--max-concurrent", type=int, default=32, help="episodes at once per worker (default 32)")
     p.add_argument("--threads", type=int, default=8, help="step threads per worker (default 8)")
@@ -132,6 +155,29 @@ def _config_from_args(args):
     ).validate()
 
 
+# RunConfig field -> the flag that sets it, for error messages ("out: ..." -> "--out: ...")
+FIELD_FLAGS = {"catalog_dir": "--catalog", "catalog_size": "--catalog-size", "catalog_transport": "--catalog-transport",
+               "batch_size": "--batch-size", "max_concurrent": "--max-concurrent", "out": "--out",
+               "episodes": "--episodes", "workers": "--workers", "shards": "--shards", "seed": "--seed",
+               "threads": "--threads", "policy": "--policy", "shopper": "--shopper"}
+
+
+def flag_message(message: str) -> str:
+    """`message` with a leading ``field:`` / ``field must`` named as its command-line flag."""
+    for field_name, flag in FIELD_FLAGS.items():
+        for sep in (":", " must"):
+            if message.startswith(field_name + sep):
+                return flag + message[len(field_name):]
+    return message
+
+
+def print_error(console, message: str) -> None:
+    """One line on stderr: ``error: <message>`` (never wrapped to the terminal width)."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+
+
 def _table(stats: dict):
     from rich.table import Table
 
@@ -165,38 +211,81 @@ def cmd_run(args) -> int:
     from .driver import Driver
 
     console = Console(stderr=True)
+    if not console.is_terminal:  # logs of `ray job submit`, pipes: never fold paths and URLs at 80 columns
+        console.width = 200
+
+    def log(message: str) -> None:
+        console.print(f"{time.strftime('%H:%M:%S')} {message}", soft_wrap=True, highlight=False, markup=False)
+
     try:
         driver = Driver(_config_from_args(args))  # validates everything before Ray starts
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(console, flag_message(str(exc)))
         return 2
     init_ray(address=args.address, num_cpus=args.num_cpus, usage_stats=args.usage_stats,
              log_to_driver=args.worker_logs)
+    for line in where_to_look():
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     t0 = time.perf_counter()
     try:
-        driver.start(log=console.log)
+        driver.start(log=log)
         if args.no_live or not console.is_terminal:
             last = [0.0]
 
             def progress(st):
                 if time.perf_counter() - last[0] > 5 or st["done"] == st["total"]:
                     last[0] = time.perf_counter()
-                    console.log(f"{st['done']}/{st['total']} episodes, {st['eps']:.1f}/s")
+                    log(f"{st['done']}/{st['total']} episodes, {st['eps']:.1f}/s")
 
-            result = driver.run(progress=progress, log=console.log)
+            result = driver.run(progress=progress, log=log)
         else:
-            with Live(console=console, refresh_per_second=4, transient=False) as live:
-                result = driver.run(progress=lambda st: live.update(_table(st)), log=console.log)
+            # transient: the live table goes away at the end and the final one is printed once, below
+            with Live(console=console, refresh_per_second=4, transient=True) as live:
+                result = driver.run(progress=lambda st: live.update(_table(st)), log=log)
     finally:
         driver.shutdown()
-    console.print(_table({"done": result.episodes, "total": result.episodes, "eps": result.episodes_per_s,
-                          "elapsed_s": result.wall_s, "inflight": 0, "retried": result.retried_tasks,
-                          "summaries": {s["episode_id"]: s for s in result.summaries},
-                          "windows": result.curriculum["levels"]}))
-    console.print(f"run directory: {result.run_dir}  ({result.written} episodes written, "
-                  f"{time.perf_counter() - t0:.1f} s in all)")
-    print(result.run_dir)
+    console.print(final_table(result))
+    console.print(f"run directory: {result.location}  ({result.written} episodes written, "
+                  f"{time.perf_counter() - t0:.1f} s in all)", soft_wrap=True, highlight=False, markup=False)
+    print(result.location)
     return 0
+
+
+def final_table(result):
+    """The table of a finished run, from its `RunResult` (the figures summary.md has)."""
+    return _table({"done": result.episodes, "total": result.episodes, "eps": result.episodes_per_s,
+                   "elapsed_s": result.wall_s, "inflight": 0, "retried": result.retried_tasks,
+                   "summaries": {s["episode_id"]: s for s in result.summaries},
+                   "windows": result.curriculum["levels"]})
+
+
+def where_to_look() -> list[str]:
+    """Lines telling the user where the dashboard, the metrics and the live view are."""
+    import ray
+
+    lines = []
+    try:
+        url = ray._private.worker.get_dashboard_url()
+    except Exception:  # noqa: BLE001 - a cluster without a dashboard
+        url = None
+    if url:
+        url = url if "://" in url else f"http://{url}"
+        lines.append(f"dashboard: {url} (Metrics tab: load dashboards/ecomrlve_grafana_dashboard.json, "
+                     "see docs/operations.md)")
+    else:
+        lines.append("dashboard: not running on this cluster (start Ray with the dashboard to see it)")
+    endpoints = [f"http://{n['NodeManagerAddress']}:{n['MetricsExportPort']}/metrics"
+                 for n in ray.nodes() if n.get("Alive") and n.get("MetricsExportPort")]
+    if endpoints:
+        lines.append(f"metrics: ray_ecomrlve_* on {', '.join(endpoints[:3])}"
+                     + (f" and {len(endpoints) - 3} more nodes" if len(endpoints) > 3 else ""))
+    try:
+        gcs = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001
+        gcs = None
+    lines.append(f"live view: ecomrlve top --address {gcs} (in another terminal on this machine)" if gcs
+                 else "live view: ecomrlve top (in another terminal on this machine)")
+    return lines
 
 
 register_command(_add_run)
@@ -212,6 +301,7 @@ OPTIONAL_COMMANDS: list[tuple[str, str]] = [
     ("actors.openenv_server", "add_serve_commands"),
     ("actors.play", "add_play_commands"),
     ("actors.replay", "add_replay_commands"),
+    ("actors.top", "add_top_commands"),
 ]
 
 
@@ -243,9 +333,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_common_args(args) -> str | None:
+    """Checks every subcommand shares, before it starts anything (Ray, a server, a model):
+    ``--catalog`` must be a built catalog directory; ``--model`` of ``train`` / ``sft`` (when
+    not resuming) must resolve. Returns a one-line problem naming the flag, or None."""
+    catalog_dir = getattr(args, "catalog_dir", None)
+    if catalog_dir is not None:
+        from catalog_service.catalog import MANIFEST_FILE
+
+        path = os.path.expanduser(catalog_dir)
+        if not os.path.isdir(path):
+            return f"--catalog: no catalog directory at {catalog_dir} (build one with `ecomrlve catalog build --out DIR`)"
+        if not os.path.isfile(os.path.join(path, MANIFEST_FILE)):
+            return f"--catalog: {catalog_dir} is not a catalog directory (no {MANIFEST_FILE})"
+    if args.command in ("train", "sft") and isinstance(getattr(args, "model", None), str) \
+            and not getattr(args, "resume", None):
+        from policies.models import ModelNotFound, locate_model
+
+        try:
+            locate_model(args.model)
+        except ModelNotFound as exc:
+            return f"--model: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    problem = check_common_args(args)
+    if problem:
+        from rich.console import Console
+
+        print_error(Console(stderr=True), problem)
+        return 2
     return int(args.func(args) or 0)
 
 

@@ -77,7 +77,7 @@ class RunConfig:
     catalog_transport: str = "auto"  # auto | path | object-store
     catalog_seed: int = 0
     seed: int = 0  # curriculum sampling seed; task seeds start at seed * 1_000_000
-    out: str | None = None  # run directory (default runs/<timestamp>)
+    out: str | None = None  # run directory or filesystem URI (default: run_dir.default_runs_root()/<timestamp>)
     batch_size: int = 4  # tasks per dispatch call
     max_concurrent: int = 32  # episodes at once per worker
     threads: int = 8  # step threads per worker
@@ -109,6 +109,10 @@ class RunConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if not isinstance(self.env_resource, str) or self.env_resource.strip() != self.env_resource:
             raise ValueError(f"env_resource must be a resource name or '', got {self.env_resource!r}")
+        if self.catalog_dir is not None and not Path(self.catalog_dir).expanduser().is_dir():
+            raise ValueError(f"catalog_dir: no catalog directory at {self.catalog_dir} (build one with "
+                             "`ecomrlve catalog build --out DIR`)")
+        rd.check_out(self.out)
         return self
 
 
@@ -125,6 +129,7 @@ class RunResult:
     errors: int
     curriculum: dict
     summaries: list = field(repr=False, default_factory=list)
+    location: str = ""  # where the run directory ended up: run_dir, or the --out URI it was copied to
 
 
 def plan_cpus(total_cpus: float, workers: int, shards: int) -> tuple[float, float]:
@@ -152,6 +157,7 @@ class Driver:
         self.shopper_client = None
         self.source = None
         self.run_dir: Path | None = None
+        self.output: rd.RunOutput | None = None
         self.retried = 0
 
     # ------------------------------------------------------------------ build
@@ -225,8 +231,11 @@ class Driver:
         if not ray.is_initialized():
             raise RuntimeError("call ray.init() (or actors.cli.init_ray()) before starting the driver")
         if run_dir is None:
-            self.run_dir = rd.new_run_dir(cfg.out)
+            self.output = rd.RunOutput(cfg.out)
+            self.run_dir = self.output.local
             rd.write_config(self.run_dir, dataclasses.asdict(cfg))
+            log(f"run directory: {self.run_dir}" + (f" (copied to {self.output.uri} when the run ends)"
+                                                   if self.output.uri else ""))
         else:
             self.run_dir = Path(run_dir)
         labels = self._node_resources()
@@ -469,9 +478,13 @@ class Driver:
              "duplicates_dropped": written["duplicates_dropped"]}, indent=2) + "\n")
         if progress is not None:
             progress({**stats(), "windows": curriculum["levels"]})
+        location = str(self.run_dir)
+        if self.output is not None and self.output.uri is not None:
+            location = self.output.upload()
+            log(f"run directory copied to {location}")
         return RunResult(self.run_dir, len(summaries), wall, len(summaries) / wall, len(leased_ids),
                          written["episodes"], written["duplicates_dropped"], self.retried, errors, curriculum,
-                         summaries)
+                         summaries, location)
 
     # ------------------------------------------------------------------ teardown
     def shutdown(self) -> None:
@@ -503,6 +516,14 @@ class Driver:
         self.workers, self.router, self.scheduler, self.writer = [], None, None, None
         self._worker_args = []
         self.started = False
+        if self.output is not None and self.output.uri is not None:  # a failed run's files still reach --out
+            try:
+                if not self.output.uploaded:
+                    self.output.upload()
+            except Exception:  # noqa: BLE001 - the run's own error is the one to report
+                pass
+            self.output.cleanup()
+            self.output = None
 
 
 def _episode_id(task: dict) -> int:

@@ -11,7 +11,8 @@ privileged state the verifier scores against).
 Each browser session (cookie ``ecomrlve_play``, HttpOnly, SameSite=Strict) has its own
 episode; sessions live in an LRU of ``--max-sessions``. JSON API used by the page:
 
-    GET  /api/envs    environments: tools (OpenAI schemas), answer schema, task brief
+    GET  /api/envs    environments: tools (OpenAI schemas), answer schema, task brief; and
+                      "state": this session's current view (null before a reset)
     POST /api/reset   {"env_id", "difficulty", "seed"?}         -> view
     POST /api/step    {"action": {...} | "<JSON text>"}         -> view
     GET  /api/state   the current view (404 before a reset)
@@ -71,9 +72,10 @@ class StepBody(BaseModel):
 
 
 def answer_schema(fields: tuple[str, ...]) -> dict:
-    """The Answer JSON schema restricted to `fields` (plus the optional ``env``)."""
+    """The Answer JSON schema restricted to `fields`. ``answer.env`` is not among them: the
+    page knows the environment and sets it (a free-text field could only get it wrong)."""
     schema = Answer.model_json_schema()
-    keep = set(fields) | {"env"}
+    keep = set(fields)
     schema["properties"] = {k: v for k, v in schema["properties"].items() if k in keep}
     schema.pop("required", None)
     return schema
@@ -176,6 +178,11 @@ class Player:
             "answer_schema": answer_schema(env.answer_fields), "reward": reward, "task_brief": env.task_brief,
         })
 
+    def current_view(self, sess: PlaySession) -> dict | None:
+        """The session's view, or None before its first reset."""
+        with sess.lock:
+            return None if sess.env is None else self.view(sess)
+
     def goal(self, sess: PlaySession) -> dict:
         with sess.lock:
             if sess.env is None:
@@ -214,9 +221,10 @@ def create_play_app(config: PlayConfig | None = None, catalog=None):
 
     @app.get("/api/envs")
     async def envs(request: Request):
-        token, _ = player.session(request.cookies.get(COOKIE))
+        token, sess = player.session(request.cookies.get(COOKIE))
         payload = {"envs": await run_in_threadpool(player.env_catalogue), "max_difficulty": MAX_DIFFICULTY,
-                   "default_env": player.config.default_env, "default_difficulty": player.config.default_difficulty}
+                   "default_env": player.config.default_env, "default_difficulty": player.config.default_difficulty,
+                   "state": await run_in_threadpool(player.current_view, sess)}
         return respond(request, token, payload)
 
     @app.post("/api/reset")

@@ -11,6 +11,16 @@
 Trajectories reach `TrajectoryWriter` (a Ray actor) as ObjectRefs: the driver never
 materialises them. The writer appends row groups to the parquet file and drops an episode id
 it has already written, so a re-dispatched task can never appear twice.
+
+Where the directory goes (`RunOutput`): ``--out`` is a local path or a pyarrow filesystem URI
+(``s3://bucket/runs/x``, ``gs://...``, ``file:///mnt/shared/x``; anything
+``pyarrow.fs.FileSystem.from_uri`` opens). A URI run writes into a local staging directory on
+the driver's node and copies the whole directory to the URI when the run ends (also when it
+fails): parquet appends and atomic checkpoint renames stay local, where they are cheap and
+safe. Without ``--out`` the directory is ``runs/<timestamp>`` under the current directory,
+except inside ``ray job submit``, whose current directory is Ray's temporary copy of the
+working dir (deleted when the job ends): there it is ``~/ecomrlve_runs/<timestamp>`` on the
+node running the job's driver (the head).
 """
 
 from __future__ import annotations
@@ -18,6 +28,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
+import shutil
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -49,14 +62,101 @@ TRAJECTORY_SCHEMA = pa.schema([
     ("wall_ms", pa.float64()),
 ])
 
-__all__ = ["TRAJECTORY_SCHEMA", "TrajectoryWriter", "new_run_dir", "write_summary", "write_plots",
+__all__ = ["TRAJECTORY_SCHEMA", "TrajectoryWriter", "new_run_dir", "RunOutput", "check_out", "in_ray_job",
+           "default_runs_root", "write_summary", "write_plots",
            "read_trajectories", "TRAJECTORY_FILE", "CURRICULUM_FILE", "SUMMARY_FILE", "CONFIG_FILE"]
 
 
-def new_run_dir(out: str | None = None, root: str = "runs") -> Path:
-    """`out`, or ``runs/<UTC timestamp>`` (made unique), created."""
+JOB_RUNS_ROOT = "~/ecomrlve_runs"  # the run directories of `ray job submit` runs without --out
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+
+
+def in_ray_job() -> bool:
+    """True in the driver of a ``ray job submit`` job (Ray's job supervisor sets
+    RAY_JOB_CONFIG_JSON_ENV_VAR for the entrypoint, whose working directory is Ray's
+    temporary copy under ``.../runtime_resources/working_dir_files/``)."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ or "runtime_resources" in Path.cwd().parts
+
+
+def default_runs_root() -> Path:
+    """Where run directories go without ``--out``: ``~/ecomrlve_runs`` in a Ray job, else ``runs``."""
+    return Path(JOB_RUNS_ROOT).expanduser() if in_ray_job() else Path("runs")
+
+
+def is_uri(out: str) -> bool:
+    return bool(_URI.match(out)) and not re.match(r"^[A-Za-z]:[\\/]", out)  # not a Windows drive
+
+
+def check_out(out: str | None) -> None:
+    """Raise ValueError naming ``out`` when `out` cannot hold a run directory: a URI no
+    pyarrow filesystem opens, a path that is a file, or a path under a file or an
+    unwritable directory. Creates nothing."""
+    if out is None:
+        return
+    if not isinstance(out, str) or not out.strip():
+        raise ValueError(f"out: must be a directory path or a filesystem URI, got {out!r}")
+    if is_uri(out):
+        import pyarrow.fs as pafs
+
+        try:
+            pafs.FileSystem.from_uri(out)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, ValueError, OSError
+            raise ValueError(f"out: {out!r} is not a usable filesystem URI: {str(exc).splitlines()[0]}") from None
+        return
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"out: {out} exists and is not a directory")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"out: {out} lies under {parent}, which is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"out: cannot create {out}: {parent} is not writable")
+
+
+class RunOutput:
+    """A run directory: `local` is where the run writes; `uri` (a URI ``--out``) is where
+    `upload()` copies it. `location` is what to tell the user."""
+
+    def __init__(self, out: str | None = None):
+        check_out(out)
+        self.uploaded = False
+        self.uri = out if out and is_uri(out) else None
+        if self.uri is None:
+            self.local = new_run_dir(out)
+            self._staging = None
+        else:
+            self._staging = Path(tempfile.mkdtemp(prefix="ecomrlve-run-"))
+            self.local = self._staging
+
+    @property
+    def location(self) -> str:
+        return self.uri or str(self.local)
+
+    def upload(self) -> str:
+        """Copy the local directory to `uri` (no-op for a local run); returns `location`."""
+        if self.uri is not None:
+            import pyarrow.fs as pafs
+
+            fs, base = pafs.FileSystem.from_uri(self.uri)
+            fs.create_dir(base, recursive=True)
+            pafs.copy_files(str(self.local), base, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        self.uploaded = True
+        return self.location
+
+    def cleanup(self) -> None:
+        """Delete the staging directory of a URI run (after `upload`)."""
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def new_run_dir(out: str | None = None, root: str | os.PathLike | None = None) -> Path:
+    """`out`, or ``<root>/<UTC timestamp>`` (made unique; root: `default_runs_root()`), created."""
+    if root is None:
+        root = default_runs_root()
     if out:
-        path = Path(out)
+        path = Path(out).expanduser()
     else:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         path = Path(root) / stamp
@@ -198,11 +298,23 @@ def write_plots(run_dir, summaries: Sequence[dict], window: int = 32) -> list[Pa
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     by_env = _per_env(summaries)
     out = []
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for env_id, rows in sorted(by_env.items()):
+    # small multiples: one panel per environment, so envs that stay at d = 0 cannot hide each other
+    n = max(len(by_env), 1)
+    ncols = min(4, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1, 2.3 * nrows + 0.8), dpi=110,
+                             sharey=True, squeeze=False)
+    top = max((r["difficulty"] for rows in by_env.values() for r in rows), default=0)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, ax in enumerate(axes.flat):
+        if i >= len(by_env):
+            ax.set_visible(False)
+            continue
+        env_id, rows = sorted(by_env.items())[i]
         xs = list(range(1, len(rows) + 1))
         ds = [r["difficulty"] for r in rows]
         running_max = []
@@ -210,14 +322,21 @@ def write_plots(run_dir, summaries: Sequence[dict], window: int = 32) -> list[Pa
         for d in ds:
             m = max(m, d)
             running_max.append(m)
-        (line,) = ax.plot(xs, running_max, label=f"{env_id} max d", linewidth=1.5)
-        ax.scatter(xs, ds, s=6, alpha=0.35, color=line.get_color())
-    ax.set_xlabel("episode of the environment (lease order)")
-    ax.set_ylabel("difficulty d")
-    ax.set_title("Difficulty per environment")
-    ax.grid(alpha=0.3)
+        color = colors[i % len(colors)]
+        ax.scatter(xs, ds, s=6, alpha=0.35, color=color, label="d of the episode")
+        ax.step(xs, running_max, where="post", color=color, linewidth=1.5, label="running max d")
+        ax.set_title(f"{env_id}: max d {m}, {len(rows)} episodes", fontsize=8)
+        ax.set_ylim(-0.5, max(top, 1) + 0.5)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if i % ncols == 0:
+            ax.set_ylabel("difficulty d", fontsize=8)
+        if i >= len(by_env) - ncols:
+            ax.set_xlabel("episode of the env (lease order)", fontsize=8)
     if by_env:
-        ax.legend(fontsize=7, ncol=2)
+        axes.flat[0].legend(fontsize=6, loc="upper left")
+    fig.suptitle("Difficulty per environment", fontsize=10)
     fig.tight_layout()
     path = Path(run_dir) / "difficulty.png"
     fig.savefig(path)

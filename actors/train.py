@@ -131,6 +131,15 @@ class TrainConfig:
         unknown = set(self.dapo) - {f.name for f in dataclasses.fields(DAPOConfig)}
         if unknown:
             raise ValueError(f"unknown DAPO option(s): {', '.join(sorted(unknown))}")
+        if self.catalog_dir is not None and not Path(self.catalog_dir).expanduser().is_dir():
+            raise ValueError(f"--catalog: no catalog directory at {self.catalog_dir}")
+        if not self.resume:  # a resumed run loads its checkpoint's model
+            from policies.models import ModelNotFound, locate_model
+
+            try:
+                locate_model(self.model)
+            except ModelNotFound as exc:
+                raise ValueError(f"--model: {exc}") from None
         return self
 
     def overlap(self) -> bool:

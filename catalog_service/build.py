@@ -80,6 +80,16 @@ def catalog_info(directory) -> dict:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.n < 1:
+        problem = f"--n: the number of products must be >= 1, got {args.n}"
+    elif out.exists() and not out.is_dir():
+        problem = f"--out: {args.out} exists and is not a directory"
+    else:
+        problem = None
+    if problem:
+        Console(stderr=True).print(f"[red]error:[/red] {problem}")
+        return 2
     build_catalog(args.n, args.seed, args.out, dense=args.dense)
     return 0
 

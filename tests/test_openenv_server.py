@@ -218,7 +218,7 @@ def test_play_api_sessions_are_isolated(catalog):
         alice, bob = requests.Session(), requests.Session()
         envs = alice.get(url + "/api/envs", timeout=30).json()["envs"]
         cart = next(e for e in envs if e["env_id"] == "E_CART")
-        assert cart["available"] and set(cart["answer_schema"]["properties"]) == {"env", "done"}
+        assert cart["available"] and set(cart["answer_schema"]["properties"]) == {"done"}  # the page sets env
         assert any(t["function"]["name"] == "catalog_search" for t in cart["tools"])
         a = alice.post(url + "/api/reset", json={"env_id": "E_CART", "difficulty": 2, "seed": 4}, timeout=30).json()
         b = bob.post(url + "/api/reset", json={"env_id": "E_CART", "difficulty": 2, "seed": 9}, timeout=30).json()

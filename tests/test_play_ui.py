@@ -1,6 +1,7 @@
-"""`ecomrlve play` end to end in headless Chromium (slow suite).
+"""`ecomrlve play`: the page's contract over HTTP (fast), and end to end in headless Chromium
+(slow suite).
 
-Needs Debian's `chromium` and `chromium-driver` (apt-get install chromium chromium-driver) and
+The browser test needs Debian's `chromium` and `chromium-driver` (apt-get install chromium chromium-driver) and
 selenium (pip); skipped cleanly without them. The browser may reach only 127.0.0.1 (host
 resolver rules), and Selenium Manager is never invoked (explicit binary and driver paths).
 Screenshots go to a tmp dir, or to $ECOMRLVE_SCREENSHOT_DIR when set.
@@ -13,8 +14,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -64,6 +63,42 @@ def shots(tmp_path) -> Path:
     return out
 
 
+def test_page_requests_only_what_exists_and_waits_for_an_episode(play_url):
+    """No free-text answer.env, no /favicon.ico or /api/state requests, Send and Submit
+    disabled until an episode exists, tool results never cut."""
+    import re
+
+    import requests
+
+    s = requests.Session()
+    html = s.get(play_url + "/static/play.html", timeout=10).text
+    assert '<link rel="icon" href="data:,">' in html  # the browser asks for no /favicon.ico
+    for button in ("add-call", "send-turn", "submit-answer", "send-raw"):
+        assert re.search(rf'<button id="{button}" type="button" disabled', html), button
+    js = s.get(play_url + "/static/play.js", timeout=10).text
+    requested = set(re.findall(r'api\("(/[^"]+)"', js)) | set(re.findall(r'(?:href|src)="(/[^"]*)"', html))
+    assert requested == {"/api/envs", "/api/reset", "/api/step", "/api/goal", "/static/play.css",
+                         "/static/play.js"}, requested
+    for path in ("/api/envs", "/static/play.css", "/static/play.js"):  # what it GETs on load is served
+        assert s.get(play_url + path, timeout=30).status_code == 200, path
+    assert "text.slice(" not in js and 'class: "tool-result"' in js  # the whole result, in a scrollable box
+    css = s.get(play_url + "/static/play.css", timeout=10).text
+    assert re.search(r"pre\.tool-result \{[^}]*max-height[^}]*overflow: auto", css)
+
+    envs = s.get(play_url + "/api/envs", timeout=30).json()
+    assert envs["state"] is None  # a new session: no episode, and no 404 to learn that
+    assert all("env" not in e["answer_schema"]["properties"] for e in envs["envs"] if e["available"])
+    cart = next(e for e in envs["envs"] if e["env_id"] == "E_CART")
+    assert set(cart["answer_schema"]["properties"]) == {"done"}
+    view = s.post(play_url + "/api/reset", json={"env_id": "E_CART", "difficulty": 0, "seed": 3}, timeout=30).json()
+    assert s.get(play_url + "/api/envs", timeout=30).json()["state"] == view  # a reload finds the episode
+    # what the page sends on Submit: the form's fields plus env set from the view
+    done = s.post(play_url + "/api/step", json={"action": {"answer": {"done": True, "env": view["env_id"]}}},
+                  timeout=30).json()
+    assert done["done"] and done["reward"]["termination_reason"] == "answered"
+
+
+@pytest.mark.slow
 def test_play_page_end_to_end(play_url, browser, shots):
     import requests
     from selenium.webdriver.common.by import By
@@ -75,6 +110,7 @@ def test_play_page_end_to_end(play_url, browser, shots):
     wait = WebDriverWait(d, 20)
     d.get(play_url + "/")
     wait.until(lambda drv: len(Select(drv.find_element(By.ID, "env-select")).options) >= 3)
+    assert all(not d.find_element(By.ID, b).is_enabled() for b in ("send-turn", "submit-answer", "add-call"))
     Select(d.find_element(By.ID, "env-select")).select_by_value("E_CART")
     for field, value in (("difficulty", "0"), ("seed", "3")):
         box = d.find_element(By.ID, field)
@@ -97,6 +133,9 @@ def test_play_page_end_to_end(play_url, browser, shots):
     d.find_element(By.ID, "send-turn").click()
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#transcript .msg.tool")))
     assert "Turn 2" in d.find_element(By.ID, "status").text
+    result = d.find_element(By.CSS_SELECTOR, "#transcript .msg.tool pre.tool-result")
+    full = d.execute_script("return arguments[0].textContent", result)
+    assert full.count("\n") > 5 and full.strip().endswith(("}", "]"))  # pretty-printed, whole
 
     # hidden goal toggle
     d.find_element(By.ID, "goal-toggle").click()
@@ -118,6 +157,7 @@ def test_play_page_end_to_end(play_url, browser, shots):
     # the page loaded nothing from outside this server
     urls = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert urls and all(u.startswith(play_url) for u in urls), urls
+    assert not any(u.endswith(("/favicon.ico", "/api/state")) for u in urls), urls
 
     # another browser session (no cookie) has no episode: sessions are isolated
     assert requests.get(play_url + "/api/state", timeout=10).status_code == 404

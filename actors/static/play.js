@@ -199,11 +199,10 @@ function renderMessage(m) {
   }
   const box = el("div", { class: "msg " + role }, el("div", { class: "who", text: who }));
   if (role === "tool") {
+    // the whole result, pretty-printed, in a scrollable box (never cut)
     let text = m.content;
-    try { text = JSON.stringify(JSON.parse(m.content), null, 2); } catch (e) { /* keep raw */ }
-    if (text.length > 700) {
-      box.append(el("details", {}, el("summary", { text: text.slice(0, 120).replace(/\s+/g, " ") + " …" }), el("pre", { text })));
-    } else box.append(el("pre", { text }));
+    try { text = JSON.stringify(JSON.parse(m.content), null, 2); } catch (e) { /* not JSON: keep raw */ }
+    box.append(el("pre", { class: "tool-result", text }));
     return box;
   }
   if (m.content) box.append(el("div", { text: m.content }));
@@ -315,7 +314,7 @@ function wire() {
     showError("");
     try {
       const answer = state.answerGetter();
-      answer.env = answer.env || state.view.env_id;
+      answer.env = state.view.env_id;  // the page knows the environment
       send({ ...baseAction(), answer });
     } catch (e) { showError(e.message); }
   });
@@ -338,7 +337,7 @@ async function init() {
     sel.value = data.default_env;
     $("difficulty").max = data.max_difficulty;
     $("difficulty").value = data.default_difficulty;
-    try { render(await api("/api/state")); } catch (e) { /* no episode yet */ }
+    if (data.state) render(data.state);  // this session's episode (after a reload)
   } catch (e) { showError(e.message); }
 }
 
