@@ -11,8 +11,9 @@ The reward is built so that no policy earns more by not doing the task:
   still orders attempts. Any correct episode scores at least 0.75 * 0.8 - 0.15 - 0.10 = 0.35
   and any incorrect one at most 0.75 * 0.5 - 0.15 = 0.225.
 * **Efficiency is never earned by failing.** An incorrect episode gets r_eff = -1, so giving
-  up early pays nothing; doing nothing (an empty answer at once: r_task = -1, r_hall = 0)
-  scores -0.90, no more than any honest attempt that fails.
+  up early pays nothing, and an answer with no content (`{}`, empty lists) is an invalid
+  action (-1): doing nothing scores no more than any honest attempt that fails (an honest failure, with
+  no hallucination, scores at least -0.90).
 * **The same ceiling everywhere.** r_eff is measured against the oracle's minimal plan for
   this episode, `T_min` effective turns (each environment computes it from its hidden goal):
 
