@@ -4,6 +4,9 @@
 `catalog_service.Catalog` implements it. A catalog is read-only and shared by every
 episode: environments read rows and columns, never copy the table, and keep all
 per-episode changes (stock, variants, cart) in their own overlay (`envs.world`).
+Episode code never scans the whole catalog: per-leaf rows, per-leaf price order and
+per-leaf brand / attribute postings (`category_rows`, `category_rows_by_price`,
+`category_rows_below`, `category_postings`) are precomputed once per catalog.
 
 Product table columns (pyarrow), see `PRODUCT_COLUMNS`:
 
@@ -109,7 +112,20 @@ class CatalogLike(Protocol):
         """The whole product as a JSON-serialisable dict of `PRODUCT_COLUMNS`."""
 
     def category_rows(self, category_l3: str) -> np.ndarray:
-        """Rows whose leaf category is `category_l3`, ascending (cached)."""
+        """Rows whose leaf category is `category_l3`, ascending int64 (precomputed: O(1),
+        never a scan of the catalog)."""
+
+    def category_rows_by_price(self, category_l3: str) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of leaf `category_l3` ordered by (price in integer cents, row), and
+        their prices in cents (``round(price * 100)``, int64); read-only, O(1)."""
+
+    def category_rows_below(self, category_l3: str, max_cents: int) -> np.ndarray:
+        """Rows of leaf `category_l3` with ``round(price * 100) <= max_cents``, ascending
+        int64; O(log leaf + result)."""
+
+    def category_postings(self, category_l3: str, column: str, value: str) -> np.ndarray:
+        """Rows of leaf `category_l3` whose categorical `column` (``brand`` or an attribute
+        column) equals `value` exactly, ascending int64; O(log + result)."""
 
     def search(
         self, query: str, filters: SearchFilters | None = None, top_k: int = 10

@@ -4,7 +4,10 @@ checked for the whole catalog at once (vectorised, for exact evaluation pools).
 A `Constraint` is one requirement (leaf category, price cap, brand, attribute value,
 minimum rating, maximum shipping days). `Constraint.slot()` gives the shopper's words for
 it; `holds()` checks one row; `mask()` checks every row with numpy over catalog columns;
-`to_filters()` turns a list into `SearchFilters` for `catalog_search`.
+`to_filters()` turns a list into `SearchFilters` for `catalog_search`. `compatible_rows()`
+gives exactly the rows `mask()` selects without scanning the catalog: it starts from the
+smallest precomputed per-leaf list the constraints allow (the leaf, its rows under the price
+cap, its brand / attribute postings) and filters that with `Constraint.mask_rows`.
 """
 
 from __future__ import annotations
@@ -92,6 +95,20 @@ class Constraint:
             return catalog.numeric("rating") >= float(self.value) - 1e-6
         return catalog.numeric("ship_days") <= int(self.value)
 
+    def mask_rows(self, catalog: CatalogLike, rows: np.ndarray) -> np.ndarray:
+        """`mask(catalog)[rows]`, computed on `rows` only (the same arithmetic per row)."""
+        if self.kind in ("category", "brand", "attribute"):
+            column = {"category": "category_l3", "brand": "brand"}.get(self.kind, self.attribute)
+            code = code_of(catalog, column, self.value)
+            if code is None:
+                return np.zeros(len(rows), dtype=bool)
+            return catalog.codes(column)[0][rows] == code
+        if self.kind == "price_max":
+            return np.round(catalog.numeric("price")[rows] * 100) <= _cents(float(self.value))
+        if self.kind == "rating_min":
+            return catalog.numeric("rating")[rows] >= float(self.value) - 1e-6
+        return catalog.numeric("ship_days")[rows] <= int(self.value)
+
 
 _CODE_INDEX: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # catalog -> column -> value -> code
 
@@ -121,6 +138,34 @@ def mask(catalog: CatalogLike, constraints: Sequence[Constraint]) -> np.ndarray:
     for c in constraints:
         out &= c.mask(catalog)
     return out
+
+
+def compatible_rows(catalog: CatalogLike, constraints: Sequence[Constraint]) -> np.ndarray:
+    """``np.flatnonzero(mask(catalog, constraints))`` as int64, without a catalog scan when
+    a category constraint is present: O(size of the smallest candidate list + log). The
+    candidates are the leaf's rows, its rows priced within a price cap and its postings
+    for each brand / attribute constraint; the smallest is filtered by every constraint."""
+    leaf = next((c for c in constraints if c.kind == "category"), None)
+    if leaf is None:
+        return np.flatnonzero(mask(catalog, constraints)).astype(np.int64)
+    name = str(leaf.value)
+    best = catalog.category_rows(name)
+    for c in constraints:
+        if c.kind in ("brand", "attribute") and len(best):
+            column = "brand" if c.kind == "brand" else c.attribute
+            rows = catalog.category_postings(name, column, str(c.value))
+            if len(rows) < len(best):
+                best = rows
+        elif c.kind == "price_max" and len(best):
+            _, cents = catalog.category_rows_by_price(name)
+            if int(np.searchsorted(cents, _cents(float(c.value)), side="right")) < len(best):
+                best = catalog.category_rows_below(name, _cents(float(c.value)))
+    rows = np.asarray(best, dtype=np.int64)
+    for c in constraints:
+        if not len(rows):
+            break
+        rows = rows[c.mask_rows(catalog, rows)]
+    return rows
 
 
 def satisfied(catalog: CatalogLike, row: int, constraints: Sequence[Constraint]) -> int:

@@ -22,8 +22,9 @@ rating weight, ...), normalised. Utility of a row = sum of weight x feature, eac
 [0, 1], rounded to 12 decimals (`utility(rows)`, vectorised, same value for a row whatever
 array it is computed in).
 
-Evaluation pool (scoring time, vectorised over the whole catalog): every product satisfying
-ALL constraints (`constraints.mask`) and in stock in the world overlay. Ideal ranking = pool
+Evaluation pool (scoring time): every product satisfying ALL constraints and in stock in the
+world overlay; `constraints.compatible_rows` finds the compatible ones from the catalog's
+per-leaf lookups without scanning the catalog (the same rows as `constraints.mask`). Ideal ranking = pool
 by utility desc, row asc. With the recommended ids deduplicated (order kept) and the first k
 considered:
 
@@ -62,8 +63,8 @@ from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
 from .constraints import (
     Constraint,
     budget_switch_text,
+    compatible_rows,
     constraints_for_target,
-    mask as constraints_mask,
     relax_price_cap,
 )
 from .reward import TaskScore, clip
@@ -244,7 +245,7 @@ class DiscoveryEnv(ShopEnv):
         """Every catalog row satisfying all constraints (stock ignored), ascending."""
         goal = self.goal
         if self._pool_cache is None or self._pool_cache[0] != goal.version:
-            rows = np.flatnonzero(constraints_mask(self.catalog, goal.constraints)).astype(np.int64)
+            rows = compatible_rows(self.catalog, goal.constraints)
             self._pool_cache = (goal.version, rows)
         return self._pool_cache[1]
 

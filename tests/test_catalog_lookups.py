@@ -1,0 +1,114 @@
+"""The catalog's precomputed row lookups (per-leaf rows, per-leaf price order, postings)
+answer exactly what a brute-force scan answers, survive save/load memory-mapped, and the
+environments' evaluation sets built from them equal the full-catalog masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from catalog_service import Catalog
+from catalog_service.lookups import LOOKUP_FILES, POSTING_COLUMNS
+from envs import make_env
+from envs.catalog import ATTRIBUTE_COLUMNS
+from envs.constraints import Constraint, compatible_rows, mask
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.synthetic(n_products=20_000, seed=3)
+
+
+def _brute_rows(catalog: Catalog, leaf: str) -> np.ndarray:
+    codes, values = catalog.codes("category_l3")
+    return np.flatnonzero(codes == values.index(leaf))
+
+
+def test_lookups_equal_brute_force(catalog):
+    cents = np.round(catalog.numeric("price") * 100).astype(np.int64)
+    leaves = sorted(catalog.category_counts())
+    rng = np.random.default_rng(0)
+    for leaf in leaves:
+        rows = _brute_rows(catalog, leaf)
+        assert np.array_equal(catalog.category_rows(leaf), rows)
+        by_price, leaf_cents = catalog.category_rows_by_price(leaf)
+        order = np.lexsort((rows, cents[rows]))
+        assert np.array_equal(np.asarray(by_price, dtype=np.int64), rows[order])
+        assert np.array_equal(leaf_cents, cents[rows][order])
+        for cap in (0, int(leaf_cents[0]), int(np.median(leaf_cents)), int(leaf_cents[-1]) + 1):
+            assert np.array_equal(catalog.category_rows_below(leaf, cap), rows[cents[rows] <= cap])
+    for column in POSTING_COLUMNS:
+        codes, values = catalog.codes(column)
+        for row in rng.integers(len(catalog), size=40):
+            leaf, code = catalog.value("category_l3", int(row)), int(codes[row])
+            if code < 0:
+                continue
+            want = np.flatnonzero((catalog.codes("category_l3")[0] == catalog.codes("category_l3")[0][row])
+                                  & (codes == code))
+            assert np.array_equal(catalog.category_postings(leaf, column, values[code]), want)
+    assert len(catalog.category_rows("no such leaf")) == 0
+    assert len(catalog.category_postings("no such leaf", "brand", "x")) == 0
+    assert len(catalog.category_postings(leaves[0], "color", "no such color")) == 0
+    with pytest.raises(KeyError, match="title"):
+        catalog.category_postings(leaves[0], "title", "x")
+
+
+def test_lookups_saved_and_memory_mapped(tmp_path):
+    small = Catalog.synthetic(n_products=3_000, seed=5)
+    small.save(tmp_path)
+    assert all((tmp_path / name).is_file() for name in LOOKUP_FILES)
+    loaded = Catalog.load(tmp_path)
+    assert loaded._lookups is not None  # attached at load, not rebuilt
+    a, b = small.lookups(), loaded.lookups()
+    for name in ("leaf_rows", "leaf_starts", "price_rows", "price_cents"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+        assert not getattr(b, name).flags.writeable
+    for column in POSTING_COLUMNS:
+        assert np.array_equal(a.postings[column].rows, b.postings[column].rows)
+        assert np.array_equal(a.postings[column].keys, b.postings[column].keys)
+    assert not b.leaf_rows.flags.owndata  # a view of the mapped file, not a copy
+    leaf = small.value("category_l3", 0)
+    assert np.array_equal(loaded.category_rows(leaf), small.category_rows(leaf))
+
+
+def _random_constraints(catalog: Catalog, rng: np.random.Generator) -> list[Constraint]:
+    row = int(rng.integers(len(catalog)))
+    out = [Constraint("category", catalog.value("category_l3", row))]
+    price = float(catalog.numeric("price")[row])
+    extra = [Constraint("price_max", round(price * rng.uniform(0.5, 2.0), 2)),
+             Constraint("brand", catalog.value("brand", row)),
+             Constraint("rating_min", float(rng.choice([3.0, 3.5, 4.0, 4.5]))),
+             Constraint("ship_days_max", int(rng.integers(1, 8))),
+             Constraint("attribute", "no such value", "color")]
+    extra += [Constraint("attribute", catalog.value(a, row), a) for a in ATTRIBUTE_COLUMNS if catalog.value(a, row)]
+    picked = [extra[i] for i in rng.permutation(len(extra))[: int(rng.integers(0, 5))]]
+    return out + picked if rng.random() < 0.9 else picked  # some sets without a category
+
+
+def test_compatible_rows_equal_full_mask(catalog):
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        constraints = _random_constraints(catalog, rng)
+        assert np.array_equal(compatible_rows(catalog, constraints), np.flatnonzero(mask(catalog, constraints)))
+
+
+def test_discovery_pool_equals_brute_force_scan(catalog):
+    """E_PD's evaluation pool (from the lookups) equals a scan of the whole catalog with
+    the full constraint masks and the world's stock, over many episodes and difficulties,
+    also after the shopper raises the budget."""
+    env = make_env("E_PD", catalog)
+    stock = np.asarray(catalog.numeric("stock"))
+    n_checked = 0
+    for d in range(13):
+        for seed in range(12):
+            env.reset(seed=seed, options={"difficulty": d})
+            for switched in (False, True):
+                if switched and env._switch_goal(np.random.default_rng(seed)) is None:
+                    continue
+                full = mask(catalog, env.goal.constraints)
+                in_stock = np.array([env.world.in_stock(int(r)) for r in np.flatnonzero(full)], dtype=bool)
+                brute = np.flatnonzero(full)[in_stock]
+                assert np.array_equal(env.pool_rows(), brute), (d, seed, switched)
+                assert env.goal.target_row in brute or not stock[env.goal.target_row] > 0
+                n_checked += 1
+    assert n_checked > 13 * 12
