@@ -15,13 +15,16 @@ compatibility attributes, then (shuffled) the original's remaining attributes, a
 after the category is said in the opening or omitted with p_missing(d)
 (`shopper.plan_disclosure`); the shopper answers `ask_user` questions about omitted ones.
 
-Solvability at reset, O(one leaf): the candidate constraints are evaluated with numpy over
-`catalog.category_rows(leaf)` only. They are added greedily, skipping one that would leave
+Solvability at reset, independent of catalog size: the rows meeting a set of constraints come
+from the catalog's per-leaf lookups (`constraints.compatible_rows`: the smallest of the leaf,
+its rows under the price cap and its brand / attribute postings, filtered), never from a scan.
+Candidate constraints are added greedily, skipping one that would leave
 fewer than `need = max(2, k // 2)` compatible in-stock alternatives besides the original;
 an original whose leaf cannot give `min(m, candidates)` constraints that way is resampled
 (at most `MAX_ORIGINAL_TRIES`, deterministic), else the best try is kept.
 
-Similarity (deterministic, `similarity()`), per product of the leaf, in [0, 1]:
+Similarity (deterministic, `similarity_of()`), per product of the leaf, in [0, 1] (computed
+at reset for the compatible rows, `goal.rows`, and per row for any other):
 w_attr * share of the original's attributes it matches + w_brand * same brand +
 w_price * exp(-3 |ln(price / original price)|) + w_rating * (rating - 1) / 4. The hidden
 weights come from `rand("prefs")` (Dirichlet(2, 2, 2, 2)) plus 1 on the aspect the shopper
@@ -65,7 +68,7 @@ import numpy as np
 from .actions import Answer
 from .base import ShopEnv
 from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
-from .constraints import Constraint, budget_switch_text, code_of, nice_price_cap, relax_price_cap
+from .constraints import Constraint, budget_switch_text, code_of, compatible_rows, nice_price_cap, relax_price_cap
 from .reward import TaskScore, clip
 from .shopper import Utterance, fill, join_phrases, singular
 
@@ -136,9 +139,8 @@ class SubGoal:
     k: int
     focus: str
     weights: dict[str, float]
-    rows: np.ndarray  # the leaf's rows, ascending
-    similarity: np.ndarray  # per leaf row, in [0, 1]
-    masks: dict[str, np.ndarray]  # constraint name -> mask over leaf rows
+    rows: np.ndarray  # the rows meeting every constraint (stock ignored), ascending
+    similarity: np.ndarray  # per row of `rows`, in [0, 1]
     history: list[str] = field(default_factory=list)
     oos_planned: bool = False
     oos_row: int | None = None  # the row scheduled to sell out mid-episode
@@ -204,24 +206,42 @@ class SubstitutionEnv(ShopEnv):
         return out
 
     def _choose(self, rng: np.random.Generator, row: int, m: int, need: int):
-        """Greedy constraints for original `row`: (constraints, masks, valid mask, leaf rows,
-        number of candidate constraints)."""
+        """Greedy constraints for original `row`: (constraints, the rows meeting them
+        ascending, how many of those are valid alternatives, number of candidate
+        constraints). Only the rows a candidate set allows are touched."""
         cat = self.catalog
-        rows = cat.category_rows(cat.value("category_l3", row))
-        base = self.world.stock_mask(rows) & (rows != row)
-        chosen: list[Constraint] = []
-        masks: dict[str, np.ndarray] = {}
-        valid = base
         candidates = self._candidates(rng, row)
+        chosen: list[Constraint] = []
+        compatible: np.ndarray | None = None  # None: the whole leaf (not materialised)
+        n_valid: int | None = None
         for j, c in enumerate(candidates):
             if len(chosen) >= m:
                 break
-            mk = self._constraint_mask(c, rows)
-            if j == 0 or int((valid & mk).sum()) >= need:  # the leaf category always holds
+            if j == 0:  # the leaf category always holds
                 chosen.append(c)
-                masks[c.name] = mk
-                valid = valid & mk
-        return chosen, masks, valid, rows, len(candidates)
+                continue
+            rows = self._narrow(chosen, compatible, c)
+            n = int((self.world.stock_mask(rows) & (rows != row)).sum())
+            if n >= need:
+                chosen.append(c)
+                compatible, n_valid = rows, n
+        if compatible is None:
+            compatible = cat.category_rows(cat.value("category_l3", row))
+            compatible = compatible[self._constraint_mask(chosen[0], compatible)]
+            n_valid = int((self.world.stock_mask(compatible) & (compatible != row)).sum())
+        return chosen, compatible, n_valid, len(candidates)
+
+    def _narrow(self, chosen: list[Constraint], compatible: np.ndarray | None, c: Constraint) -> np.ndarray:
+        """The rows meeting `chosen` + [`c`], ascending, given the rows meeting `chosen`
+        (None: not materialised): from the smaller of that set and `c`'s own lookup."""
+        if compatible is not None:
+            if c.kind in ("brand", "attribute"):
+                column = "brand" if c.kind == "brand" else c.attribute
+                posting = self.catalog.category_postings(str(chosen[0].value), column, str(c.value))
+                if len(posting) < len(compatible):
+                    return compatible_rows(self.catalog, [*chosen, c])
+            return compatible[self._constraint_mask(c, compatible)]
+        return compatible_rows(self.catalog, [*chosen, c])
 
     def _sample_original(self, rng: np.random.Generator, need: int) -> int:
         cat = self.catalog
@@ -289,14 +309,13 @@ class SubstitutionEnv(ShopEnv):
         best = None
         for _ in range(MAX_ORIGINAL_TRIES):
             row = self._sample_original(rng, need)
-            chosen, masks, valid, rows, n_cand = self._choose(rng, row, m, need)
-            n_valid = int(valid.sum())
+            chosen, rows, n_valid, n_cand = self._choose(rng, row, m, need)
             rank = (min(n_valid, need), len(chosen))
             if best is None or rank > best[0]:
-                best = (rank, row, chosen, masks, rows)
+                best = (rank, row, chosen, rows)
             if len(chosen) >= min(m, n_cand) and n_valid >= need:
                 break
-        (n_valid, _), row, constraints, masks, rows = best
+        (n_valid, _), row, constraints, rows = best
         if n_valid < 1:
             raise RuntimeError("catalog has no leaf category with an in-stock alternative to substitute")
         self.world.set_stock(row, 0)
@@ -313,10 +332,10 @@ class SubstitutionEnv(ShopEnv):
         self.goal = SubGoal(
             original_row=row, original_id=cat.product_id(row), leaf=leaf, path=path, phrase=phrase,
             constraints=constraints, k=k, focus=focus, weights=weights, rows=rows,
-            similarity=self._similarity(row, rows, weights), masks=masks,
+            similarity=self._similarity(row, rows, weights),
         )
         self.goal.oos_planned = self.axes.p_oos > 0 and self.rand("oos").random() < self.axes.p_oos
-        hist = self._history(self.rand("history"), row, rows)
+        hist = self._history(self.rand("history"), row, cat.category_rows(leaf))
         self.goal.history = hist
         start = self.world.clock.now()
         self.world.visit_history = list(self.world.visit_history) + [
@@ -339,21 +358,19 @@ class SubstitutionEnv(ShopEnv):
         return sh.say(f"{first} {ask} {need} {focus}", "opening", tuple(said))
 
     # ------------------------------------------------------------------ goal state
-    def _leaf_index(self, row: int) -> int | None:
+    def _goal_index(self, row: int) -> int | None:
+        """The index of `row` in `goal.rows` (the compatible rows), or None."""
         rows = self.goal.rows
         i = int(np.searchsorted(rows, row))
         return i if i < len(rows) and int(rows[i]) == row else None
 
     def compatible_mask(self) -> np.ndarray:
-        """Leaf rows meeting every constraint (stock ignored)."""
-        out = np.ones(len(self.goal.rows), dtype=bool)
-        for c in self.goal.constraints:
-            out &= self.goal.masks[c.name]
-        return out
+        """`goal.rows` meeting every constraint (stock ignored): all of them by construction."""
+        return np.ones(len(self.goal.rows), dtype=bool)
 
     def valid_mask(self) -> np.ndarray:
-        """Leaf rows that are valid substitutes now: compatible, in stock, not the original."""
-        return self.compatible_mask() & self.world.stock_mask(self.goal.rows) & (self.goal.rows != self.goal.original_row)
+        """`goal.rows` that are valid substitutes now: in stock and not the original."""
+        return self.world.stock_mask(self.goal.rows) & (self.goal.rows != self.goal.original_row)
 
     def ideal_rows(self) -> list[int]:
         """Valid rows by similarity desc, row asc."""
@@ -362,17 +379,27 @@ class SubstitutionEnv(ShopEnv):
         order = np.lexsort((goal.rows[idx], -goal.similarity[idx]))
         return [int(goal.rows[i]) for i in idx[order]]
 
+    def _in_leaf(self, row: int) -> bool:
+        code = self._code("category_l3", self.goal.leaf)
+        return code is not None and 0 <= row < len(self.catalog) and int(self.catalog.codes("category_l3")[0][row]) == code
+
     def similarity_of(self, row: int) -> float:
-        i = self._leaf_index(row)
-        return float(self.goal.similarity[i]) if i is not None else 0.0
+        i = self._goal_index(row)
+        if i is not None:
+            return float(self.goal.similarity[i])
+        if not self._in_leaf(row):
+            return 0.0
+        goal = self.goal
+        return float(self._similarity(goal.original_row, np.array([row], dtype=np.int64), goal.weights)[0])
 
     def broken_constraint(self, row: int) -> Constraint | None:
         """The first constraint `row` breaks, or None."""
-        i = self._leaf_index(row)
-        for c in self.goal.constraints:
-            if i is None or not self.goal.masks[c.name][i]:
-                return c
-        return None
+        if self._goal_index(row) is not None:
+            return None
+        if not self._in_leaf(row):
+            return self.goal.constraints[0]
+        one = np.array([row], dtype=np.int64)
+        return next((c for c in self.goal.constraints if not self._constraint_mask(c, one)[0]), None)
 
     def is_valid(self, row: int | None) -> bool:
         if row is None or row == self.goal.original_row:
@@ -434,7 +461,8 @@ class SubstitutionEnv(ShopEnv):
         if relaxed is None:
             return None
         _, new = relaxed
-        goal.masks[new.name] = self._constraint_mask(new, goal.rows)
+        goal.rows = compatible_rows(self.catalog, goal.constraints)
+        goal.similarity = self._similarity(goal.original_row, goal.rows, goal.weights)
         goal.version += 1
         slot = new.slot()
         self.shopper.restate(slot)

@@ -112,3 +112,30 @@ def test_discovery_pool_equals_brute_force_scan(catalog):
                 assert env.goal.target_row in brute or not stock[env.goal.target_row] > 0
                 n_checked += 1
     assert n_checked > 13 * 12
+
+
+def test_substitution_sets_equal_leaf_scan(catalog):
+    """E_SUB keeps only the compatible rows; its validity, first broken constraint,
+    similarity and ideal ranking equal a scan of the whole leaf with full-catalog masks."""
+    env = make_env("E_SUB", catalog)
+    for d in range(0, 13, 2):
+        for seed in range(4):
+            env.reset(seed=seed, options={"difficulty": d})
+            goal = env.goal
+            for switched in (False, True):
+                if switched and env._switch_goal(np.random.default_rng(seed)) is None:
+                    continue
+                leaf = catalog.category_rows(goal.leaf)
+                masks = [c.mask(catalog)[leaf] for c in goal.constraints]
+                sim = env._similarity(goal.original_row, leaf, goal.weights)
+                for i, row in enumerate(leaf[:: max(1, len(leaf) // 60)]):
+                    j = int(np.searchsorted(leaf, row))
+                    first = next((c for c, m in zip(goal.constraints, masks) if not m[j]), None)
+                    assert env.broken_constraint(int(row)) == first
+                    assert env.similarity_of(int(row)) == float(sim[j])
+                valid = np.logical_and.reduce(masks) & env.world.stock_mask(leaf) & (leaf != goal.original_row)
+                idx = np.flatnonzero(valid)
+                want = [int(leaf[i]) for i in idx[np.lexsort((leaf[idx], -sim[idx]))]]
+                assert env.ideal_rows() == want, (d, seed, switched)
+    other = int(np.flatnonzero(catalog.codes("category_l3")[0] != catalog.codes("category_l3")[0][goal.original_row])[0])
+    assert env.broken_constraint(other) == goal.constraints[0] and env.similarity_of(other) == 0.0
