@@ -592,6 +592,23 @@ class Catalog:
         end = int(np.searchsorted(lk.price_cents[sl], int(max_cents), side="right"))
         return np.sort(lk.price_rows[sl.start : sl.start + end]).astype(np.int64)
 
+    def category_in_stock_rows(self, category_l3: str) -> np.ndarray:
+        """Rows of leaf `category_l3` with catalog stock > 0, ascending (int32, read-only,
+        O(1)); an episode's stock overlay is not applied."""
+        code = self._leaf_code(category_l3)
+        lk = self.lookups()
+        return lk.in_stock_rows[:0] if code is None else lk.in_stock_rows[lk.in_stock_slice(code)]
+
+    def category_in_stock_by_price(self, category_l3: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of leaf `category_l3` with catalog stock > 0 ordered by (price in cents, row)
+        (int32) and their cents (int64); read-only, O(1); no stock overlay applied."""
+        code = self._leaf_code(category_l3)
+        lk = self.lookups()
+        if code is None:
+            return lk.in_stock_price_rows[:0], lk.in_stock_price_cents[:0]
+        sl = lk.in_stock_slice(code)
+        return lk.in_stock_price_rows[sl], lk.in_stock_price_cents[sl]
+
     def category_postings(self, category_l3: str, column: str, value: str) -> np.ndarray:
         """Rows of leaf `category_l3` whose `column` (``brand`` or an attribute column)
         equals `value` exactly, ascending int64. O(log + result)."""

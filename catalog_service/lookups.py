@@ -10,6 +10,9 @@ Episodes never scan the catalog. What they look up instead, built once per catal
 - per-leaf price order: every row ordered by (leaf code, price in integer cents, row), with
   the cents alongside, so "rows of this leaf priced at most c cents" is a prefix found by
   binary search;
+- per-leaf in-stock rows (catalog stock > 0), in row order and in price order, with their
+  offsets per leaf, so "the i-th in-stock row of this leaf" or "its i-th cheapest in-stock
+  product" is one index (an episode's stock overlay is applied on top by the caller);
 - postings: for brand and every attribute column, rows ordered by (leaf code, value code,
   row), with the (leaf, value) keys that occur and their offsets, so "rows of this leaf with
   brand b" is a slice.
@@ -19,7 +22,8 @@ Codes are the catalog's dictionary codes (`Catalog.codes`; -1, null, sorts first
 read-only.
 
 Files (Arrow IPC, uncompressed, memory-mapped on load): ``row_lookups.arrow`` holds the
-catalog-length columns (`ROW_COLUMNS` and ``posting_<column>``), ``row_lookup_offsets.arrow``
+catalog-length columns (`ROW_COLUMNS` and ``posting_<column>``), ``row_lookups_in_stock.arrow``
+the in-stock ones (`IN_STOCK_COLUMNS`), ``row_lookup_offsets.arrow``
 the small ones (one row per array: ``name``, ``values`` as list<int64>).
 """
 
@@ -38,9 +42,11 @@ __all__ = ["RowLookups", "POSTING_COLUMNS", "build_lookups", "save_lookups", "lo
 
 POSTING_COLUMNS: tuple[str, ...] = ("brand",) + ATTRIBUTE_COLUMNS
 ROWS_FILE = "row_lookups.arrow"
+IN_STOCK_FILE = "row_lookups_in_stock.arrow"
 OFFSETS_FILE = "row_lookup_offsets.arrow"
-LOOKUP_FILES = (ROWS_FILE, OFFSETS_FILE)
+LOOKUP_FILES = (ROWS_FILE, IN_STOCK_FILE, OFFSETS_FILE)
 ROW_COLUMNS = ("leaf_rows", "price_rows", "price_cents")
+IN_STOCK_COLUMNS = ("in_stock_rows", "in_stock_price_rows", "in_stock_price_cents")
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -78,14 +84,22 @@ class RowLookups:
     leaf_starts: np.ndarray  # int64, n_leaves + 2
     price_rows: np.ndarray  # int32
     price_cents: np.ndarray  # int64
+    in_stock_rows: np.ndarray  # int32, rows with stock > 0 by (leaf, row)
+    in_stock_starts: np.ndarray  # int64, n_leaves + 2
+    in_stock_price_rows: np.ndarray  # int32, rows with stock > 0 by (leaf, cents, row)
+    in_stock_price_cents: np.ndarray  # int64
     postings: dict[str, Posting]
 
     def leaf_slice(self, leaf_code: int) -> slice:
         return slice(int(self.leaf_starts[leaf_code + 1]), int(self.leaf_starts[leaf_code + 2]))
 
+    def in_stock_slice(self, leaf_code: int) -> slice:
+        return slice(int(self.in_stock_starts[leaf_code + 1]), int(self.in_stock_starts[leaf_code + 2]))
+
     @property
     def nbytes(self) -> int:
-        arrays = [self.leaf_rows, self.leaf_starts, self.price_rows, self.price_cents]
+        arrays = [self.leaf_rows, self.leaf_starts, self.price_rows, self.price_cents, self.in_stock_rows,
+                  self.in_stock_starts, self.in_stock_price_rows, self.in_stock_price_cents]
         for p in self.postings.values():
             arrays += [p.rows, p.keys, p.starts]
         return int(sum(a.nbytes for a in arrays))
@@ -112,6 +126,9 @@ def build_lookups(catalog) -> RowLookups:
     span = int(cents.max()) - int(cents.min()) + 1 if n else 1
     price_key = (leaf + 1) * span + (cents - (int(cents.min()) if n else 0))
     price_rows = np.argsort(price_key, kind="stable").astype(np.int32)
+    in_stock = np.asarray(catalog.numeric("stock")) > 0
+    in_stock_counts = np.bincount(leaf + 1, weights=in_stock, minlength=len(leaves) + 1).astype(np.int64)
+    in_stock_price_rows = price_rows[in_stock[price_rows]]
     postings = {}
     for column in POSTING_COLUMNS:
         codes, values = catalog.codes(column)
@@ -125,6 +142,10 @@ def build_lookups(catalog) -> RowLookups:
         leaf_starts=_readonly(leaf_starts),
         price_rows=_readonly(price_rows),
         price_cents=_readonly(cents[price_rows]),
+        in_stock_rows=_readonly(leaf_rows[in_stock[leaf_rows]].astype(np.int32)),
+        in_stock_starts=_readonly(np.concatenate([[0], np.cumsum(in_stock_counts)]).astype(np.int64)),
+        in_stock_price_rows=_readonly(in_stock_price_rows),
+        in_stock_price_cents=_readonly(cents[in_stock_price_rows]),
         postings=postings,
     )
 
@@ -132,17 +153,18 @@ def build_lookups(catalog) -> RowLookups:
 def save_lookups(lookups: RowLookups, directory: str | os.PathLike) -> None:
     """Write the lookup files into `directory` (atomically per file)."""
     directory = Path(directory)
-    columns = {"leaf_rows": lookups.leaf_rows, "price_rows": lookups.price_rows, "price_cents": lookups.price_cents}
+    columns = {name: getattr(lookups, name) for name in ROW_COLUMNS}
     columns |= {f"posting_{c}": p.rows for c, p in lookups.postings.items()}
     rows_table = pa.table({k: pa.array(v) for k, v in columns.items()})
-    small = {"leaf_starts": lookups.leaf_starts}
+    in_stock_table = pa.table({name: pa.array(getattr(lookups, name)) for name in IN_STOCK_COLUMNS})
+    small = {"leaf_starts": lookups.leaf_starts, "in_stock_starts": lookups.in_stock_starts}
     for c, p in lookups.postings.items():
         small |= {f"keys_{c}": p.keys, f"starts_{c}": p.starts, f"n_values_{c}": np.array([p.n_values])}
     offsets_table = pa.table({
         "name": pa.array(list(small), pa.string()),
         "values": pa.array([np.asarray(v, dtype=np.int64) for v in small.values()], pa.list_(pa.int64())),
     })
-    for name, table in ((ROWS_FILE, rows_table), (OFFSETS_FILE, offsets_table)):
+    for name, table in ((ROWS_FILE, rows_table), (IN_STOCK_FILE, in_stock_table), (OFFSETS_FILE, offsets_table)):
         tmp = directory / (name + ".tmp")
         with pa.OSFile(str(tmp), "wb") as sink:
             with pa.ipc.new_file(sink, table.schema) as writer:
@@ -164,6 +186,7 @@ def load_lookups(directory: str | os.PathLike, n_rows: int) -> RowLookups | None
     if not all((directory / f).is_file() for f in LOOKUP_FILES):
         return None
     rows_table = pa.ipc.open_file(pa.memory_map(str(directory / ROWS_FILE), "r")).read_all()
+    in_stock_table = pa.ipc.open_file(pa.memory_map(str(directory / IN_STOCK_FILE), "r")).read_all()
     offsets = pa.ipc.open_file(pa.memory_map(str(directory / OFFSETS_FILE), "r")).read_all()
     if rows_table.num_rows != n_rows:
         return None
@@ -181,5 +204,9 @@ def load_lookups(directory: str | os.PathLike, n_rows: int) -> RowLookups | None
         leaf_starts=small["leaf_starts"],
         price_rows=_column(rows_table, "price_rows"),
         price_cents=_column(rows_table, "price_cents"),
+        in_stock_rows=_column(in_stock_table, "in_stock_rows"),
+        in_stock_starts=small["in_stock_starts"],
+        in_stock_price_rows=_column(in_stock_table, "in_stock_price_rows"),
+        in_stock_price_cents=_column(in_stock_table, "in_stock_price_cents"),
         postings=postings,
     )

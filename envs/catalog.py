@@ -5,8 +5,9 @@
 episode: environments read rows and columns, never copy the table, and keep all
 per-episode changes (stock, variants, cart) in their own overlay (`envs.world`).
 Episode code never scans the whole catalog: per-leaf rows, per-leaf price order and
-per-leaf brand / attribute postings (`category_rows`, `category_rows_by_price`,
-`category_rows_below`, `category_postings`) are precomputed once per catalog.
+per-leaf brand / attribute postings and per-leaf in-stock rows (`category_rows`,
+`category_rows_by_price`, `category_rows_below`, `category_postings`,
+`category_in_stock_rows`, `category_in_stock_by_price`) are precomputed once per catalog.
 
 Product table columns (pyarrow), see `PRODUCT_COLUMNS`:
 
@@ -122,6 +123,14 @@ class CatalogLike(Protocol):
     def category_rows_below(self, category_l3: str, max_cents: int) -> np.ndarray:
         """Rows of leaf `category_l3` with ``round(price * 100) <= max_cents``, ascending
         int64; O(log leaf + result)."""
+
+    def category_in_stock_rows(self, category_l3: str) -> np.ndarray:
+        """Rows of leaf `category_l3` with catalog stock > 0, ascending; read-only, O(1)
+        (callers apply their episode's stock overlay)."""
+
+    def category_in_stock_by_price(self, category_l3: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of leaf `category_l3` with catalog stock > 0 ordered by (price in cents,
+        row), and their cents; read-only, O(1) (no stock overlay applied)."""
 
     def category_postings(self, category_l3: str, column: str, value: str) -> np.ndarray:
         """Rows of leaf `category_l3` whose categorical `column` (``brand`` or an attribute

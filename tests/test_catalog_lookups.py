@@ -46,6 +46,15 @@ def test_lookups_equal_brute_force(catalog):
             want = np.flatnonzero((catalog.codes("category_l3")[0] == catalog.codes("category_l3")[0][row])
                                   & (codes == code))
             assert np.array_equal(catalog.category_postings(leaf, column, values[code]), want)
+    stock = np.asarray(catalog.numeric("stock"))
+    for leaf in leaves[:40]:
+        rows = _brute_rows(catalog, leaf)
+        live = rows[stock[rows] > 0]
+        assert np.array_equal(np.asarray(catalog.category_in_stock_rows(leaf), dtype=np.int64), live)
+        by_price, live_cents = catalog.category_in_stock_by_price(leaf)
+        order = np.lexsort((live, cents[live]))
+        assert np.array_equal(np.asarray(by_price, dtype=np.int64), live[order])
+        assert np.array_equal(live_cents, cents[live][order])
     assert len(catalog.category_rows("no such leaf")) == 0
     assert len(catalog.category_postings("no such leaf", "brand", "x")) == 0
     assert len(catalog.category_postings(leaves[0], "color", "no such color")) == 0
@@ -139,3 +148,29 @@ def test_substitution_sets_equal_leaf_scan(catalog):
                 assert env.ideal_rows() == want, (d, seed, switched)
     other = int(np.flatnonzero(catalog.codes("category_l3")[0] != catalog.codes("category_l3")[0][goal.original_row])[0])
     assert env.broken_constraint(other) == goal.constraints[0] and env.similarity_of(other) == 0.0
+
+
+def test_bundle_lookups_equal_leaf_scan(catalog):
+    """E_BUNDLE's size-independent answers (feasible prices, cheapest option, live leaves)
+    equal the leaf scans, with and without stock overrides and pending stock-outs."""
+    env = make_env("E_BUNDLE", catalog)
+    rng = np.random.default_rng(2)
+    for d in (0, 6, 12):
+        for seed in range(3):
+            env.reset(seed=seed, options={"difficulty": d})
+            reqs = env.goal.requirements
+            for touched in (False, True):
+                if touched:  # sell out / restock some rows of the required leaves, schedule others
+                    for req in reqs:
+                        for r in rng.choice(req.rows, size=min(6, len(req.rows)), replace=False):
+                            env.world.set_stock(int(r), int(rng.integers(0, 2)))
+                        env.world.scheduled_stockouts.append((9, int(req.rows[0])))
+                for req in reqs:
+                    feasible = env.feasible_mask(req, True)
+                    want = np.sort(env._cents(req.rows[feasible]))
+                    assert np.array_equal(env._feasible_cents(req), want)
+                    assert env.cheapest_cents(req) == (int(want[0]) if len(want) else None)
+                    drop = int(req.rows[feasible][0]) if feasible.any() else None
+                    rest = env._cents(req.rows[env.feasible_mask(req, True, drop=drop)])
+                    assert env.cheapest_cents(req, drop) == (int(rest.min()) if len(rest) else None)
+                    assert env._has_live(req.leaf) == bool(env.world.stock_mask(req.rows, True).any())
