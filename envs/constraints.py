@@ -144,27 +144,31 @@ def compatible_rows(catalog: CatalogLike, constraints: Sequence[Constraint]) -> 
     """``np.flatnonzero(mask(catalog, constraints))`` as int64, without a catalog scan when
     a category constraint is present: O(size of the smallest candidate list + log). The
     candidates are the leaf's rows, its rows priced within a price cap and its postings
-    for each brand / attribute constraint; the smallest is filtered by every constraint."""
+    for each brand / attribute constraint; the smallest is filtered by the constraints it
+    does not already guarantee. (Leaf lists hold the rows whose leaf is that category, so
+    the category constraint holds for every candidate: category values are unique in a
+    catalog's dictionary.)"""
     leaf = next((c for c in constraints if c.kind == "category"), None)
     if leaf is None:
         return np.flatnonzero(mask(catalog, constraints)).astype(np.int64)
     name = str(leaf.value)
-    best = catalog.category_rows(name)
+    best, source = catalog.category_rows(name), leaf
     for c in constraints:
         if c.kind in ("brand", "attribute") and len(best):
             column = "brand" if c.kind == "brand" else c.attribute
             rows = catalog.category_postings(name, column, str(c.value))
             if len(rows) < len(best):
-                best = rows
+                best, source = rows, c
         elif c.kind == "price_max" and len(best):
             _, cents = catalog.category_rows_by_price(name)
             if int(np.searchsorted(cents, _cents(float(c.value)), side="right")) < len(best):
-                best = catalog.category_rows_below(name, _cents(float(c.value)))
+                best, source = catalog.category_rows_below(name, _cents(float(c.value))), c
     rows = np.asarray(best, dtype=np.int64)
     for c in constraints:
         if not len(rows):
             break
-        rows = rows[c.mask_rows(catalog, rows)]
+        if c is not source and c.kind != "category":
+            rows = rows[c.mask_rows(catalog, rows)]
     return rows
 
 

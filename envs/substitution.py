@@ -372,12 +372,23 @@ class SubstitutionEnv(ShopEnv):
         """`goal.rows` that are valid substitutes now: in stock and not the original."""
         return self.world.stock_mask(self.goal.rows) & (self.goal.rows != self.goal.original_row)
 
-    def ideal_rows(self) -> list[int]:
-        """Valid rows by similarity desc, row asc."""
+    def ideal_rows(self, limit: int | None = None) -> list[int]:
+        """Valid rows by similarity desc, row asc (the first `limit` of them)."""
+        return self._ideal(limit)[0]
+
+    def _ideal(self, limit: int | None = None) -> tuple[list[int], int]:
+        """(the first `limit` rows of the ideal ranking, the number of valid rows); only
+        rows tying with the limit-th best similarity or above are sorted."""
         goal = self.goal
         idx = np.flatnonzero(self.valid_mask())
-        order = np.lexsort((goal.rows[idx], -goal.similarity[idx]))
-        return [int(goal.rows[i]) for i in idx[order]]
+        n_valid = len(idx)
+        sim = goal.similarity[idx]
+        if limit is not None and n_valid > 4 * limit:
+            cut = np.partition(sim, n_valid - limit)[n_valid - limit]  # the limit-th largest
+            keep = sim >= cut
+            idx, sim = idx[keep], sim[keep]
+        order = np.lexsort((goal.rows[idx], -sim))[:limit]
+        return [int(goal.rows[i]) for i in idx[order]], n_valid
 
     def _in_leaf(self, row: int) -> bool:
         code = self._code("category_l3", self.goal.leaf)
@@ -471,8 +482,8 @@ class SubstitutionEnv(ShopEnv):
     # ------------------------------------------------------------------ verifier
     def _score(self, answer: Answer | None) -> TaskScore:
         goal = self.goal
-        ideal = self.ideal_rows()
-        details: dict = {"k": goal.k, "n_ideal": len(ideal), "original_id": goal.original_id}
+        ideal, n_ideal = self._ideal(goal.k)
+        details: dict = {"k": goal.k, "n_ideal": n_ideal, "original_id": goal.original_id}
         ids = list(dict.fromkeys(answer.recommended_product_ids or [])) if answer is not None else []
         if not ids:
             return TaskScore(-1.0, False, details | {"ndcg": 0.0, "share_valid": 0.0, "n_recommended": 0})
@@ -491,7 +502,7 @@ class SubstitutionEnv(ShopEnv):
         r_task = clip(2 * (W_NDCG * ndcg + W_SHARE * share) - 1
                       - PENALTY_ORIGINAL * original - PENALTY_INVALID * n_invalid_other / len(ids))
         top_searched = ids[0] in self.searched_ids
-        correct = (valid[0] and top_searched and all(valid) and len(ids) >= min(goal.k, len(ideal)))
+        correct = (valid[0] and top_searched and all(valid) and len(ids) >= min(goal.k, n_ideal))
         details |= {
             "ndcg": ndcg,
             "share_valid": share,

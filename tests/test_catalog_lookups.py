@@ -146,6 +146,8 @@ def test_substitution_sets_equal_leaf_scan(catalog):
                 idx = np.flatnonzero(valid)
                 want = [int(leaf[i]) for i in idx[np.lexsort((leaf[idx], -sim[idx]))]]
                 assert env.ideal_rows() == want, (d, seed, switched)
+                for k in (1, 3, 10):
+                    assert env._ideal(k) == (want[:k], len(want))
     other = int(np.flatnonzero(catalog.codes("category_l3")[0] != catalog.codes("category_l3")[0][goal.original_row])[0])
     assert env.broken_constraint(other) == goal.constraints[0] and env.similarity_of(other) == 0.0
 
