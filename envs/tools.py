@@ -10,6 +10,7 @@ that runs but refuses (unknown id, out of stock, window expired) returns
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -453,5 +454,12 @@ def validate_call(name: str, args: dict, allowed: tuple[str, ...]) -> Args:
         raise InvalidAction(describe_validation_error(exc, prefix=f"{name}.args.")) from None
 
 
+@functools.lru_cache(maxsize=None)
+def _schemas(allowed: tuple[str, ...]) -> tuple[dict, ...]:
+    return tuple(TOOLS[name].openai_schema() for name in allowed)
+
+
 def tool_schemas(allowed: tuple[str, ...]) -> list[dict]:
-    return [TOOLS[name].openai_schema() for name in allowed]
+    """The OpenAI-style schemas of `allowed`, generated once per tool set (a journey builds
+    sub-environments at every reset); treat them as read-only."""
+    return list(_schemas(tuple(allowed)))
