@@ -53,6 +53,8 @@ like `ask_user`. In a journey the shopper may raise its budget (`_switch_goal`).
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,36 +209,48 @@ class DiscoveryEnv(ShopEnv):
 
     # ------------------------------------------------------------------ preferences & pool
     def utility(self, rows) -> np.ndarray:
-        """The shopper's hidden utility of each row of `rows` (float64, in [0, 1])."""
+        """The shopper's hidden utility of each row of `rows` (float64, in [0, 1]), with
+        the episode-independent features from `static_features`:
+        round(w_price f_price + w_rating f_rating + w_shipping f_ship + w_brand f_brand
+        + w_popularity f_pop + w_similarity f_sim, 12), summed in that order. Computed in
+        place over a few gathered columns (the scoring pool can hold thousands of rows);
+        a row's value does not depend on the other rows of `rows`."""
         cat, goal = self.catalog, self.goal
         rows = np.asarray(rows, dtype=np.int64)
         w = goal.weights
-        price = cat.numeric("price")[rows].astype(np.float64)
-        f_price = np.exp(-price / goal.price_ref)
-        rating = cat.numeric("rating")[rows].astype(np.float64)
-        f_rating = np.clip((rating - 1.0) / 4.0, 0.0, 1.0)
-        ship = cat.numeric("ship_days")[rows].astype(np.float64)
-        f_ship = np.clip(1.0 - (ship - 1.0) / (MAX_SHIP_DAYS - 1), 0.0, 1.0)
-        brand_codes = cat.codes("brand")[0]
-        f_brand = (np.asarray(brand_codes[rows]) == brand_codes[goal.target_row]).astype(np.float64)
-        count = cat.numeric("rating_count")[rows].astype(np.float64)
-        f_pop = np.clip(np.log1p(count) / math.log1p(POPULARITY_SCALE), 0.0, 1.0)
-        f_sim = self._attribute_similarity(rows)
-        u = (w["price"] * f_price + w["rating"] * f_rating + w["shipping"] * f_ship
-             + w["brand"] * f_brand + w["popularity"] * f_pop + w["similarity"] * f_sim)
-        return np.round(u, 12)
+        u = cat.numeric("price").take(rows).astype(np.float64)  # f_price = exp(-price / ref)
+        np.negative(u, out=u)
+        u /= goal.price_ref
+        np.exp(u, out=u)
+        u *= w["price"]
+        f_rating, f_ship, f_pop = static_features(cat)
+        f = f_rating.take(rows)
+        f *= w["rating"]
+        u += f
+        f = f_ship.take(rows)
+        f *= w["shipping"]
+        u += f
+        brand_codes = cat.codes("brand")[0]  # f_brand = same brand as the target (0 / 1)
+        u += np.where(brand_codes.take(rows) == brand_codes[goal.target_row], 1.0 * w["brand"], 0.0 * w["brand"])
+        f = f_pop.take(rows)
+        f *= w["popularity"]
+        u += f
+        f = self._attribute_similarity(rows)
+        f *= w["similarity"]
+        u += f
+        return np.round(u, 12, out=u)
 
     def _attribute_similarity(self, rows: np.ndarray) -> np.ndarray:
         cat, target = self.catalog, self.goal.target_row
-        total = np.zeros(len(rows), dtype=np.float64)
+        matches = np.zeros(len(rows), dtype=np.int64)
         n = 0
         for attr in ATTRIBUTE_COLUMNS:
             codes = cat.codes(attr)[0]
             code = int(codes[target])
             if code >= 0:
-                total += np.asarray(codes[rows]) == code
+                matches += codes.take(rows) == code
                 n += 1
-        return total / n if n else np.ones(len(rows), dtype=np.float64)
+        return matches / n if n else np.ones(len(rows), dtype=np.float64)
 
     def utility_of(self, row: int) -> float:
         return float(self.utility(np.array([row]))[0])
@@ -395,6 +409,37 @@ class DiscoveryEnv(ShopEnv):
         }
         correct = top_satisfies and top_in_stock and top_searched
         return TaskScore(float(r_task), bool(correct), details)
+
+
+_STATIC: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_STATIC_LOCK = threading.Lock()
+
+
+def static_features(catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(f_rating, f_ship, f_pop) for every catalog row, the utility features that do not
+    depend on the episode: clip((rating - 1) / 4, 0, 1), clip(1 - (ship_days - 1) /
+    (MAX_SHIP_DAYS - 1), 0, 1) and clip(log1p(rating_count) / log1p(POPULARITY_SCALE), 0, 1),
+    float64. Computed once per catalog and process (O(catalog), then read-only)."""
+    try:
+        cached = _STATIC.get(catalog)
+    except TypeError:  # a catalog that cannot be weakly referenced: not cached
+        cached = None
+    if cached is not None:
+        return cached
+    rating = np.asarray(catalog.numeric("rating"), dtype=np.float64)
+    ship = np.asarray(catalog.numeric("ship_days"), dtype=np.float64)
+    count = np.asarray(catalog.numeric("rating_count"), dtype=np.float64)
+    out = (np.clip((rating - 1.0) / 4.0, 0.0, 1.0),
+           np.clip(1.0 - (ship - 1.0) / (MAX_SHIP_DAYS - 1), 0.0, 1.0),
+           np.clip(np.log1p(count) / math.log1p(POPULARITY_SCALE), 0.0, 1.0))
+    for a in out:
+        a.flags.writeable = False
+    try:
+        with _STATIC_LOCK:
+            _STATIC.setdefault(catalog, out)
+    except TypeError:
+        pass
+    return out
 
 
 def _count_kind(constraints: list[Constraint], stated: set[str], kind: str) -> int:

@@ -14,6 +14,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .actions import InvalidAction, describe_validation_error
@@ -202,9 +203,10 @@ def catalog_search(ctx: ToolContext, args: CatalogSearchArgs) -> dict:
     filters = args.filters
     want_in_stock = bool(filters and filters.in_stock)
     hits = ctx.world.catalog.search(args.query, filters, top_k=min(1000, 2 * depth))
-    rows = [int(r) for r in hits.rows]
+    rows = np.asarray(hits.rows, dtype=np.int64)
     if want_in_stock:  # the overlay may have sold out what the catalog still lists
-        rows = [r for r in rows if ctx.world.in_stock(r)]
+        rows = rows[ctx.world.stock_mask_any_order(rows)]
+    rows = rows.tolist()
     main, pool = rows[:depth], rows[depth:]
     if ctx.axes.eps_rank > 0 and main:
         rng = ctx.rand("search")
