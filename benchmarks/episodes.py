@@ -233,11 +233,12 @@ def get_catalog(n: int, seed: int, cache: Path | None) -> tuple[Catalog, dict]:
                      "index_build_s": round(t_index, 3)}
 
 
-def run_size(n: int, episodes: int, max_seconds: float, seed: int, heuristic: bool, cache: Path | None) -> dict:
+def run_size(n: int, episodes: int, max_seconds: float, seed: int, heuristic: bool, cache: Path | None,
+             env_ids: list[str]) -> dict:
     catalog, setup = get_catalog(n, seed, cache)
     searcher = TimedSearcher(catalog.searcher)
     catalog.set_searcher(searcher)
-    envs = {env_id: make_env(env_id, catalog) for env_id in ENV_IDS}
+    envs = {env_id: make_env(env_id, catalog) for env_id in env_ids}
     t0 = time.perf_counter()
     for env in envs.values():  # warm-up: lazily built per-catalog structures, imports
         run_env(env, searcher, 3, max_seconds)
@@ -264,6 +265,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--heuristic", action="store_true", help="also time the heuristic policy")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--envs", default=",".join(ENV_IDS), help="comma-separated env ids (default: all)")
     ap.add_argument("--catalog-cache", type=Path, default=None,
                     help="directory to keep generated catalogs (with lookups and index) in and memory-map them from")
     args = ap.parse_args()
@@ -273,9 +275,14 @@ def main() -> None:
         ap.error(f"--sizes: expected comma-separated integers, got {args.sizes!r}")
     if any(s < 1000 for s in sizes):
         ap.error("--sizes: every size must be at least 1000 products")
+    env_ids = args.envs.split(",")
+    unknown = [e for e in env_ids if e not in ENV_IDS]
+    if unknown:
+        ap.error(f"--envs: unknown env id(s) {', '.join(unknown)}; known: {', '.join(ENV_IDS)}")
     results = []
     for n in sizes:
-        results.append(run_size(n, args.episodes, args.max_seconds, args.seed, args.heuristic, args.catalog_cache))
+        results.append(run_size(n, args.episodes, args.max_seconds, args.seed, args.heuristic, args.catalog_cache,
+                                env_ids))
         r = results[-1]
         setup = ", ".join(f"{k} {v}" for k, v in r.items() if k.endswith(("_s", "_mb")))
         print(f"{n:>9,} products ({setup}); two-step policy, BM25 search time excluded; "
@@ -289,7 +296,7 @@ def main() -> None:
         gc.collect()
     small, large = results[0], results[-1]
     summary = {}
-    for env_id in ENV_IDS:
+    for env_id in env_ids:
         s, g = small["envs"][env_id], large["envs"][env_id]
         ratio = s["episodes_per_cpu_s"] / g["episodes_per_cpu_s"]
         summary[env_id] = {

@@ -24,7 +24,7 @@ an original whose leaf cannot give `min(m, candidates)` constraints that way is 
 (at most `MAX_ORIGINAL_TRIES`, deterministic), else the best try is kept.
 
 Similarity (deterministic, `similarity_of()`), per product of the leaf, in [0, 1] (computed
-at reset for the compatible rows, `goal.rows`, and per row for any other):
+for the compatible rows, `goal.rows`, when they are first listed, and per row otherwise):
 w_attr * share of the original's attributes it matches + w_brand * same brand +
 w_price * exp(-3 |ln(price / original price)|) + w_rating * (rating - 1) / 4. The hidden
 weights come from `rand("prefs")` (Dirichlet(2, 2, 2, 2)) plus 1 on the aspect the shopper
@@ -68,7 +68,15 @@ import numpy as np
 from .actions import Answer
 from .base import ShopEnv
 from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
-from .constraints import Constraint, budget_switch_text, code_of, compatible_rows, nice_price_cap, relax_price_cap
+from .constraints import (
+    Constraint,
+    budget_switch_text,
+    code_of,
+    compatible_rows,
+    count_compatible,
+    nice_price_cap,
+    relax_price_cap,
+)
 from .reward import TaskScore, clip
 from .shopper import Utterance, fill, join_phrases, singular
 
@@ -139,8 +147,8 @@ class SubGoal:
     k: int
     focus: str
     weights: dict[str, float]
-    rows: np.ndarray  # the rows meeting every constraint (stock ignored), ascending
-    similarity: np.ndarray  # per row of `rows`, in [0, 1]
+    rows: np.ndarray | None  # the rows meeting every constraint (stock ignored), ascending; see `_compatible`
+    similarity: np.ndarray | None  # per row of `rows`, in [0, 1]
     history: list[str] = field(default_factory=list)
     oos_planned: bool = False
     oos_row: int | None = None  # the row scheduled to sell out mid-episode
@@ -206,13 +214,16 @@ class SubstitutionEnv(ShopEnv):
         return out
 
     def _choose(self, rng: np.random.Generator, row: int, m: int, need: int):
-        """Greedy constraints for original `row`: (constraints, the rows meeting them
-        ascending, how many of those are valid alternatives, number of candidate
-        constraints). Only the rows a candidate set allows are touched."""
-        cat = self.catalog
+        """Greedy constraints for original `row`: (constraints, min(need, number of valid
+        alternatives they leave), number of candidate constraints). Counting stops at
+        `need` (`constraints.count_compatible`), so no constraint set is listed in full."""
         candidates = self._candidates(rng, row)
+        world = self.world
+
+        def keep(rows: np.ndarray) -> np.ndarray:
+            return world.stock_mask_any_order(rows) & (rows != row)
+
         chosen: list[Constraint] = []
-        compatible: np.ndarray | None = None  # None: the whole leaf (not materialised)
         n_valid: int | None = None
         for j, c in enumerate(candidates):
             if len(chosen) >= m:
@@ -220,28 +231,13 @@ class SubstitutionEnv(ShopEnv):
             if j == 0:  # the leaf category always holds
                 chosen.append(c)
                 continue
-            rows = self._narrow(chosen, compatible, c)
-            n = int((self.world.stock_mask(rows) & (rows != row)).sum())
+            n = count_compatible(self.catalog, [*chosen, c], need, keep)
             if n >= need:
                 chosen.append(c)
-                compatible, n_valid = rows, n
-        if compatible is None:
-            compatible = cat.category_rows(cat.value("category_l3", row))
-            compatible = compatible[self._constraint_mask(chosen[0], compatible)]
-            n_valid = int((self.world.stock_mask(compatible) & (compatible != row)).sum())
-        return chosen, compatible, n_valid, len(candidates)
-
-    def _narrow(self, chosen: list[Constraint], compatible: np.ndarray | None, c: Constraint) -> np.ndarray:
-        """The rows meeting `chosen` + [`c`], ascending, given the rows meeting `chosen`
-        (None: not materialised): from the smaller of that set and `c`'s own lookup."""
-        if compatible is not None:
-            if c.kind in ("brand", "attribute"):
-                column = "brand" if c.kind == "brand" else c.attribute
-                posting = self.catalog.category_postings(str(chosen[0].value), column, str(c.value))
-                if len(posting) < len(compatible):
-                    return compatible_rows(self.catalog, [*chosen, c])
-            return compatible[self._constraint_mask(c, compatible)]
-        return compatible_rows(self.catalog, [*chosen, c])
+                n_valid = n
+        if n_valid is None:
+            n_valid = count_compatible(self.catalog, chosen, need, keep)
+        return chosen, n_valid, len(candidates)
 
     def _sample_original(self, rng: np.random.Generator, need: int) -> int:
         cat = self.catalog
@@ -309,13 +305,13 @@ class SubstitutionEnv(ShopEnv):
         best = None
         for _ in range(MAX_ORIGINAL_TRIES):
             row = self._sample_original(rng, need)
-            chosen, rows, n_valid, n_cand = self._choose(rng, row, m, need)
+            chosen, n_valid, n_cand = self._choose(rng, row, m, need)
             rank = (min(n_valid, need), len(chosen))
             if best is None or rank > best[0]:
-                best = (rank, row, chosen, rows)
+                best = (rank, row, chosen)
             if len(chosen) >= min(m, n_cand) and n_valid >= need:
                 break
-        (n_valid, _), row, constraints, rows = best
+        (n_valid, _), row, constraints = best
         if n_valid < 1:
             raise RuntimeError("catalog has no leaf category with an in-stock alternative to substitute")
         self.world.set_stock(row, 0)
@@ -331,8 +327,7 @@ class SubstitutionEnv(ShopEnv):
         phrase = f"the {cat.value('brand', row)} {singular(leaf)}"
         self.goal = SubGoal(
             original_row=row, original_id=cat.product_id(row), leaf=leaf, path=path, phrase=phrase,
-            constraints=constraints, k=k, focus=focus, weights=weights, rows=rows,
-            similarity=self._similarity(row, rows, weights),
+            constraints=constraints, k=k, focus=focus, weights=weights, rows=None, similarity=None,
         )
         self.goal.oos_planned = self.axes.p_oos > 0 and self.rand("oos").random() < self.axes.p_oos
         hist = self._history(self.rand("history"), row, cat.category_rows(leaf))
@@ -358,19 +353,32 @@ class SubstitutionEnv(ShopEnv):
         return sh.say(f"{first} {ask} {need} {focus}", "opening", tuple(said))
 
     # ------------------------------------------------------------------ goal state
+    def _compatible(self) -> tuple[np.ndarray, np.ndarray]:
+        """(`goal.rows`, `goal.similarity`): the rows meeting every constraint, ascending,
+        and their similarity; listed on first use after reset or a change of constraints
+        (scoring), from the catalog's lookups."""
+        goal = self.goal
+        if goal.rows is None:
+            goal.rows = compatible_rows(self.catalog, goal.constraints)
+            goal.similarity = self._similarity(goal.original_row, goal.rows, goal.weights)
+        return goal.rows, goal.similarity
+
     def _goal_index(self, row: int) -> int | None:
-        """The index of `row` in `goal.rows` (the compatible rows), or None."""
+        """The index of `row` in `goal.rows` when those are listed already, else None."""
         rows = self.goal.rows
+        if rows is None:
+            return None
         i = int(np.searchsorted(rows, row))
         return i if i < len(rows) and int(rows[i]) == row else None
 
     def compatible_mask(self) -> np.ndarray:
         """`goal.rows` meeting every constraint (stock ignored): all of them by construction."""
-        return np.ones(len(self.goal.rows), dtype=bool)
+        return np.ones(len(self._compatible()[0]), dtype=bool)
 
     def valid_mask(self) -> np.ndarray:
         """`goal.rows` that are valid substitutes now: in stock and not the original."""
-        return self.world.stock_mask(self.goal.rows) & (self.goal.rows != self.goal.original_row)
+        rows = self._compatible()[0]
+        return self.world.stock_mask(rows) & (rows != self.goal.original_row)
 
     def ideal_rows(self, limit: int | None = None) -> list[int]:
         """Valid rows by similarity desc, row asc (the first `limit` of them)."""
@@ -379,16 +387,16 @@ class SubstitutionEnv(ShopEnv):
     def _ideal(self, limit: int | None = None) -> tuple[list[int], int]:
         """(the first `limit` rows of the ideal ranking, the number of valid rows); only
         rows tying with the limit-th best similarity or above are sorted."""
-        goal = self.goal
+        rows, similarity = self._compatible()
         idx = np.flatnonzero(self.valid_mask())
         n_valid = len(idx)
-        sim = goal.similarity[idx]
+        sim = similarity[idx]
         if limit is not None and n_valid > 4 * limit:
             cut = np.partition(sim, n_valid - limit)[n_valid - limit]  # the limit-th largest
             keep = sim >= cut
             idx, sim = idx[keep], sim[keep]
-        order = np.lexsort((goal.rows[idx], -sim))[:limit]
-        return [int(goal.rows[i]) for i in idx[order]], n_valid
+        order = np.lexsort((rows[idx], -sim))[:limit]
+        return [int(rows[i]) for i in idx[order]], n_valid
 
     def _in_leaf(self, row: int) -> bool:
         code = self._code("category_l3", self.goal.leaf)
@@ -472,8 +480,7 @@ class SubstitutionEnv(ShopEnv):
         if relaxed is None:
             return None
         _, new = relaxed
-        goal.rows = compatible_rows(self.catalog, goal.constraints)
-        goal.similarity = self._similarity(goal.original_row, goal.rows, goal.weights)
+        goal.rows = goal.similarity = None  # listed again on next use
         goal.version += 1
         slot = new.slot()
         self.shopper.restate(slot)

@@ -148,6 +148,9 @@ def test_substitution_sets_equal_leaf_scan(catalog):
                 assert env.ideal_rows() == want, (d, seed, switched)
                 for k in (1, 3, 10):
                     assert env._ideal(k) == (want[:k], len(want))
+                for row in want[:5]:  # now from the listed rows
+                    j = int(np.searchsorted(leaf, row))
+                    assert env.similarity_of(row) == float(sim[j]) and env.broken_constraint(row) is None
     other = int(np.flatnonzero(catalog.codes("category_l3")[0] != catalog.codes("category_l3")[0][goal.original_row])[0])
     assert env.broken_constraint(other) == goal.constraints[0] and env.similarity_of(other) == 0.0
 
