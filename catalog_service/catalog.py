@@ -544,6 +544,13 @@ class Catalog:
                     self._lookups = build_lookups(self)
         return self._lookups
 
+    def attach_lookups(self, lookups: RowLookups) -> None:
+        """Use `lookups` (built for this table, e.g. shared through Ray's object store)
+        instead of building them; ValueError when they are for another number of rows."""
+        if lookups.n_rows != self._n:
+            raise ValueError(f"row lookups are for {lookups.n_rows} rows, this catalog has {self._n}")
+        self._lookups = lookups
+
     def _leaf_code(self, category_l3: str) -> int | None:
         if self._category_index is None:
             with self._lock:
