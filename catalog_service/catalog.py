@@ -616,6 +616,18 @@ class Catalog:
         sl = lk.in_stock_slice(code)
         return lk.in_stock_price_rows[sl], lk.in_stock_price_cents[sl]
 
+    def category_column(self, category_l3: str, name: str) -> np.ndarray:
+        """The values of column `name` (``price``, ``rating``, ``ship_days``,
+        ``rating_count``, or the codes of ``brand`` / an attribute) for
+        `category_rows(category_l3)`, in the same order: a read-only slice of one compact
+        per-leaf block, O(1)."""
+        lk = self.lookups()
+        if name not in lk.leaf_columns:
+            raise KeyError(f"{name!r} has no per-leaf column; per-leaf columns: {', '.join(lk.leaf_columns)}")
+        code = self._leaf_code(category_l3)
+        column = lk.leaf_columns[name]
+        return column[:0] if code is None else column[lk.leaf_slice(code)]
+
     def category_postings(self, category_l3: str, column: str, value: str) -> np.ndarray:
         """Rows of leaf `category_l3` whose `column` (``brand`` or an attribute column)
         equals `value` exactly, ascending int64. O(log + result)."""

@@ -13,6 +13,9 @@ Episodes never scan the catalog. What they look up instead, built once per catal
 - per-leaf in-stock rows (catalog stock > 0), in row order and in price order, with their
   offsets per leaf, so "the i-th in-stock row of this leaf" or "its i-th cheapest in-stock
   product" is one index (an episode's stock overlay is applied on top by the caller);
+- per-leaf columns: the numeric columns and the brand / attribute codes in per-leaf row
+  order, so the values of a set of rows of one leaf are read from that leaf's compact block
+  (cache-friendly) instead of from all over the catalog;
 - postings: for brand and every attribute column, rows ordered by (leaf code, value code,
   row), with the (leaf, value) keys that occur and their offsets, so "rows of this leaf with
   brand b" is a slice.
@@ -23,7 +26,8 @@ read-only.
 
 Files (Arrow IPC, uncompressed, memory-mapped on load): ``row_lookups.arrow`` holds the
 catalog-length columns (`ROW_COLUMNS` and ``posting_<column>``), ``row_lookups_in_stock.arrow``
-the in-stock ones (`IN_STOCK_COLUMNS`), ``row_lookup_offsets.arrow``
+the in-stock ones (`IN_STOCK_COLUMNS`), ``row_lookups_leaf_columns.arrow`` the per-leaf
+columns (`LEAF_COLUMNS`), ``row_lookup_offsets.arrow``
 the small ones (one row per array: ``name``, ``values`` as list<int64>).
 """
 
@@ -43,8 +47,11 @@ __all__ = ["RowLookups", "POSTING_COLUMNS", "build_lookups", "save_lookups", "lo
 POSTING_COLUMNS: tuple[str, ...] = ("brand",) + ATTRIBUTE_COLUMNS
 ROWS_FILE = "row_lookups.arrow"
 IN_STOCK_FILE = "row_lookups_in_stock.arrow"
+LEAF_COLUMNS_FILE = "row_lookups_leaf_columns.arrow"
 OFFSETS_FILE = "row_lookup_offsets.arrow"
-LOOKUP_FILES = (ROWS_FILE, IN_STOCK_FILE, OFFSETS_FILE)
+LOOKUP_FILES = (ROWS_FILE, IN_STOCK_FILE, LEAF_COLUMNS_FILE, OFFSETS_FILE)
+LEAF_NUMERIC = ("price", "rating", "ship_days", "rating_count")
+LEAF_COLUMNS = LEAF_NUMERIC + POSTING_COLUMNS  # codes for the categorical ones
 ROW_COLUMNS = ("leaf_rows", "price_rows", "price_cents")
 IN_STOCK_COLUMNS = ("in_stock_rows", "in_stock_price_rows", "in_stock_price_cents")
 
@@ -89,6 +96,7 @@ class RowLookups:
     in_stock_price_rows: np.ndarray  # int32, rows with stock > 0 by (leaf, cents, row)
     in_stock_price_cents: np.ndarray  # int64
     postings: dict[str, Posting]
+    leaf_columns: dict[str, np.ndarray]  # `LEAF_COLUMNS` in `leaf_rows` order
 
     def leaf_slice(self, leaf_code: int) -> slice:
         return slice(int(self.leaf_starts[leaf_code + 1]), int(self.leaf_starts[leaf_code + 2]))
@@ -102,6 +110,7 @@ class RowLookups:
                   self.in_stock_starts, self.in_stock_price_rows, self.in_stock_price_cents]
         for p in self.postings.values():
             arrays += [p.rows, p.keys, p.starts]
+        arrays += list(self.leaf_columns.values())
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -147,6 +156,10 @@ def build_lookups(catalog) -> RowLookups:
         in_stock_price_rows=_readonly(in_stock_price_rows),
         in_stock_price_cents=_readonly(cents[in_stock_price_rows]),
         postings=postings,
+        leaf_columns={
+            name: _readonly(np.asarray(catalog.numeric(name) if name in LEAF_NUMERIC else catalog.codes(name)[0])[leaf_rows])
+            for name in LEAF_COLUMNS
+        },
     )
 
 
@@ -157,6 +170,7 @@ def save_lookups(lookups: RowLookups, directory: str | os.PathLike) -> None:
     columns |= {f"posting_{c}": p.rows for c, p in lookups.postings.items()}
     rows_table = pa.table({k: pa.array(v) for k, v in columns.items()})
     in_stock_table = pa.table({name: pa.array(getattr(lookups, name)) for name in IN_STOCK_COLUMNS})
+    leaf_table = pa.table({name: pa.array(a) for name, a in lookups.leaf_columns.items()})
     small = {"leaf_starts": lookups.leaf_starts, "in_stock_starts": lookups.in_stock_starts}
     for c, p in lookups.postings.items():
         small |= {f"keys_{c}": p.keys, f"starts_{c}": p.starts, f"n_values_{c}": np.array([p.n_values])}
@@ -164,7 +178,8 @@ def save_lookups(lookups: RowLookups, directory: str | os.PathLike) -> None:
         "name": pa.array(list(small), pa.string()),
         "values": pa.array([np.asarray(v, dtype=np.int64) for v in small.values()], pa.list_(pa.int64())),
     })
-    for name, table in ((ROWS_FILE, rows_table), (IN_STOCK_FILE, in_stock_table), (OFFSETS_FILE, offsets_table)):
+    for name, table in ((ROWS_FILE, rows_table), (IN_STOCK_FILE, in_stock_table), (LEAF_COLUMNS_FILE, leaf_table),
+                        (OFFSETS_FILE, offsets_table)):
         tmp = directory / (name + ".tmp")
         with pa.OSFile(str(tmp), "wb") as sink:
             with pa.ipc.new_file(sink, table.schema) as writer:
@@ -187,6 +202,7 @@ def load_lookups(directory: str | os.PathLike, n_rows: int) -> RowLookups | None
         return None
     rows_table = pa.ipc.open_file(pa.memory_map(str(directory / ROWS_FILE), "r")).read_all()
     in_stock_table = pa.ipc.open_file(pa.memory_map(str(directory / IN_STOCK_FILE), "r")).read_all()
+    leaf_table = pa.ipc.open_file(pa.memory_map(str(directory / LEAF_COLUMNS_FILE), "r")).read_all()
     offsets = pa.ipc.open_file(pa.memory_map(str(directory / OFFSETS_FILE), "r")).read_all()
     if rows_table.num_rows != n_rows:
         return None
@@ -209,4 +225,5 @@ def load_lookups(directory: str | os.PathLike, n_rows: int) -> RowLookups | None
         in_stock_price_rows=_column(in_stock_table, "in_stock_price_rows"),
         in_stock_price_cents=_column(in_stock_table, "in_stock_price_cents"),
         postings=postings,
+        leaf_columns={name: _column(leaf_table, name) for name in LEAF_COLUMNS},
     )

@@ -7,7 +7,8 @@ per-episode changes (stock, variants, cart) in their own overlay (`envs.world`).
 Episode code never scans the whole catalog: per-leaf rows, per-leaf price order and
 per-leaf brand / attribute postings and per-leaf in-stock rows (`category_rows`,
 `category_rows_by_price`, `category_rows_below`, `category_postings`,
-`category_in_stock_rows`, `category_in_stock_by_price`) are precomputed once per catalog.
+`category_in_stock_rows`, `category_in_stock_by_price`, `category_column`) are precomputed
+once per catalog.
 
 Product table columns (pyarrow), see `PRODUCT_COLUMNS`:
 
@@ -131,6 +132,11 @@ class CatalogLike(Protocol):
     def category_in_stock_by_price(self, category_l3: str) -> tuple[np.ndarray, np.ndarray]:
         """Rows of leaf `category_l3` with catalog stock > 0 ordered by (price in cents,
         row), and their cents; read-only, O(1) (no stock overlay applied)."""
+
+    def category_column(self, category_l3: str, name: str) -> np.ndarray:
+        """Column `name` (price, rating, ship_days, rating_count, or the codes of brand / an
+        attribute) for `category_rows(category_l3)`, aligned with it; a read-only slice of a
+        compact per-leaf block, O(1)."""
 
     def category_postings(self, category_l3: str, column: str, value: str) -> np.ndarray:
         """Rows of leaf `category_l3` whose categorical `column` (``brand`` or an attribute

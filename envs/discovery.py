@@ -53,8 +53,6 @@ like `ask_user`. In a journey the shopper may raise its budget (`_switch_goal`).
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,46 +207,69 @@ class DiscoveryEnv(ShopEnv):
 
     # ------------------------------------------------------------------ preferences & pool
     def utility(self, rows) -> np.ndarray:
-        """The shopper's hidden utility of each row of `rows` (float64, in [0, 1]), with
-        the episode-independent features from `static_features`:
+        """The shopper's hidden utility of each row of `rows` (float64, in [0, 1]):
         round(w_price f_price + w_rating f_rating + w_shipping f_ship + w_brand f_brand
-        + w_popularity f_pop + w_similarity f_sim, 12), summed in that order. Computed in
-        place over a few gathered columns (the scoring pool can hold thousands of rows);
-        a row's value does not depend on the other rows of `rows`."""
+        + w_popularity f_pop + w_similarity f_sim, 12), summed in that order; a row's value
+        does not depend on the other rows of `rows`. Rows of the target's leaf (the scoring
+        pool: thousands of rows in a big catalog) are read from the catalog's compact
+        per-leaf columns, other rows from the full columns; computed in place."""
         cat, goal = self.catalog, self.goal
         rows = np.asarray(rows, dtype=np.int64)
+        column = self._column_reader(rows)
         w = goal.weights
-        u = cat.numeric("price").take(rows).astype(np.float64)  # f_price = exp(-price / ref)
+        u = column("price").astype(np.float64)  # f_price = exp(-price / ref)
         np.negative(u, out=u)
         u /= goal.price_ref
         np.exp(u, out=u)
         u *= w["price"]
-        f_rating, f_ship, f_pop = static_features(cat)
-        f = f_rating.take(rows)
+        f = column("rating").astype(np.float64)  # f_rating = clip((rating - 1) / 4, 0, 1)
+        f -= 1.0
+        f /= 4.0
+        np.clip(f, 0.0, 1.0, out=f)
         f *= w["rating"]
         u += f
-        f = f_ship.take(rows)
+        f = column("ship_days").astype(np.float64)  # f_ship = clip(1 - (ship - 1) / 14, 0, 1)
+        f -= 1.0
+        f /= MAX_SHIP_DAYS - 1
+        np.subtract(1.0, f, out=f)
+        np.clip(f, 0.0, 1.0, out=f)
         f *= w["shipping"]
         u += f
-        brand_codes = cat.codes("brand")[0]  # f_brand = same brand as the target (0 / 1)
-        u += np.where(brand_codes.take(rows) == brand_codes[goal.target_row], 1.0 * w["brand"], 0.0 * w["brand"])
-        f = f_pop.take(rows)
+        target_brand = cat.codes("brand")[0][goal.target_row]  # f_brand = same brand as the target
+        u += np.where(column("brand") == target_brand, 1.0 * w["brand"], 0.0 * w["brand"])
+        f = column("rating_count").astype(np.float64)  # f_pop = clip(log1p(n) / log1p(scale), 0, 1)
+        np.log1p(f, out=f)
+        f /= math.log1p(POPULARITY_SCALE)
+        np.clip(f, 0.0, 1.0, out=f)
         f *= w["popularity"]
         u += f
-        f = self._attribute_similarity(rows)
+        f = self._attribute_similarity(rows, column)
         f *= w["similarity"]
         u += f
         return np.round(u, 12, out=u)
 
-    def _attribute_similarity(self, rows: np.ndarray) -> np.ndarray:
+    def _column_reader(self, rows: np.ndarray):
+        """name -> the values of column `name` (numeric, or brand / attribute codes) at
+        `rows`: from the target leaf's per-leaf columns when every row is of that leaf."""
+        cat, leaf = self.catalog, self.goal.leaf
+        leaf_rows = cat.category_rows(leaf)
+        if len(rows) > 1 and len(leaf_rows):
+            pos = np.searchsorted(leaf_rows, rows)
+            np.minimum(pos, len(leaf_rows) - 1, out=pos)
+            if np.array_equal(leaf_rows.take(pos), rows):
+                return lambda name: cat.category_column(leaf, name).take(pos)
+        numeric = {"price", "rating", "ship_days", "rating_count"}
+        return lambda name: (cat.numeric(name) if name in numeric else cat.codes(name)[0]).take(rows)
+
+    def _attribute_similarity(self, rows: np.ndarray, column=None) -> np.ndarray:
         cat, target = self.catalog, self.goal.target_row
+        column = column or self._column_reader(rows)
         matches = np.zeros(len(rows), dtype=np.int64)
         n = 0
         for attr in ATTRIBUTE_COLUMNS:
-            codes = cat.codes(attr)[0]
-            code = int(codes[target])
+            code = int(cat.codes(attr)[0][target])
             if code >= 0:
-                matches += codes.take(rows) == code
+                matches += column(attr) == code
                 n += 1
         return matches / n if n else np.ones(len(rows), dtype=np.float64)
 
@@ -409,37 +430,6 @@ class DiscoveryEnv(ShopEnv):
         }
         correct = top_satisfies and top_in_stock and top_searched
         return TaskScore(float(r_task), bool(correct), details)
-
-
-_STATIC: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_STATIC_LOCK = threading.Lock()
-
-
-def static_features(catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(f_rating, f_ship, f_pop) for every catalog row, the utility features that do not
-    depend on the episode: clip((rating - 1) / 4, 0, 1), clip(1 - (ship_days - 1) /
-    (MAX_SHIP_DAYS - 1), 0, 1) and clip(log1p(rating_count) / log1p(POPULARITY_SCALE), 0, 1),
-    float64. Computed once per catalog and process (O(catalog), then read-only)."""
-    try:
-        cached = _STATIC.get(catalog)
-    except TypeError:  # a catalog that cannot be weakly referenced: not cached
-        cached = None
-    if cached is not None:
-        return cached
-    rating = np.asarray(catalog.numeric("rating"), dtype=np.float64)
-    ship = np.asarray(catalog.numeric("ship_days"), dtype=np.float64)
-    count = np.asarray(catalog.numeric("rating_count"), dtype=np.float64)
-    out = (np.clip((rating - 1.0) / 4.0, 0.0, 1.0),
-           np.clip(1.0 - (ship - 1.0) / (MAX_SHIP_DAYS - 1), 0.0, 1.0),
-           np.clip(np.log1p(count) / math.log1p(POPULARITY_SCALE), 0.0, 1.0))
-    for a in out:
-        a.flags.writeable = False
-    try:
-        with _STATIC_LOCK:
-            _STATIC.setdefault(catalog, out)
-    except TypeError:
-        pass
-    return out
 
 
 def _count_kind(constraints: list[Constraint], stated: set[str], kind: str) -> int:

@@ -55,6 +55,12 @@ def test_lookups_equal_brute_force(catalog):
         order = np.lexsort((live, cents[live]))
         assert np.array_equal(np.asarray(by_price, dtype=np.int64), live[order])
         assert np.array_equal(live_cents, cents[live][order])
+    for leaf in leaves[:20]:
+        rows = _brute_rows(catalog, leaf)
+        for name in ("price", "rating", "ship_days", "rating_count"):
+            assert np.array_equal(catalog.category_column(leaf, name), catalog.numeric(name)[rows])
+        for name in POSTING_COLUMNS:
+            assert np.array_equal(catalog.category_column(leaf, name), catalog.codes(name)[0][rows])
     assert len(catalog.category_rows("no such leaf")) == 0
     assert len(catalog.category_postings("no such leaf", "brand", "x")) == 0
     assert len(catalog.category_postings(leaves[0], "color", "no such color")) == 0
@@ -72,6 +78,8 @@ def test_lookups_saved_and_memory_mapped(tmp_path):
     for name in ("leaf_rows", "leaf_starts", "price_rows", "price_cents"):
         assert np.array_equal(getattr(a, name), getattr(b, name))
         assert not getattr(b, name).flags.writeable
+    for name, values in a.leaf_columns.items():
+        assert np.array_equal(values, b.leaf_columns[name])
     for column in POSTING_COLUMNS:
         assert np.array_equal(a.postings[column].rows, b.postings[column].rows)
         assert np.array_equal(a.postings[column].keys, b.postings[column].keys)
@@ -118,6 +126,10 @@ def test_discovery_pool_equals_brute_force_scan(catalog):
                 in_stock = np.array([env.world.in_stock(int(r)) for r in np.flatnonzero(full)], dtype=bool)
                 brute = np.flatnonzero(full)[in_stock]
                 assert np.array_equal(env.pool_rows(), brute), (d, seed, switched)
+                # the pool's utilities (read from the per-leaf columns) equal row-by-row ones
+                u = env.utility(brute)
+                for i in range(0, len(brute), max(1, len(brute) // 8)):
+                    assert u[i] == env.utility(brute[i : i + 1])[0]
                 assert env.goal.target_row in brute or not stock[env.goal.target_row] > 0
                 n_checked += 1
     assert n_checked > 13 * 12
