@@ -7,7 +7,8 @@ Command line (also reachable as ``ecomrlve catalog ...`` once the top-level CLI 
     python -m catalog_service.build info catalogs/c100k
 
 A catalog directory holds what ``Catalog.save(dir, with_index=True)`` writes: the product
-table (memory-mappable) and, under ``search/``, the BM25 index (bm25s format) and, with
+table and the row lookups episodes use instead of scanning it (`catalog_service.lookups`;
+both memory-mappable) and, under ``search/``, the BM25 index (bm25s format) and, with
 ``--dense``, the embeddings and dense index. ``Catalog.load(dir)`` attaches the saved
 searcher, so no index is rebuilt at load time.
 """

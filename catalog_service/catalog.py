@@ -16,8 +16,14 @@ Constructors:
 - `Catalog.from_amazebay(path)`: the public Amazebay-catalog-2M parquet schema, see
   `catalog_service.loaders`; the skip report is kept at `catalog.load_report`.
 - `Catalog.load(directory)`: memory-maps ``products.arrow`` written by `Catalog.save`
-  (near-zero resident memory; pages are shared between processes) and attaches a saved
-  search index when `catalog_service.search` can load one.
+  (near-zero resident memory; pages are shared between processes), the saved row lookups
+  (`catalog_service.lookups`) and attaches a saved search index when
+  `catalog_service.search` can load one.
+
+Row lookups (`lookups()`: per-leaf rows, per-leaf price order, brand / attribute postings
+per leaf) answer `category_rows`, `category_rows_by_price` and `category_postings` without
+touching other rows; they are built once per catalog (lazily in memory, or at `save` and
+memory-mapped at `load`), never per episode.
 
 Leaf vocabularies (`leaf_vocabulary`) are derived from the table itself, the same way for
 every source, so a catalog and its saved-and-loaded copy give identical episodes: a leaf's
@@ -47,6 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from catalog_service.lookups import POSTING_COLUMNS, RowLookups, build_lookups, load_lookups, save_lookups
 from envs.catalog import (
     ATTRIBUTE_COLUMNS,
     CATEGORICAL_COLUMNS,
@@ -262,7 +269,9 @@ class Catalog:
         self._numeric: dict[str, np.ndarray] = {}
         self._codes: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
         self._chunk_starts: dict[str, np.ndarray] = {}
-        self._category_index: tuple[np.ndarray, np.ndarray, dict[str, int]] | None = None
+        self._category_index: dict[str, int] | None = None
+        self._first_codes: dict[str, dict[str, int]] = {}
+        self._lookups: RowLookups | None = None
         self._id_to_row: dict[str, int] | None = None
         self._vocabularies: dict[str, MappingProxyType] = {}
         self._searcher = None
@@ -323,6 +332,7 @@ class Catalog:
             validate=False,
             sequential_ids=True if manifest.get("sequential_ids") is True else None,
         )
+        catalog._lookups = load_lookups(directory, len(table))
         if importlib.util.find_spec("catalog_service.search") is not None:
             search = importlib.import_module("catalog_service.search")
             loader = getattr(search, "load_searcher", None)
@@ -333,9 +343,10 @@ class Catalog:
         return catalog
 
     def save(self, directory: str | os.PathLike, with_index: bool = False) -> Path:
-        """Write ``products.arrow`` (uncompressed Arrow IPC file) and ``manifest.json``
-        to `directory` (created if needed); with `with_index`, also the search index
-        (built first if needed) via ``searcher.save(directory)``. Returns the directory."""
+        """Write ``products.arrow`` (uncompressed Arrow IPC file), the row lookups
+        (`catalog_service.lookups`, built first if needed) and ``manifest.json`` to
+        `directory` (created if needed); with `with_index`, also the search index (built
+        first if needed) via ``searcher.save(directory)``. Returns the directory."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / (TABLE_FILE + ".tmp")
@@ -343,6 +354,7 @@ class Catalog:
             with pa.ipc.new_file(sink, self._table.schema) as writer:
                 writer.write_table(self._table)
         os.replace(tmp, directory / TABLE_FILE)
+        save_lookups(self.lookups(), directory)
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "n_products": self._n,
@@ -364,11 +376,12 @@ class Catalog:
     def __len__(self) -> int:
         return self._n
 
-    _CACHES = ("_numeric", "_codes", "_chunk_starts", "_category_index", "_id_to_row", "_vocabularies")
+    _CACHES = ("_numeric", "_codes", "_chunk_starts", "_category_index", "_first_codes", "_id_to_row",
+               "_vocabularies")
 
     def __getstate__(self) -> dict:
-        """Pickle the table and metadata (and an attached searcher), not the lock or the
-        derived caches, which are rebuilt on demand."""
+        """Pickle the table and metadata (and an attached searcher and the row lookups
+        when built), not the lock or the derived caches, which are rebuilt on demand."""
         state = self.__dict__.copy()
         del state["_lock"]
         for name in self._CACHES:
@@ -380,6 +393,8 @@ class Catalog:
         self._lock = threading.RLock()
         self._numeric, self._codes, self._chunk_starts = {}, {}, {}
         self._category_index = None
+        self._first_codes = {}
+        self._lookups = state.get("_lookups")
         self._id_to_row = None
         self._vocabularies = {}
 
@@ -535,30 +550,116 @@ class Catalog:
                     self._id_to_row = dict(zip(ids, range(len(ids))))
         return self._id_to_row.get(product_id)
 
-    def _category_rows_index(self) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    def lookups(self) -> RowLookups:
+        """The row lookups (`catalog_service.lookups`): memory-mapped when the catalog was
+        loaded from a directory that has them, else built once on first use."""
+        if self._lookups is None:
+            with self._lock:
+                if self._lookups is None:
+                    self._lookups = build_lookups(self)
+        return self._lookups
+
+    def attach_lookups(self, lookups: RowLookups) -> None:
+        """Use `lookups` (built for this table, e.g. shared through Ray's object store)
+        instead of building them; ValueError when they are for another number of rows."""
+        if lookups.n_rows != self._n:
+            raise ValueError(f"row lookups are for {lookups.n_rows} rows, this catalog has {self._n}")
+        self._lookups = lookups
+
+    def _leaf_code(self, category_l3: str) -> int | None:
         if self._category_index is None:
             with self._lock:
-                codes, values = self.codes("category_l3")
-                order = np.argsort(codes, kind="stable")  # nulls (-1) first, rows ascending
-                counts = np.bincount(codes.astype(np.int64) + 1, minlength=len(values) + 1)
-                starts = np.concatenate([[0], np.cumsum(counts)])
-                self._category_index = (_readonly(order), starts, {v: i for i, v in enumerate(values)})
-        return self._category_index
+                self._category_index = {v: i for i, v in enumerate(self.codes("category_l3")[1])}
+        return self._category_index.get(category_l3)
+
+    def _first_code(self, column: str, value: str) -> int | None:
+        """The first dictionary code of `value` in categorical `column` (the code an equality
+        constraint compares with), or None."""
+        index = self._first_codes.get(column)
+        if index is None:
+            index = {}
+            for i, v in enumerate(self.codes(column)[1]):
+                index.setdefault(v, i)
+            self._first_codes[column] = index
+        return index.get(value)
 
     def category_rows(self, category_l3: str) -> np.ndarray:
-        """Rows whose leaf category is `category_l3`, ascending int64 (read-only, cached
-        via one argsort); empty for an unknown category."""
-        order, starts, index = self._category_rows_index()
-        code = index.get(category_l3)
+        """Rows whose leaf category is `category_l3`, ascending int64 (a read-only slice of
+        the row lookups); empty for an unknown category."""
+        code = self._leaf_code(category_l3)
         if code is None:
             return _readonly(np.empty(0, dtype=np.int64))
-        return order[starts[code + 1] : starts[code + 2]]
+        lk = self.lookups()
+        return lk.leaf_rows[lk.leaf_slice(code)]
+
+    def category_rows_by_price(self, category_l3: str) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of leaf `category_l3` ordered by (price in integer cents, row) (int32)
+        and their prices in cents (``round(price * 100)``, int64): read-only slices of the
+        row lookups, O(1); empty for an unknown category."""
+        code = self._leaf_code(category_l3)
+        lk = self.lookups()
+        if code is None:
+            return lk.price_rows[:0], lk.price_cents[:0]
+        sl = lk.leaf_slice(code)
+        return lk.price_rows[sl], lk.price_cents[sl]
+
+    def category_rows_below(self, category_l3: str, max_cents: int) -> np.ndarray:
+        """Rows of leaf `category_l3` priced at most `max_cents` (``round(price * 100) <=
+        max_cents``), ascending int64. O(log leaf + result)."""
+        code = self._leaf_code(category_l3)
+        if code is None:
+            return np.empty(0, dtype=np.int64)
+        lk = self.lookups()
+        sl = lk.leaf_slice(code)
+        end = int(np.searchsorted(lk.price_cents[sl], int(max_cents), side="right"))
+        return np.sort(lk.price_rows[sl.start : sl.start + end]).astype(np.int64)
+
+    def category_in_stock_rows(self, category_l3: str) -> np.ndarray:
+        """Rows of leaf `category_l3` with catalog stock > 0, ascending (int32, read-only,
+        O(1)); an episode's stock overlay is not applied."""
+        code = self._leaf_code(category_l3)
+        lk = self.lookups()
+        return lk.in_stock_rows[:0] if code is None else lk.in_stock_rows[lk.in_stock_slice(code)]
+
+    def category_in_stock_by_price(self, category_l3: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of leaf `category_l3` with catalog stock > 0 ordered by (price in cents, row)
+        (int32) and their cents (int64); read-only, O(1); no stock overlay applied."""
+        code = self._leaf_code(category_l3)
+        lk = self.lookups()
+        if code is None:
+            return lk.in_stock_price_rows[:0], lk.in_stock_price_cents[:0]
+        sl = lk.in_stock_slice(code)
+        return lk.in_stock_price_rows[sl], lk.in_stock_price_cents[sl]
+
+    def category_column(self, category_l3: str, name: str) -> np.ndarray:
+        """The values of column `name` (``price``, ``rating``, ``ship_days``,
+        ``rating_count``, or the codes of ``brand`` / an attribute) for
+        `category_rows(category_l3)`, in the same order: a read-only slice of one compact
+        per-leaf block, O(1)."""
+        lk = self.lookups()
+        if name not in lk.leaf_columns:
+            raise KeyError(f"{name!r} has no per-leaf column; per-leaf columns: {', '.join(lk.leaf_columns)}")
+        code = self._leaf_code(category_l3)
+        column = lk.leaf_columns[name]
+        return column[:0] if code is None else column[lk.leaf_slice(code)]
+
+    def category_postings(self, category_l3: str, column: str, value: str) -> np.ndarray:
+        """Rows of leaf `category_l3` whose `column` (``brand`` or an attribute column)
+        equals `value` exactly, ascending int64. O(log + result)."""
+        if column not in POSTING_COLUMNS:
+            raise KeyError(f"{column!r} has no postings; posting columns: {', '.join(POSTING_COLUMNS)}")
+        leaf = self._leaf_code(category_l3)
+        code = self._first_code(column, value)
+        if leaf is None or code is None:
+            return np.empty(0, dtype=np.int64)
+        return self.lookups().postings[column].rows_of(leaf, code).astype(np.int64)
 
     def category_counts(self) -> dict[str, int]:
         """Number of products per leaf category (only leaves that have products)."""
-        order, starts, index = self._category_rows_index()
-        sizes = np.diff(starts)[1:]
-        return {v: int(sizes[i]) for v, i in index.items() if sizes[i] > 0}
+        lk = self.lookups()
+        sizes = np.diff(lk.leaf_starts)[1:]
+        self._leaf_code("")
+        return {v: int(sizes[i]) for v, i in self._category_index.items() if sizes[i] > 0}
 
     # ----------------------------------------------------------------- vocabularies
 

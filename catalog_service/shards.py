@@ -145,11 +145,13 @@ class CatalogSource:
     directory: str | None = None
     table_ref: Any = None  # ObjectRef of the pyarrow Table
     index_ref: Any = None  # ObjectRef of `index_arrays(...)`
+    lookups_ref: Any = None  # ObjectRef of the catalog's `RowLookups` (shared, not rebuilt per worker)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_catalog(cls, catalog, searcher=None) -> "CatalogSource":
-        """Put the table and the global BM25 index into the object store (one copy)."""
+        """Put the table, its row lookups and the global BM25 index into the object store
+        (one copy each)."""
         if searcher is None:
             searcher = catalog.searcher
         if searcher is None:
@@ -157,7 +159,8 @@ class CatalogSource:
 
             searcher = build_searcher(catalog)
             catalog.set_searcher(searcher)
-        return cls(n_rows=len(catalog), table_ref=ray.put(catalog.table), index_ref=ray.put(index_arrays(searcher)))
+        return cls(n_rows=len(catalog), table_ref=ray.put(catalog.table), index_ref=ray.put(index_arrays(searcher)),
+                   lookups_ref=ray.put(catalog.lookups()))
 
     @classmethod
     def in_process(cls, catalog, searcher=None) -> "CatalogSource":
@@ -179,7 +182,7 @@ class CatalogSource:
 
     def __getstate__(self):
         return {"n_rows": self.n_rows, "directory": self.directory, "table_ref": self.table_ref,
-                "index_ref": self.index_ref}
+                "index_ref": self.index_ref, "lookups_ref": self.lookups_ref}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -193,7 +196,10 @@ class CatalogSource:
 
                 self._cache["catalog"] = Catalog.load(self.directory)
             else:
-                self._cache["catalog"] = catalog_from_table(ray.get(self.table_ref))
+                catalog = catalog_from_table(ray.get(self.table_ref))
+                if self.lookups_ref is not None:
+                    catalog.attach_lookups(ray.get(self.lookups_ref))
+                self._cache["catalog"] = catalog
         return self._cache["catalog"]
 
     def table(self):

@@ -67,7 +67,7 @@ import numpy as np
 from .actions import Answer
 from .base import ShopEnv
 from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP, CatalogLike
-from .constraints import Constraint, code_of
+from .constraints import Constraint, code_of, compatible_rows
 from .reward import TaskScore, f1_score
 from .shopper import Slot, Utterance, fill, join_phrases, singular
 
@@ -343,7 +343,7 @@ class Requirement:
     path: str | None
     rows: np.ndarray  # the leaf's rows, ascending
     constraints: list[Constraint]
-    mask: np.ndarray  # rows meeting every constraint (stock ignored)
+    mask: np.ndarray | None = None  # rows meeting every constraint (stock ignored); see `BundleEnv.requirement_mask`
     ref_cents: int = 0  # the cheap-ish reference price used for the budget
 
     @property
@@ -415,21 +415,84 @@ class BundleEnv(ShopEnv):
     def _cents(self, rows: np.ndarray) -> np.ndarray:
         return np.round(np.asarray(self.catalog.numeric("price")[rows], dtype=np.float64) * 100).astype(np.int64)
 
+    def requirement_mask(self, req: Requirement) -> np.ndarray:
+        """Which of `req.rows` meet every constraint of `req` (stock ignored); computed on
+        first use (O(leaf)), so episodes that never ask pay nothing."""
+        if req.mask is None:
+            mask = np.ones(len(req.rows), dtype=bool)
+            for c in req.constraints:
+                mask &= self._constraint_mask(c, req.rows)
+            req.mask = mask
+        return req.mask
+
     def feasible_mask(self, req: Requirement, exclude_pending: bool = True, drop: int | None = None) -> np.ndarray:
-        """Rows of `req` that meet its constraints and are in stock now (optionally without `drop`)."""
-        m = req.mask & self.world.stock_mask(req.rows, exclude_pending)
+        """Rows of `req` that meet its constraints and are in stock now (optionally without
+        `drop`). O(leaf): the episode itself uses the lookups below instead."""
+        m = self.requirement_mask(req) & self.world.stock_mask(req.rows, exclude_pending)
         if drop is not None:
             m &= req.rows != drop
         return m
+
+    # ------------------------------------------------------------------ size-independent lookups
+    def _overlay_free(self, leaf: str) -> bool:
+        """Whether no stock override or pending stock-out of this episode lies in `leaf`: its
+        in-stock rows are then exactly the catalog's precomputed ones."""
+        touched = self.world.overlay_rows()
+        if not touched:
+            return True
+        code = self._code("category_l3", leaf)
+        codes = self.catalog.codes("category_l3")[0]
+        return all(int(codes[r]) != code for r in touched)
+
+    def _compatible(self, req: Requirement) -> np.ndarray:
+        """Rows of `req`'s leaf meeting its constraints (stock ignored), ascending."""
+        return compatible_rows(self.catalog, [Constraint("category", req.leaf), *req.constraints])
+
+    def _by_price(self, req: Requirement) -> tuple[np.ndarray, np.ndarray]:
+        """Rows meeting `req`'s constraints ordered by (cents, row), and their cents."""
+        if not req.constraints:
+            rows, cents = self.catalog.category_rows_by_price(req.leaf)
+            return np.asarray(rows, dtype=np.int64), cents
+        rows = self._compatible(req)
+        cents = self._cents(rows)
+        order = np.lexsort((rows, cents))
+        return rows[order], cents[order]
+
+    def _feasible_cents(self, req: Requirement) -> np.ndarray:
+        """Sorted cents of the rows meeting `req`'s constraints and in stock (pending
+        stock-outs count as sold out): ``np.sort(self._cents(req.rows[self.feasible_mask(req)]))``."""
+        if not self._overlay_free(req.leaf):
+            return np.sort(self._cents(req.rows[self.feasible_mask(req)]))
+        if not req.constraints:
+            return np.asarray(self.catalog.category_in_stock_by_price(req.leaf)[1])
+        rows = self._compatible(req)
+        return np.sort(self._cents(rows[np.asarray(self.catalog.numeric("stock")[rows]) > 0]))
+
+    def cheapest_cents(self, req: Requirement, drop: int | None = None) -> int | None:
+        """The lowest price in cents among `req`'s feasible rows now (pending stock-outs
+        count as sold out), without `drop`; None when there is none. Scans the rows in
+        price order and stops at the first feasible one."""
+        rows, cents = self._by_price(req)
+        start, size = 0, 32
+        while start < len(rows):
+            chunk = rows[start : start + size]
+            live = self.world.stock_mask_any_order(chunk, exclude_pending=True)
+            if drop is not None:
+                live &= chunk != drop
+            hit = np.flatnonzero(live)
+            if len(hit):
+                return int(cents[start + int(hit[0])])
+            start, size = start + size, size * 4
+        return None
 
     def min_bundle_cents(self, drop: int | None = None) -> int | None:
         """The cheapest feasible bundle's total now (None when a category has no option)."""
         total = 0
         for req in self.goal.requirements:
-            m = self.feasible_mask(req, True, drop)
-            if not m.any():
+            cheapest = self.cheapest_cents(req, drop)
+            if cheapest is None:
                 return None
-            total += int(self._cents(req.rows[m]).min())
+            total += cheapest
         return total
 
     # ------------------------------------------------------------------ generation
@@ -444,8 +507,7 @@ class BundleEnv(ShopEnv):
             leaves = idx.all_leaves if project == GENERIC_PROJECT else idx.projects[project]
             picked = []
             for i in rng.permutation(len(leaves)):
-                rows = self.catalog.category_rows(leaves[i])
-                if len(rows) and self.world.stock_mask(rows, exclude_pending=True).any():
+                if self._has_live(leaves[i]):
                     picked.append(leaves[i])
                     if len(picked) == n:
                         return project, picked
@@ -455,12 +517,23 @@ class BundleEnv(ShopEnv):
             raise RuntimeError("catalog has no leaf category with in-stock products for a bundle")
         return best
 
+    def _has_live(self, leaf: str) -> bool:
+        """Whether `leaf` has an in-stock product (pending stock-outs count as sold out)."""
+        if self._overlay_free(leaf):
+            return len(self.catalog.category_in_stock_rows(leaf)) > 0
+        rows = self.catalog.category_rows(leaf)
+        return bool(len(rows)) and bool(self.world.stock_mask(rows, exclude_pending=True).any())
+
     def _choose_constraint(self, rng: np.random.Generator, req: Requirement) -> Constraint | None:
-        live = self.world.stock_mask(req.rows, exclude_pending=True)
-        n_live = int(live.sum())
+        live = None  # None: the catalog's in-stock rows are this world's (`_overlay_free`)
+        if self._overlay_free(req.leaf):
+            live_rows = np.asarray(self.catalog.category_in_stock_rows(req.leaf), dtype=np.int64)
+        else:
+            live = self.world.stock_mask(req.rows, exclude_pending=True)
+            live_rows = req.rows[live]
+        n_live = len(live_rows)
         if n_live < MIN_CONSTRAINED_OPTIONS:
             return None
-        live_rows = req.rows[live]
         anchor = int(live_rows[int(rng.integers(len(live_rows)))])
         cat = self.catalog
         preferred: list[Constraint] = []
@@ -473,8 +546,11 @@ class BundleEnv(ShopEnv):
         candidates = [preferred[i] for i in rng.permutation(len(preferred))]
         candidates += [others[i] for i in rng.permutation(len(others))]
         for c in candidates:
-            mk = self._constraint_mask(c, req.rows)
-            n = int((mk & live).sum())
+            if live is None:
+                rows = self._compatible(Requirement(req.leaf, req.path, req.rows, [c]))
+                n = int((np.asarray(cat.numeric("stock")[rows]) > 0).sum())
+            else:
+                n = int((self._constraint_mask(c, req.rows) & live).sum())
             if MIN_CONSTRAINED_OPTIONS <= n < n_live:
                 return c
         return None
@@ -501,7 +577,7 @@ class BundleEnv(ShopEnv):
         for leaf in leaves:
             rows = cat.category_rows(leaf)
             info = self.projects.leaves.get(leaf)
-            reqs.append(Requirement(leaf, info.path if info else None, rows, [], np.ones(len(rows), dtype=bool)))
+            reqs.append(Requirement(leaf, info.path if info else None, rows, []))
         n_constrained = min(len(reqs), max(0, (self.axes.m - 2) // 2))
         done = 0
         for i in rng.permutation(len(reqs)):
@@ -511,11 +587,10 @@ class BundleEnv(ShopEnv):
             c = self._choose_constraint(rng, req)
             if c is not None:
                 req.constraints.append(c)
-                req.mask = req.mask & self._constraint_mask(c, req.rows)
                 done += 1
         total_ref = 0
         for req in reqs:
-            cents = np.sort(self._cents(req.rows[self.feasible_mask(req)]))
+            cents = self._feasible_cents(req)
             q = rng.uniform(QUANTILE_LOW, self._quantile_high())
             req.ref_cents = int(cents[int(q * (len(cents) - 1))])
             total_ref += req.ref_cents
@@ -597,11 +672,10 @@ class BundleEnv(ShopEnv):
             req = self.requirement_of(row)
             if req is None or row in pending or not self.world.in_stock(row) or self.broken_constraint(req, row):
                 continue
-            rest = self.feasible_mask(req, True, drop=row)
-            if base is None or not rest.any():
+            rest = self.cheapest_cents(req, drop=row)
+            if base is None or rest is None:
                 continue
-            cheapest = self._cents(req.rows[self.feasible_mask(req, True)]).min()
-            after = base - int(cheapest) + int(self._cents(req.rows[rest]).min())
+            after = base - self.cheapest_cents(req) + rest
             if after > goal.budget_cents:  # the cheapest bundle without it must still fit
                 continue
             candidates.append((self.price_cents(row), row))

@@ -4,6 +4,11 @@
 `catalog_service.Catalog` implements it. A catalog is read-only and shared by every
 episode: environments read rows and columns, never copy the table, and keep all
 per-episode changes (stock, variants, cart) in their own overlay (`envs.world`).
+Episode code never scans the whole catalog: per-leaf rows, per-leaf price order and
+per-leaf brand / attribute postings and per-leaf in-stock rows (`category_rows`,
+`category_rows_by_price`, `category_rows_below`, `category_postings`,
+`category_in_stock_rows`, `category_in_stock_by_price`, `category_column`) are precomputed
+once per catalog.
 
 Product table columns (pyarrow), see `PRODUCT_COLUMNS`:
 
@@ -114,7 +119,33 @@ class CatalogLike(Protocol):
         """The whole product as a JSON-serialisable dict of `PRODUCT_COLUMNS`."""
 
     def category_rows(self, category_l3: str) -> np.ndarray:
-        """Rows whose leaf category is `category_l3`, ascending (cached)."""
+        """Rows whose leaf category is `category_l3`, ascending int64 (precomputed: O(1),
+        never a scan of the catalog)."""
+
+    def category_rows_by_price(self, category_l3: str) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of leaf `category_l3` ordered by (price in integer cents, row), and
+        their prices in cents (``round(price * 100)``, int64); read-only, O(1)."""
+
+    def category_rows_below(self, category_l3: str, max_cents: int) -> np.ndarray:
+        """Rows of leaf `category_l3` with ``round(price * 100) <= max_cents``, ascending
+        int64; O(log leaf + result)."""
+
+    def category_in_stock_rows(self, category_l3: str) -> np.ndarray:
+        """Rows of leaf `category_l3` with catalog stock > 0, ascending; read-only, O(1)
+        (callers apply their episode's stock overlay)."""
+
+    def category_in_stock_by_price(self, category_l3: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of leaf `category_l3` with catalog stock > 0 ordered by (price in cents,
+        row), and their cents; read-only, O(1) (no stock overlay applied)."""
+
+    def category_column(self, category_l3: str, name: str) -> np.ndarray:
+        """Column `name` (price, rating, ship_days, rating_count, or the codes of brand / an
+        attribute) for `category_rows(category_l3)`, aligned with it; a read-only slice of a
+        compact per-leaf block, O(1)."""
+
+    def category_postings(self, category_l3: str, column: str, value: str) -> np.ndarray:
+        """Rows of leaf `category_l3` whose categorical `column` (``brand`` or an attribute
+        column) equals `value` exactly, ascending int64; O(log + result)."""
 
     def leaf_vocabulary(self, category_l3: str) -> Mapping[str, tuple[str, ...]]:
         """The leaf's vocabulary: attribute column -> the distinct values a product of leaf

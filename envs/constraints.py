@@ -4,7 +4,10 @@ checked for the whole catalog at once (vectorised, for exact evaluation pools).
 A `Constraint` is one requirement (leaf category, price cap, brand, attribute value,
 minimum rating, maximum shipping days). `Constraint.slot()` gives the shopper's words for
 it; `holds()` checks one row; `mask()` checks every row with numpy over catalog columns;
-`to_filters()` turns a list into `SearchFilters` for `catalog_search`.
+`to_filters()` turns a list into `SearchFilters` for `catalog_search`. `compatible_rows()`
+gives exactly the rows `mask()` selects without scanning the catalog: it starts from the
+smallest precomputed per-leaf list the constraints allow (the leaf, its rows under the price
+cap, its brand / attribute postings) and filters that with `Constraint.mask_rows`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -113,6 +116,20 @@ class Constraint:
             return catalog.numeric("rating") >= float(self.value) - 1e-6
         return catalog.numeric("ship_days") <= int(self.value)
 
+    def mask_rows(self, catalog: CatalogLike, rows: np.ndarray) -> np.ndarray:
+        """`mask(catalog)[rows]`, computed on `rows` only (the same arithmetic per row)."""
+        if self.kind in ("category", "brand", "attribute"):
+            column = {"category": "category_l3", "brand": "brand"}.get(self.kind, self.attribute)
+            code = code_of(catalog, column, self.value)
+            if code is None:
+                return np.zeros(len(rows), dtype=bool)
+            return catalog.codes(column)[0][rows] == code
+        if self.kind == "price_max":
+            return np.round(catalog.numeric("price")[rows] * 100) <= _cents(float(self.value))
+        if self.kind == "rating_min":
+            return catalog.numeric("rating")[rows] >= float(self.value) - 1e-6
+        return catalog.numeric("ship_days")[rows] <= int(self.value)
+
 
 _CODE_INDEX: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # catalog -> column -> value -> code
 
@@ -142,6 +159,71 @@ def mask(catalog: CatalogLike, constraints: Sequence[Constraint]) -> np.ndarray:
     for c in constraints:
         out &= c.mask(catalog)
     return out
+
+
+def _smallest_candidates(catalog: CatalogLike, constraints: Sequence[Constraint]):
+    """(rows in any order, the constraint they come from) for the smallest precomputed
+    list the constraints allow: the leaf's rows, its rows within the price cap (in price
+    order) or its posting for a brand / attribute constraint. Needs a category constraint."""
+    leaf = next(c for c in constraints if c.kind == "category")
+    name = str(leaf.value)
+    best, source = catalog.category_rows(name), leaf
+    for c in constraints:
+        if c.kind in ("brand", "attribute") and len(best):
+            column = "brand" if c.kind == "brand" else c.attribute
+            rows = catalog.category_postings(name, column, str(c.value))
+            if len(rows) < len(best):
+                best, source = rows, c
+        elif c.kind == "price_max" and len(best):
+            by_price, cents = catalog.category_rows_by_price(name)
+            end = int(np.searchsorted(cents, _cents(float(c.value)), side="right"))
+            if end < len(best):
+                best, source = by_price[:end], c
+    return best, source
+
+
+def _filter(catalog: CatalogLike, constraints: Sequence[Constraint], source: Constraint, rows: np.ndarray) -> np.ndarray:
+    """`rows` meeting the constraints a candidate list from `source` does not guarantee.
+    (Leaf lists hold the rows whose leaf is that category, so the category constraint holds
+    for every candidate: category values are unique in a catalog's dictionary.)"""
+    for c in constraints:
+        if not len(rows):
+            break
+        if c is not source and c.kind != "category":
+            rows = rows[c.mask_rows(catalog, rows)]
+    return rows
+
+
+def compatible_rows(catalog: CatalogLike, constraints: Sequence[Constraint]) -> np.ndarray:
+    """``np.flatnonzero(mask(catalog, constraints))`` as int64, without a catalog scan when
+    a category constraint is present: O(size of the smallest candidate list + log). The
+    candidates are the leaf's rows, its rows priced within a price cap and its postings
+    for each brand / attribute constraint; the smallest is filtered by the constraints it
+    does not already guarantee."""
+    if not any(c.kind == "category" for c in constraints):
+        return np.flatnonzero(mask(catalog, constraints)).astype(np.int64)
+    best, source = _smallest_candidates(catalog, constraints)
+    rows = np.asarray(best, dtype=np.int64)
+    if source.kind == "price_max":
+        rows = np.sort(rows)
+    return _filter(catalog, constraints, source, rows)
+
+
+def count_compatible(catalog: CatalogLike, constraints: Sequence[Constraint], limit: int,
+                     keep: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
+    """``min(limit, number of rows meeting every constraint and `keep`)``, where `keep`
+    maps rows (any order) to a boolean mask (e.g. the episode's stock). Walks the smallest
+    candidate list in growing chunks and stops once `limit` rows are found."""
+    if not any(c.kind == "category" for c in constraints):
+        rows = compatible_rows(catalog, constraints)
+        return min(limit, int(keep(rows).sum()) if keep is not None else len(rows))
+    best, source = _smallest_candidates(catalog, constraints)
+    found, start, size = 0, 0, 64
+    while start < len(best) and found < limit:
+        rows = _filter(catalog, constraints, source, np.asarray(best[start : start + size], dtype=np.int64))
+        found += int(keep(rows).sum()) if keep is not None else len(rows)
+        start, size = start + size, size * 4
+    return min(found, limit)
 
 
 def satisfied(catalog: CatalogLike, row: int, constraints: Sequence[Constraint]) -> int:

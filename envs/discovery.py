@@ -22,8 +22,9 @@ rating weight, ...), normalised. Utility of a row = sum of weight x feature, eac
 [0, 1], rounded to 12 decimals (`utility(rows)`, vectorised, same value for a row whatever
 array it is computed in).
 
-Evaluation pool (scoring time, vectorised over the whole catalog): every product satisfying
-ALL constraints (`constraints.mask`) and in stock in the world overlay. Ideal ranking = pool
+Evaluation pool (scoring time): every product satisfying ALL constraints and in stock in the
+world overlay; `constraints.compatible_rows` finds the compatible ones from the catalog's
+per-leaf lookups without scanning the catalog (the same rows as `constraints.mask`). Ideal ranking = pool
 by utility desc, row asc. With the recommended ids deduplicated (order kept) and the first k
 considered:
 
@@ -67,8 +68,8 @@ from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
 from .constraints import (
     Constraint,
     budget_switch_text,
+    compatible_rows,
     constraints_for_target,
-    mask as constraints_mask,
     relax_price_cap,
 )
 from .reward import TaskScore, clip
@@ -215,36 +216,71 @@ class DiscoveryEnv(ShopEnv):
 
     # ------------------------------------------------------------------ preferences & pool
     def utility(self, rows) -> np.ndarray:
-        """The shopper's hidden utility of each row of `rows` (float64, in [0, 1])."""
+        """The shopper's hidden utility of each row of `rows` (float64, in [0, 1]):
+        round(w_price f_price + w_rating f_rating + w_shipping f_ship + w_brand f_brand
+        + w_popularity f_pop + w_similarity f_sim, 12), summed in that order; a row's value
+        does not depend on the other rows of `rows`. Rows of the target's leaf (the scoring
+        pool: thousands of rows in a big catalog) are read from the catalog's compact
+        per-leaf columns, other rows from the full columns; computed in place."""
         cat, goal = self.catalog, self.goal
         rows = np.asarray(rows, dtype=np.int64)
+        column = self._column_reader(rows)
         w = goal.weights
-        price = cat.numeric("price")[rows].astype(np.float64)
-        f_price = np.exp(-price / goal.price_ref)
-        rating = cat.numeric("rating")[rows].astype(np.float64)
-        f_rating = np.clip((rating - 1.0) / 4.0, 0.0, 1.0)
-        ship = cat.numeric("ship_days")[rows].astype(np.float64)
-        f_ship = np.clip(1.0 - (ship - 1.0) / (MAX_SHIP_DAYS - 1), 0.0, 1.0)
-        brand_codes = cat.codes("brand")[0]
-        f_brand = (np.asarray(brand_codes[rows]) == brand_codes[goal.target_row]).astype(np.float64)
-        count = cat.numeric("rating_count")[rows].astype(np.float64)
-        f_pop = np.clip(np.log1p(count) / math.log1p(POPULARITY_SCALE), 0.0, 1.0)
-        f_sim = self._attribute_similarity(rows)
-        u = (w["price"] * f_price + w["rating"] * f_rating + w["shipping"] * f_ship
-             + w["brand"] * f_brand + w["popularity"] * f_pop + w["similarity"] * f_sim)
-        return np.round(u, 12)
+        u = column("price").astype(np.float64)  # f_price = exp(-price / ref)
+        np.negative(u, out=u)
+        u /= goal.price_ref
+        np.exp(u, out=u)
+        u *= w["price"]
+        f = column("rating").astype(np.float64)  # f_rating = clip((rating - 1) / 4, 0, 1)
+        f -= 1.0
+        f /= 4.0
+        np.clip(f, 0.0, 1.0, out=f)
+        f *= w["rating"]
+        u += f
+        f = column("ship_days").astype(np.float64)  # f_ship = clip(1 - (ship - 1) / 14, 0, 1)
+        f -= 1.0
+        f /= MAX_SHIP_DAYS - 1
+        np.subtract(1.0, f, out=f)
+        np.clip(f, 0.0, 1.0, out=f)
+        f *= w["shipping"]
+        u += f
+        target_brand = cat.codes("brand")[0][goal.target_row]  # f_brand = same brand as the target
+        u += np.where(column("brand") == target_brand, 1.0 * w["brand"], 0.0 * w["brand"])
+        f = column("rating_count").astype(np.float64)  # f_pop = clip(log1p(n) / log1p(scale), 0, 1)
+        np.log1p(f, out=f)
+        f /= math.log1p(POPULARITY_SCALE)
+        np.clip(f, 0.0, 1.0, out=f)
+        f *= w["popularity"]
+        u += f
+        f = self._attribute_similarity(rows, column)
+        f *= w["similarity"]
+        u += f
+        return np.round(u, 12, out=u)
 
-    def _attribute_similarity(self, rows: np.ndarray) -> np.ndarray:
+    def _column_reader(self, rows: np.ndarray):
+        """name -> the values of column `name` (numeric, or brand / attribute codes) at
+        `rows`: from the target leaf's per-leaf columns when every row is of that leaf."""
+        cat, leaf = self.catalog, self.goal.leaf
+        leaf_rows = cat.category_rows(leaf)
+        if len(rows) > 1 and len(leaf_rows):
+            pos = np.searchsorted(leaf_rows, rows)
+            np.minimum(pos, len(leaf_rows) - 1, out=pos)
+            if np.array_equal(leaf_rows.take(pos), rows):
+                return lambda name: cat.category_column(leaf, name).take(pos)
+        numeric = {"price", "rating", "ship_days", "rating_count"}
+        return lambda name: (cat.numeric(name) if name in numeric else cat.codes(name)[0]).take(rows)
+
+    def _attribute_similarity(self, rows: np.ndarray, column=None) -> np.ndarray:
         cat, target = self.catalog, self.goal.target_row
-        total = np.zeros(len(rows), dtype=np.float64)
+        column = column or self._column_reader(rows)
+        matches = np.zeros(len(rows), dtype=np.int64)
         n = 0
         for attr in ATTRIBUTE_COLUMNS:
-            codes = cat.codes(attr)[0]
-            code = int(codes[target])
+            code = int(cat.codes(attr)[0][target])
             if code >= 0:
-                total += np.asarray(codes[rows]) == code
+                matches += column(attr) == code
                 n += 1
-        return total / n if n else np.ones(len(rows), dtype=np.float64)
+        return matches / n if n else np.ones(len(rows), dtype=np.float64)
 
     def utility_of(self, row: int) -> float:
         return float(self.utility(np.array([row]))[0])
@@ -253,7 +289,7 @@ class DiscoveryEnv(ShopEnv):
         """Every catalog row satisfying all constraints (stock ignored), ascending."""
         goal = self.goal
         if self._pool_cache is None or self._pool_cache[0] != goal.version:
-            rows = np.flatnonzero(constraints_mask(self.catalog, goal.constraints)).astype(np.int64)
+            rows = compatible_rows(self.catalog, goal.constraints)
             self._pool_cache = (goal.version, rows)
         return self._pool_cache[1]
 

@@ -15,13 +15,16 @@ compatibility attributes, then (shuffled) the original's remaining attributes, a
 after the category is said in the opening or omitted with p_missing(d)
 (`shopper.plan_disclosure`); the shopper answers `ask_user` questions about omitted ones.
 
-Solvability at reset, O(one leaf): the candidate constraints are evaluated with numpy over
-`catalog.category_rows(leaf)` only. They are added greedily, skipping one that would leave
+Solvability at reset, independent of catalog size: the rows meeting a set of constraints come
+from the catalog's per-leaf lookups (`constraints.compatible_rows`: the smallest of the leaf,
+its rows under the price cap and its brand / attribute postings, filtered), never from a scan.
+Candidate constraints are added greedily, skipping one that would leave
 fewer than `need = max(2, k // 2)` compatible in-stock alternatives besides the original;
 an original whose leaf cannot give `min(m, candidates)` constraints that way is resampled
 (at most `MAX_ORIGINAL_TRIES`, deterministic), else the best try is kept.
 
-Similarity (deterministic, `similarity()`), per product of the leaf, in [0, 1]:
+Similarity (deterministic, `similarity_of()`), per product of the leaf, in [0, 1] (computed
+for the compatible rows, `goal.rows`, when they are first listed, and per row otherwise):
 w_attr * share of the original's attributes it matches + w_brand * same brand +
 w_price * exp(-3 |ln(price / original price)|) + w_rating * (rating - 1) / 4. The hidden
 weights come from `rand("prefs")` (Dirichlet(2, 2, 2, 2)) plus 1 on the aspect the shopper
@@ -65,7 +68,15 @@ import numpy as np
 from .actions import Answer
 from .base import ShopEnv
 from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
-from .constraints import Constraint, budget_switch_text, code_of, nice_price_cap, relax_price_cap
+from .constraints import (
+    Constraint,
+    budget_switch_text,
+    code_of,
+    compatible_rows,
+    count_compatible,
+    nice_price_cap,
+    relax_price_cap,
+)
 from .reward import TaskScore, clip
 from .shopper import Utterance, fill, join_phrases, singular
 
@@ -136,9 +147,8 @@ class SubGoal:
     k: int
     focus: str
     weights: dict[str, float]
-    rows: np.ndarray  # the leaf's rows, ascending
-    similarity: np.ndarray  # per leaf row, in [0, 1]
-    masks: dict[str, np.ndarray]  # constraint name -> mask over leaf rows
+    rows: np.ndarray | None  # the rows meeting every constraint (stock ignored), ascending; see `_compatible`
+    similarity: np.ndarray | None  # per row of `rows`, in [0, 1]
     history: list[str] = field(default_factory=list)
     oos_planned: bool = False
     oos_row: int | None = None  # the row scheduled to sell out mid-episode
@@ -204,24 +214,30 @@ class SubstitutionEnv(ShopEnv):
         return out
 
     def _choose(self, rng: np.random.Generator, row: int, m: int, need: int):
-        """Greedy constraints for original `row`: (constraints, masks, valid mask, leaf rows,
-        number of candidate constraints)."""
-        cat = self.catalog
-        rows = cat.category_rows(cat.value("category_l3", row))
-        base = self.world.stock_mask(rows) & (rows != row)
-        chosen: list[Constraint] = []
-        masks: dict[str, np.ndarray] = {}
-        valid = base
+        """Greedy constraints for original `row`: (constraints, min(need, number of valid
+        alternatives they leave), number of candidate constraints). Counting stops at
+        `need` (`constraints.count_compatible`), so no constraint set is listed in full."""
         candidates = self._candidates(rng, row)
+        world = self.world
+
+        def keep(rows: np.ndarray) -> np.ndarray:
+            return world.stock_mask_any_order(rows) & (rows != row)
+
+        chosen: list[Constraint] = []
+        n_valid: int | None = None
         for j, c in enumerate(candidates):
             if len(chosen) >= m:
                 break
-            mk = self._constraint_mask(c, rows)
-            if j == 0 or int((valid & mk).sum()) >= need:  # the leaf category always holds
+            if j == 0:  # the leaf category always holds
                 chosen.append(c)
-                masks[c.name] = mk
-                valid = valid & mk
-        return chosen, masks, valid, rows, len(candidates)
+                continue
+            n = count_compatible(self.catalog, [*chosen, c], need, keep)
+            if n >= need:
+                chosen.append(c)
+                n_valid = n
+        if n_valid is None:
+            n_valid = count_compatible(self.catalog, chosen, need, keep)
+        return chosen, n_valid, len(candidates)
 
     def _sample_original(self, rng: np.random.Generator, need: int) -> int:
         cat = self.catalog
@@ -289,14 +305,13 @@ class SubstitutionEnv(ShopEnv):
         best = None
         for _ in range(MAX_ORIGINAL_TRIES):
             row = self._sample_original(rng, need)
-            chosen, masks, valid, rows, n_cand = self._choose(rng, row, m, need)
-            n_valid = int(valid.sum())
+            chosen, n_valid, n_cand = self._choose(rng, row, m, need)
             rank = (min(n_valid, need), len(chosen))
             if best is None or rank > best[0]:
-                best = (rank, row, chosen, masks, rows)
+                best = (rank, row, chosen)
             if len(chosen) >= min(m, n_cand) and n_valid >= need:
                 break
-        (n_valid, _), row, constraints, masks, rows = best
+        (n_valid, _), row, constraints = best
         if n_valid < 1:
             raise RuntimeError("catalog has no leaf category with an in-stock alternative to substitute")
         self.world.set_stock(row, 0)
@@ -312,11 +327,10 @@ class SubstitutionEnv(ShopEnv):
         phrase = f"the {cat.value('brand', row)} {singular(leaf)}"
         self.goal = SubGoal(
             original_row=row, original_id=cat.product_id(row), leaf=leaf, path=path, phrase=phrase,
-            constraints=constraints, k=k, focus=focus, weights=weights, rows=rows,
-            similarity=self._similarity(row, rows, weights), masks=masks,
+            constraints=constraints, k=k, focus=focus, weights=weights, rows=None, similarity=None,
         )
         self.goal.oos_planned = self.axes.p_oos > 0 and self.rand("oos").random() < self.axes.p_oos
-        hist = self._history(self.rand("history"), row, rows)
+        hist = self._history(self.rand("history"), row, cat.category_rows(leaf))
         self.goal.history = hist
         start = self.world.clock.now()
         self.world.visit_history = list(self.world.visit_history) + [
@@ -344,40 +358,72 @@ class SubstitutionEnv(ShopEnv):
         return sh.say(f"{first} {ask} {need} {focus}", "opening", tuple(said))
 
     # ------------------------------------------------------------------ goal state
-    def _leaf_index(self, row: int) -> int | None:
+    def _compatible(self) -> tuple[np.ndarray, np.ndarray]:
+        """(`goal.rows`, `goal.similarity`): the rows meeting every constraint, ascending,
+        and their similarity; listed on first use after reset or a change of constraints
+        (scoring), from the catalog's lookups."""
+        goal = self.goal
+        if goal.rows is None:
+            goal.rows = compatible_rows(self.catalog, goal.constraints)
+            goal.similarity = self._similarity(goal.original_row, goal.rows, goal.weights)
+        return goal.rows, goal.similarity
+
+    def _goal_index(self, row: int) -> int | None:
+        """The index of `row` in `goal.rows` when those are listed already, else None."""
         rows = self.goal.rows
+        if rows is None:
+            return None
         i = int(np.searchsorted(rows, row))
         return i if i < len(rows) and int(rows[i]) == row else None
 
     def compatible_mask(self) -> np.ndarray:
-        """Leaf rows meeting every constraint (stock ignored)."""
-        out = np.ones(len(self.goal.rows), dtype=bool)
-        for c in self.goal.constraints:
-            out &= self.goal.masks[c.name]
-        return out
+        """`goal.rows` meeting every constraint (stock ignored): all of them by construction."""
+        return np.ones(len(self._compatible()[0]), dtype=bool)
 
     def valid_mask(self) -> np.ndarray:
-        """Leaf rows that are valid substitutes now: compatible, in stock, not the original."""
-        return self.compatible_mask() & self.world.stock_mask(self.goal.rows) & (self.goal.rows != self.goal.original_row)
+        """`goal.rows` that are valid substitutes now: in stock and not the original."""
+        rows = self._compatible()[0]
+        return self.world.stock_mask(rows) & (rows != self.goal.original_row)
 
-    def ideal_rows(self) -> list[int]:
-        """Valid rows by similarity desc, row asc."""
-        goal = self.goal
+    def ideal_rows(self, limit: int | None = None) -> list[int]:
+        """Valid rows by similarity desc, row asc (the first `limit` of them)."""
+        return self._ideal(limit)[0]
+
+    def _ideal(self, limit: int | None = None) -> tuple[list[int], int]:
+        """(the first `limit` rows of the ideal ranking, the number of valid rows); only
+        rows tying with the limit-th best similarity or above are sorted."""
+        rows, similarity = self._compatible()
         idx = np.flatnonzero(self.valid_mask())
-        order = np.lexsort((goal.rows[idx], -goal.similarity[idx]))
-        return [int(goal.rows[i]) for i in idx[order]]
+        n_valid = len(idx)
+        sim = similarity[idx]
+        if limit is not None and n_valid > 4 * limit:
+            cut = np.partition(sim, n_valid - limit)[n_valid - limit]  # the limit-th largest
+            keep = sim >= cut
+            idx, sim = idx[keep], sim[keep]
+        order = np.lexsort((rows[idx], -sim))[:limit]
+        return [int(rows[i]) for i in idx[order]], n_valid
+
+    def _in_leaf(self, row: int) -> bool:
+        code = self._code("category_l3", self.goal.leaf)
+        return code is not None and 0 <= row < len(self.catalog) and int(self.catalog.codes("category_l3")[0][row]) == code
 
     def similarity_of(self, row: int) -> float:
-        i = self._leaf_index(row)
-        return float(self.goal.similarity[i]) if i is not None else 0.0
+        i = self._goal_index(row)
+        if i is not None:
+            return float(self.goal.similarity[i])
+        if not self._in_leaf(row):
+            return 0.0
+        goal = self.goal
+        return float(self._similarity(goal.original_row, np.array([row], dtype=np.int64), goal.weights)[0])
 
     def broken_constraint(self, row: int) -> Constraint | None:
         """The first constraint `row` breaks, or None."""
-        i = self._leaf_index(row)
-        for c in self.goal.constraints:
-            if i is None or not self.goal.masks[c.name][i]:
-                return c
-        return None
+        if self._goal_index(row) is not None:
+            return None
+        if not self._in_leaf(row):
+            return self.goal.constraints[0]
+        one = np.array([row], dtype=np.int64)
+        return next((c for c in self.goal.constraints if not self._constraint_mask(c, one)[0]), None)
 
     def is_valid(self, row: int | None) -> bool:
         if row is None or row == self.goal.original_row:
@@ -439,7 +485,7 @@ class SubstitutionEnv(ShopEnv):
         if relaxed is None:
             return None
         _, new = relaxed
-        goal.masks[new.name] = self._constraint_mask(new, goal.rows)
+        goal.rows = goal.similarity = None  # listed again on next use
         goal.version += 1
         self.replan_turns += 1  # the oracle searches again with the new constraint
         slot = new.slot()
@@ -449,8 +495,8 @@ class SubstitutionEnv(ShopEnv):
     # ------------------------------------------------------------------ verifier
     def _score(self, answer: Answer | None) -> TaskScore:
         goal = self.goal
-        ideal = self.ideal_rows()
-        details: dict = {"k": goal.k, "n_ideal": len(ideal), "original_id": goal.original_id}
+        ideal, n_ideal = self._ideal(goal.k)
+        details: dict = {"k": goal.k, "n_ideal": n_ideal, "original_id": goal.original_id}
         ids = list(dict.fromkeys(answer.recommended_product_ids or [])) if answer is not None else []
         if not ids:
             return TaskScore(-1.0, False, details | {"ndcg": 0.0, "share_valid": 0.0, "n_recommended": 0})
@@ -471,7 +517,7 @@ class SubstitutionEnv(ShopEnv):
                       - PENALTY_ORIGINAL * original - PENALTY_INVALID * n_invalid_other / len(ids)
                       - 2 * extra / len(ids))
         top_searched = ids[0] in self.searched_ids
-        correct = (valid[0] and top_searched and all(valid) and min(goal.k, len(ideal)) <= len(ids) <= goal.k)
+        correct = (valid[0] and top_searched and all(valid) and min(goal.k, n_ideal) <= len(ids) <= goal.k)
         details |= {
             "ndcg": ndcg,
             "share_valid": share,

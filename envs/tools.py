@@ -10,9 +10,11 @@ that runs but refuses (unknown id, out of stock, window expired) returns
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .actions import InvalidAction, describe_validation_error
@@ -201,9 +203,10 @@ def catalog_search(ctx: ToolContext, args: CatalogSearchArgs) -> dict:
     filters = args.filters
     want_in_stock = bool(filters and filters.in_stock)
     hits = ctx.world.catalog.search(args.query, filters, top_k=min(1000, 2 * depth))
-    rows = [int(r) for r in hits.rows]
+    rows = np.asarray(hits.rows, dtype=np.int64)
     if want_in_stock:  # the overlay may have sold out what the catalog still lists
-        rows = [r for r in rows if ctx.world.in_stock(r)]
+        rows = rows[ctx.world.stock_mask_any_order(rows)]
+    rows = rows.tolist()
     main, pool = rows[:depth], rows[depth:]
     if ctx.axes.eps_rank > 0 and main:
         rng = ctx.rand("search")
@@ -453,5 +456,12 @@ def validate_call(name: str, args: dict, allowed: tuple[str, ...]) -> Args:
         raise InvalidAction(describe_validation_error(exc, prefix=f"{name}.args.")) from None
 
 
+@functools.lru_cache(maxsize=None)
+def _schemas(allowed: tuple[str, ...]) -> tuple[dict, ...]:
+    return tuple(TOOLS[name].openai_schema() for name in allowed)
+
+
 def tool_schemas(allowed: tuple[str, ...]) -> list[dict]:
-    return [TOOLS[name].openai_schema() for name in allowed]
+    """The OpenAI-style schemas of `allowed`, generated once per tool set (a journey builds
+    sub-environments at every reset); treat them as read-only."""
+    return list(_schemas(tuple(allowed)))

@@ -287,6 +287,24 @@ class World:
                 stock[i] = units
         return stock > 0
 
+    def stock_mask_any_order(self, rows: np.ndarray, exclude_pending: bool = False) -> np.ndarray:
+        """`in_stock` for every row of `rows` (any order, repeats allowed), as `stock_mask`
+        decides it. O(len(rows) + overrides)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        live = np.asarray(self.catalog.numeric("stock")[rows]) > 0
+        overrides = dict(self.stock)
+        if exclude_pending:
+            overrides.update((r, 0) for _, r in self.scheduled_stockouts)
+        if overrides:
+            for i in np.flatnonzero(np.isin(rows, np.fromiter(overrides, dtype=np.int64, count=len(overrides)))):
+                live[i] = overrides[int(rows[i])] > 0
+        return live
+
+    def overlay_rows(self) -> set[int]:
+        """The rows whose stock this episode overrides or has scheduled to sell out: every
+        other row is in stock exactly when the catalog says so."""
+        return set(self.stock) | {r for _, r in self.scheduled_stockouts}
+
     def set_stock(self, row: int, units: int) -> None:
         self.stock[row] = int(units)
 

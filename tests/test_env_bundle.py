@@ -97,7 +97,7 @@ def test_cheapest_bundle_always_fits_the_budget(env):
             for req in env.goal.requirements:
                 assert env.feasible_mask(req).any()
                 for c in req.constraints:  # a stated constraint excludes some options, keeps >= 2
-                    assert 2 <= int(req.mask.sum()) < len(req.rows)
+                    assert 2 <= int(env.requirement_mask(req).sum()) < len(req.rows)
 
 
 # --------------------------------------------------------------------------- projects

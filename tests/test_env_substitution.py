@@ -116,7 +116,8 @@ def test_incompatible_items_cost_and_are_not_correct(env, catalog):
     goal = env.goal
     env.step(_search_action(env))
     good = [catalog.product_id(r) for r in env.ideal_rows()][: goal.k]
-    bad = next(int(r) for r in goal.rows if int(r) != goal.original_row and env.broken_constraint(int(r)))
+    bad = next(int(r) for r in catalog.category_rows(goal.leaf)
+               if int(r) != goal.original_row and env.broken_constraint(int(r)))
     env.seen_ids.add(catalog.product_id(bad))
     mixed = _answer(env, [good[0], catalog.product_id(bad)] + good[1:])
     assert not mixed["is_correct"] and mixed["details"]["n_incompatible"] == 1
@@ -209,7 +210,8 @@ def test_shopper_reacts_to_proposals(env, catalog):
     env.step({"tool_calls": [{"name": "user_get_visit_history", "args": {}}]})
     env.step({"assistant_message": f"Would {goal.original_id} work for you?"})
     assert "sold out" in env.utterances[-1].clean_text
-    bad = next(int(r) for r in goal.rows if int(r) != goal.original_row and env.broken_constraint(int(r)))
+    bad = next(int(r) for r in catalog.category_rows(goal.leaf)
+               if int(r) != goal.original_row and env.broken_constraint(int(r)))
     broken = env.broken_constraint(bad)
     env.seen_ids.add(catalog.product_id(bad))
     env.step({"assistant_message": f"How about {catalog.product_id(bad)}?"})

@@ -37,7 +37,7 @@ class SubstitutionPlanner(Planner):
         attrs = [str(c.value) for c in goal.constraints if c.kind == "attribute"]
         filters = to_filters(goal.constraints).model_dump(exclude_none=True)
         filters["category"] = goal.path
-        filters |= narrowing(self.env, self.env.ideal_rows()[: goal.k + 1], filters)
+        filters |= narrowing(self.env, self.env.ideal_rows(goal.k + 1), filters)
         return call("catalog_search", query=" ".join([goal.leaf] + attrs), filters=filters, top_k=SEARCH_TOP_K)
 
     def _answer_ids(self) -> list[str]:
