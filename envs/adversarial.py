@@ -293,7 +293,8 @@ def _describe(action: Any, limit: int = 300) -> str:
 class FuzzReport:
     """What `fuzz_episodes` observed."""
 
-    actions: int = 0
+    actions: int = 0  # adversarial actions stepped
+    well_behaved: int = 0  # policy actions stepped between them
     resets: int = 0
     escapes: list[dict] = field(default_factory=list)  # exceptions out of reset/step
     violations: list[dict] = field(default_factory=list)  # invalid action without r_total -1, env_error...
@@ -309,7 +310,7 @@ class FuzzReport:
     def summary(self) -> dict:
         ms = sorted(self.step_ms) or [0.0]
         return {
-            "actions": self.actions, "resets": self.resets, "escapes": len(self.escapes),
+            "actions": self.actions, "well_behaved_actions": self.well_behaved, "resets": self.resets, "escapes": len(self.escapes),
             "violations": len(self.violations),
             "step_ms_max": round(ms[-1], 3), "step_ms_p99": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3),
             "step_ms_p50": round(ms[len(ms) // 2], 3),
@@ -329,10 +330,11 @@ def _count(items) -> dict:
 def fuzz_episodes(catalog, n_actions: int, seed: int = 0, env_ids: tuple[str, ...] | None = None,
                   difficulties: tuple[int, ...] = (0, 3, 6, 9, 12), p_fuzz: float = 0.5,
                   well_behaved: Callable[[Any], Any] | None = None) -> FuzzReport:
-    """Play `n_actions` steps over the envs round-robin. Each step is an adversarial action
-    with probability `p_fuzz`, else the action of `well_behaved(env)` (a policy factory, for
-    episodes that get deep; default: the fuzzer's own plausible tool calls). Every escape
-    from `reset`/`step` and every contract violation is recorded with its action."""
+    """Step `n_actions` adversarial actions over the envs round-robin. With `well_behaved`
+    (a policy factory, e.g. `lambda env: HeuristicPolicy()`), each step is the policy's
+    action with probability 1 - `p_fuzz`, so episodes get deep before the fuzz hits them;
+    those steps are extra. Every escape from `reset`/`step` and every contract violation is
+    recorded with its action; step times cover every step."""
     from envs import ENV_IDS, make_env
 
     env_ids = tuple(env_ids or ENV_IDS)
@@ -366,9 +368,10 @@ def fuzz_episodes(catalog, n_actions: int, seed: int = 0, env_ids: tuple[str, ..
         ids = sorted(getattr(env, "seen_ids", set()))
         if env_id in policies and not fz.chance(p_fuzz):
             action = policies[env_id].act(obs)
+            rep.well_behaved += 1
         else:
             action = fz.action(obs, tuple(getattr(env, "answer_fields", ())), ids)
-        rep.actions += 1
+            rep.actions += 1
         t0 = time.perf_counter()
         try:
             obs, reward, term, trunc, info = env.step(action)
@@ -440,3 +443,144 @@ def fuzz_reset(catalog, n: int, seed: int = 0) -> dict:
                                    "msg": str(exc)[:200]})
         out["reset_ms_max"] = max(out["reset_ms_max"], (time.perf_counter() - t0) * 1000)
     return out
+
+
+# --------------------------------------------------------------------------- claim battery
+
+# (sentence template, expected verdict: "true" | "false" | "unscored"). Placeholders:
+# {IN} an in-stock product, {IN2} another, {OUT} a sold-out one; {P} the true price of {IN},
+# {WRONG} = P + $3, {BELOW} = P - $1, {ABOVE} = P + $10, {ABOVE2} = P + $20; orders {DEL}
+# delivered, {TRANSIT} in transit, {PLACED} placed, {CANC} cancelled.
+CLAIM_BATTERY: tuple[tuple[str, str], ...] = (
+    ("{IN} is in stock.", "true"),
+    ("{OUT} is out of stock.", "true"),
+    ("{OUT} is sold out.", "true"),
+    ("{OUT} is not in stock.", "true"),
+    ("{OUT} isn't currently in stock.", "true"),
+    ("{OUT} is no longer in stock.", "true"),
+    ("{IN} is not out of stock.", "true"),
+    ("{IN} costs {P}.", "true"),
+    ("{IN} is under {ABOVE}.", "true"),
+    ("{IN} costs at most {P}.", "true"),
+    ("{IN} is less than {ABOVE}.", "true"),
+    ("{IN} is over {BELOW}.", "true"),
+    ("{IN} costs more than {BELOW}.", "true"),
+    ("{IN} is between {BELOW} and {ABOVE}.", "true"),
+    ("{IN} is in stock at {P}.", "true"),
+    ("{IN} is {P} or less.", "true"),
+    ("Order {DEL} has been delivered.", "true"),
+    ("Order {TRANSIT} has not been delivered yet.", "true"),
+    ("Order {TRANSIT} is in transit.", "true"),
+    ("Order {CANC} was cancelled.", "true"),
+    ("Order {PLACED} hasn't shipped yet.", "true"),
+    ("Order {TRANSIT} has shipped and should arrive soon.", "true"),
+    ("{IN} is not in stock.", "false"),
+    ("{IN} is out of stock.", "false"),
+    ("{OUT} is in stock.", "false"),
+    ("{OUT} is not sold out.", "false"),
+    ("{IN} costs {WRONG}.", "false"),
+    ("{IN} is under {BELOW}.", "false"),
+    ("{IN} is over {ABOVE}.", "false"),
+    ("{IN} costs at least {ABOVE}.", "false"),
+    ("{IN} is between {ABOVE} and {ABOVE2}.", "false"),
+    ("Order {DEL} has not been delivered yet.", "false"),
+    ("Order {TRANSIT} has been delivered.", "false"),
+    ("Order {PLACED} has shipped.", "false"),
+    ("Order {DEL} was cancelled.", "false"),
+    ("Order {DEL} has been returned.", "false"),
+    ("{IN} and {IN2} are in stock.", "unscored"),
+    ("{IN} and {OUT} are both in stock.", "unscored"),
+    ("{IN} costs {P}, down from {WRONG}.", "unscored"),
+    ("{IN} is in stock for {P} or {WRONG}.", "unscored"),
+    ("Is {IN} in stock?", "unscored"),
+    ("If {OUT} is in stock, I will add it.", "unscored"),
+    ("{IN} costs $" + "1," * COMMA_GROUPS + "000.", "unscored"),
+    ("{IN} costs $" + "9" * HUGE_DIGITS + ".", "unscored"),
+    ("{IN} is not under {ABOVE}.", "unscored"),
+    ("Order {TRANSIT} should be delivered by Friday.", "unscored"),
+    ("Order {DEL} shipped and was delivered.", "unscored"),
+    ("{IN} fits your {ABOVE} budget.", "unscored"),
+    ("{IN} plus shipping is {WRONG}.", "unscored"),
+    ("{IN} has 0 units in stock.", "unscored"),
+    ("Order {PLACED} was placed on Monday.", "unscored"),
+    ("{IN} is in stock in black but sold out in red.", "unscored"),
+    ("Order {DEL} and order {TRANSIT} have shipped.", "unscored"),
+    ("{IN} is around {P}.", "unscored"),
+    ("I can't find {IN} in stock.", "unscored"),
+)
+
+
+def _dollars(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+def claim_battery_env(catalog, seed: int = 0):
+    """An E_STATUS episode prepared for `CLAIM_BATTERY`: two in-stock products and one sold
+    out (none with variants), four orders with the statuses the battery names, every id
+    shown to the agent. Returns (env, placeholder values)."""
+    from envs import make_env
+
+    env = make_env("E_STATUS", catalog)
+    for s in range(seed, seed + 200):
+        env.reset(seed=s, options={"difficulty": 12})
+        if len(env.world.orders) >= 4:
+            break
+    world = env.world
+    prices = world.catalog.numeric("price")
+    rows: list[int] = []
+    for r in range(len(world.catalog)):
+        if 5 <= float(prices[r]) < 900 and not world.variants_of(world.catalog.product_id(r)):
+            rows.append(r)
+            if len(rows) == 3:
+                break
+    world.set_stock(rows[0], 7)
+    world.set_stock(rows[1], 3)
+    world.set_stock(rows[2], 0)
+    orders = world.orders[:4]
+    for order, status in zip(orders, ("delivered", "in_transit", "placed", "cancelled")):
+        order.status = status
+    cents = round(float(prices[rows[0]]) * 100)
+    values = {
+        "IN": world.catalog.product_id(rows[0]), "IN2": world.catalog.product_id(rows[1]),
+        "OUT": world.catalog.product_id(rows[2]), "P": _dollars(cents), "WRONG": _dollars(cents + 300),
+        "BELOW": _dollars(cents - 100), "ABOVE": _dollars(cents + 1000), "ABOVE2": _dollars(cents + 2000),
+        "DEL": orders[0].order_id, "TRANSIT": orders[1].order_id, "PLACED": orders[2].order_id,
+        "CANC": orders[3].order_id,
+    }
+    env.seen_ids.update(v for k, v in values.items() if k in ("IN", "IN2", "OUT", "DEL", "TRANSIT", "PLACED", "CANC"))
+    return env, values
+
+
+def claim_verdict(env, sentence: str) -> str:
+    """How the env's claim checker scores one sentence: "true", "false", "unscored", or
+    "error: <ExcType>" (read from its claims_checked / claims_false counters)."""
+    checked, false = env.claims_checked, env.claims_false
+    try:
+        env._check_claims(sentence)
+    except Exception as exc:  # noqa: BLE001 - an older checker may raise; that is a finding
+        return f"error: {type(exc).__name__}"
+    if env.claims_checked == checked:
+        return "unscored"
+    return "false" if env.claims_false > false else "true"
+
+
+def run_claim_battery(catalog) -> dict:
+    """Every battery sentence through the checker: verdicts, and the counts of sentences
+    scored the wrong way (true <-> false), scored when they should not be, missed (a
+    checkable sentence left unscored) and errors."""
+    env, values = claim_battery_env(catalog)
+    rows = []
+    for template, expected in CLAIM_BATTERY:
+        got = claim_verdict(env, template.format(**values))
+        rows.append({"sentence": template, "expected": expected, "got": got})
+    wrong_way = sum(r["expected"] in ("true", "false") and r["got"] in ("true", "false") and r["got"] != r["expected"]
+                    for r in rows)
+    return {
+        "sentences": len(rows),
+        "as_expected": sum(r["got"] == r["expected"] for r in rows),
+        "wrong_way": wrong_way,
+        "scored_but_should_not": sum(r["expected"] == "unscored" and r["got"] in ("true", "false") for r in rows),
+        "missed": sum(r["expected"] != "unscored" and r["got"] == "unscored" for r in rows),
+        "errors": sum(r["got"].startswith("error") for r in rows),
+        "rows": rows,
+    }

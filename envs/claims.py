@@ -79,7 +79,9 @@ _MODALS = frozenset(  # in the clause of a claim: that claim is a forecast or a 
 )
 _CLAUSE = re.compile(r",|\b(?:and|but|while|so|although|though|whereas)\b")
 _NEGATIONS = frozenset("not no never none nothing neither nor without cannot zero".split())
-_COUNTED_STOCK = re.compile(r"[0-9]|\b(?:one|two|three|four|five|few|several|some|many|units?|left|only)\b")
+_COUNTED_STOCK = re.compile(  # "0 units in stock", "only a few in stock", "2 left": counts, not yes/no
+    r"\b(?:[0-9][0-9,.]*|zero|one|two|three|four|five|six|seven|eight|nine|ten|few|several|some|many|only|just)"
+    r"\s+(?:[\w-]+\s+){0,2}in[ -]stock|\bleft\b|\bunits?\b")
 _NOT_ITS_PRICE = frozenset(
     "shipping delivery fee fees tax taxes total subtotal budget save saving savings discount discounted off refund "
     "refunded credit coupon gift restocking monthly month per was were originally msrp list used sale deal "
@@ -209,7 +211,8 @@ def sentence_verdict(sentence: str, world: "World", known_ids) -> list[bool]:
             spans += [s for _, _, s in stock]
         if "$" in low:
             truths = {round(float(world.catalog.numeric("price")[row]) * 100)}
-            truths |= {round(v.price * 100) for v in world.variants_of(subject) if v.price is not None}
+            # variants an env installed (synthesized ones share the catalog price; not built here)
+            truths |= {round(v.price * 100) for v in world.variants.get(subject, []) if v.price is not None}
             priced = _price_verdicts(low, truths)
             if priced is None:
                 return []

@@ -10,6 +10,7 @@ that runs but refuses (unknown id, out of stock, window expired) returns
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -455,5 +456,13 @@ def validate_call(name: str, args: dict, allowed: tuple[str, ...]) -> Args:
         raise InvalidAction(describe_validation_error(exc, prefix=f"{name}.args.")) from None
 
 
+@functools.lru_cache(maxsize=None)
+def _schema(name: str) -> dict:
+    return TOOLS[name].openai_schema()
+
+
 def tool_schemas(allowed: tuple[str, ...]) -> list[dict]:
-    return [TOOLS[name].openai_schema() for name in allowed]
+    """The OpenAI schemas of `allowed`, built once per tool (pydantic's schema generation
+    costs milliseconds, and a journey builds its sub-environments at every reset). The
+    dicts are shared: treat them as read-only."""
+    return [_schema(name) for name in allowed]
