@@ -1,7 +1,23 @@
 """Reward (DESIGN.md §7): r_total = clip(0.75 r_task + 0.15 r_eff + 0.10 r_hall, -1, 1).
 
 `r_task` comes from each environment's verifier; this module owns the parts every
-environment shares: efficiency from turns, hallucination from ids and claims, the total."""
+environment shares: efficiency from turns, hallucination from ids and claims, the total.
+
+Hallucination (computed by `ShopEnv._hallucination`):
+
+    r_hall = -min(1, H / max(1, N) + (F + U) / 2)
+
+H = distinct ids the agent used (in an answer field or a write tool's id arguments) that no
+tool output or shopper message had shown it; N = distinct ids it used; F = false claims in
+its text (prices, stock, order status: `envs.claims`); U = answers not grounded in retrieved
+facts (`ShopEnv.ungrounded`). Only bad things enter the numerator and only ids the agent acted
+on enter the denominator, so no true sentence can move r_hall: padding a message with true
+statements changes nothing, and an honest agent (no unseen id, no false claim) scores 0.
+Example: an E_PD answer of 4 ids, 1 never shown, with one false price claim and 150 true
+"X is in stock." sentences: r_hall = -min(1, 1/4 + 1/2) = -0.75, the same as without the 150
+sentences (under the old shared denominator, bad / (ids + claims), the padding moved it from
+-2/5 to -2/155). Sentences the checker cannot read unambiguously are not scored either way.
+"""
 
 from __future__ import annotations
 
