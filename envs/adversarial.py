@@ -507,6 +507,21 @@ CLAIM_BATTERY: tuple[tuple[str, str], ...] = (
     ("Order {DEL} and order {TRANSIT} have shipped.", "unscored"),
     ("{IN} is around {P}.", "unscored"),
     ("I can't find {IN} in stock.", "unscored"),
+    ("{IN}: {P}, in stock.", "true"),
+    ("{IN} is in stock and will ship tomorrow.", "true"),
+    ("Order {TRANSIT} isn't delivered yet but should arrive Friday.", "true"),
+    ("Order {DEL} is not cancelled.", "true"),
+    ("{OUT} is in stock and will ship tomorrow.", "false"),
+    ("{IN} retails for {WRONG}.", "false"),
+    ("{IN} is {WRONG} or more.", "false"),
+    ("Order {CANC} is not cancelled.", "false"),
+    ("Order {DEL} hasn't arrived.", "false"),
+    ("{OUT} was in stock yesterday.", "unscored"),
+    ("{IN} costs {P} per pack.", "unscored"),
+    ("{IN} normally costs {WRONG}.", "unscored"),
+    ("{IN} costs US{WRONG}.", "unscored"),
+    ("{IN} is not only in stock but also {P}.", "unscored"),
+    ("Order {DEL} was delivered and {IN} is in stock.", "unscored"),
 )
 
 

@@ -12,7 +12,8 @@ What is read:
   or order id of the world). Sentences naming two or more distinct ids are not scored.
 - **Stock** (product subject): "in stock" / "out of stock" / "sold out", optionally negated
   right before the phrase ("is not in stock", "isn't currently in stock", "is no longer in
-  stock", "is not sold out"). Both polarities in one sentence: not scored.
+  stock", "is not sold out"), about now. Both polarities in one sentence, a count ("0 units
+  in stock", "2 left") or the past ("was in stock yesterday"): not scored.
 - **Price** (product subject): one well-formed dollar amount ($12, $1,299.99; at most
   $9,999,999.99) with its relation: equality ("costs $X", "is $X", "at $X", "for $X",
   "($X)"), "under / below / less than / cheaper than", "at most / no more than / up to",
@@ -77,10 +78,12 @@ _MODALS = frozenset(  # in the clause of a claim: that claim is a forecast or a 
     "expected expect expects estimated estimate scheduled soon probably maybe likely perhaps possibly seems seem "
     "usually normally typically".split()
 )
+_PAST = frozenset("was were earlier yesterday before previously had used ago".split())  # stock clauses only
 _CLAUSE = re.compile(r",|\b(?:and|but|while|so|although|though|whereas)\b")
 _NEGATIONS = frozenset("not no never none nothing neither nor without cannot zero".split())
 _COUNTED_STOCK = re.compile(  # "0 units in stock", "only a few in stock", "2 left": counts, not yes/no
-    r"\b(?:[0-9][0-9,.]*|zero|one|two|three|four|five|six|seven|eight|nine|ten|few|several|some|many|only|just)"
+    r"(?:(?<![$0-9.,])\b[0-9]+(?:,[0-9]{3})*|\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|few|"
+    r"several|some|many|only|just))"
     r"\s+(?:[\w-]+\s+){0,2}in[ -]stock|\bleft\b|\bunits?\b")
 _NOT_ITS_PRICE = frozenset(
     "shipping delivery fee fees tax taxes total subtotal budget save saving savings discount discounted off refund "
@@ -179,6 +182,13 @@ def _price_verdicts(low: str, truths: set[int]) -> tuple[list[bool], list[tuple[
     return ([votes.pop()], spans) if len(votes) == 1 else None
 
 
+def _clause(low: str, at: int) -> str:
+    """The clause of `low` (split at commas and conjunctions) that holds position `at`."""
+    cuts = [0] + [m.start() for m in _CLAUSE.finditer(low)] + [len(low)]
+    i = max(k for k in range(len(cuts) - 1) if cuts[k] <= at)
+    return low[cuts[i]:cuts[i + 1]]
+
+
 def _phrases(pattern: re.Pattern, low: str) -> list[tuple[str, bool, tuple[int, int]]]:
     return [(m.group("phrase"), m.group("neg") is not None, m.span()) for m in pattern.finditer(low)]
 
@@ -206,6 +216,8 @@ def sentence_verdict(sentence: str, world: "World", known_ids) -> list[bool]:
         claims = {_STOCK_IN[p] != neg for p, neg, _ in stock}  # True: claims it is in stock
         if len(claims) > 1 or (stock and _COUNTED_STOCK.search(low)):  # "0 in stock" is a count, not a yes
             return []
+        if stock and any(set(_WORD.findall(_clause(low, a))) & _PAST for _, _, (a, _) in stock):
+            return []  # "X was in stock yesterday": stock changes mid-episode, the past is not checked
         if claims:
             verdicts.append(claims.pop() == world.in_stock(row))
             spans += [s for _, _, s in stock]
@@ -240,11 +252,8 @@ def sentence_verdict(sentence: str, world: "World", known_ids) -> list[bool]:
             spans += [s for _, _, s in status]
     if not verdicts:
         return []
-    cuts = [0] + [m.start() for m in _CLAUSE.finditer(low)] + [len(low)]
-    for a, _ in spans:
-        i = max(k for k in range(len(cuts) - 1) if cuts[k] <= a)
-        if set(_WORD.findall(low[cuts[i]:cuts[i + 1]])) & _MODALS:
-            return []
+    if any(set(_WORD.findall(_clause(low, a))) & _MODALS for a, _ in spans):
+        return []
     residual = _strip(low, spans)
     if set(_WORD.findall(residual)) & _NEGATIONS or "n't" in residual:
         return []
