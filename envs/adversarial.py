@@ -522,6 +522,7 @@ CLAIM_BATTERY: tuple[tuple[str, str], ...] = (
     ("{IN} costs US{WRONG}.", "unscored"),
     ("{IN} is not only in stock but also {P}.", "unscored"),
     ("Order {DEL} was delivered and {IN} is in stock.", "unscored"),
+    ("Order {DEL} is eligible to be returned.", "unscored"),
 )
 
 

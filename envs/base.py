@@ -30,8 +30,6 @@ from .catalog import CatalogLike
 from .claims import sentence_verdicts
 from .difficulty import Axes, axes_for
 from .reward import RewardBreakdown, TaskScore, combine, efficiency, invalid
-
-log = logging.getLogger(__name__)
 from .rng import EpisodeRandom
 from .store_policy import generate_policy
 from .shopper import QUIT, TemplateShopper, Utterance
@@ -41,6 +39,7 @@ from .world import SimClock, World
 ID_KEYS = ("product_id", "order_id", "line_id", "variant_id", "new_product_id", "new_variant_id", "return_id")
 ANSWER_ID_FIELDS = ("recommended_product_ids", "selected_order_id", "selected_line_id")
 _SENTENCE = re.compile(r"[^.!?\n]+(?:\.\d+[^.!?\n]*)*")
+log = logging.getLogger(__name__)
 
 
 def collect_ids(obj: Any, out: set[str]) -> None:
@@ -59,8 +58,6 @@ def collect_ids(obj: Any, out: set[str]) -> None:
 def dumps(obj: Any) -> str:
     """Canonical JSON for transcripts (insertion order, no whitespace variance)."""
     return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "), default=str)
-
-
 
 
 class ShopEnv:

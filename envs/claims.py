@@ -76,7 +76,7 @@ _CONDITIONS = frozenset(  # anywhere in the sentence: it is not a plain statemen
 _MODALS = frozenset(  # in the clause of a claim: that claim is a forecast or a hedge
     "will would should could might may can cannot won't wouldn't shouldn't couldn't can't i'll we'll it'll "
     "expected expect expects estimated estimate scheduled soon probably maybe likely perhaps possibly seems seem "
-    "usually normally typically".split()
+    "usually normally typically be".split()  # "be": "to be returned", "can be shipped" are not the status now
 )
 _PAST = frozenset("was were earlier yesterday before previously had used ago".split())  # stock clauses only
 _CLAUSE = re.compile(r",|\b(?:and|but|while|so|although|though|whereas)\b")
