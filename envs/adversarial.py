@@ -295,6 +295,7 @@ class FuzzReport:
 
     actions: int = 0  # adversarial actions stepped
     well_behaved: int = 0  # policy actions stepped between them
+    policy_errors: dict[str, int] = field(default_factory=dict)  # the well-behaved policy raised (not the env)
     resets: int = 0
     escapes: list[dict] = field(default_factory=list)  # exceptions out of reset/step
     violations: list[dict] = field(default_factory=list)  # invalid action without r_total -1, env_error...
@@ -310,7 +311,8 @@ class FuzzReport:
     def summary(self) -> dict:
         ms = sorted(self.step_ms) or [0.0]
         return {
-            "actions": self.actions, "well_behaved_actions": self.well_behaved, "resets": self.resets, "escapes": len(self.escapes),
+            "actions": self.actions, "well_behaved_actions": self.well_behaved, "policy_errors": self.policy_errors,
+            "resets": self.resets, "escapes": len(self.escapes),
             "violations": len(self.violations),
             "step_ms_max": round(ms[-1], 3), "step_ms_p99": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3),
             "step_ms_p50": round(ms[len(ms) // 2], 3),
@@ -366,10 +368,14 @@ def fuzz_episodes(catalog, n_actions: int, seed: int = 0, env_ids: tuple[str, ..
                 policies[env_id].reset()
         obs = live[env_id]
         ids = sorted(getattr(env, "seen_ids", set()))
+        action = _NO_ACTION
         if env_id in policies and not fz.chance(p_fuzz):
-            action = policies[env_id].act(obs)
-            rep.well_behaved += 1
-        else:
+            try:  # the policy may be confused by the fuzzed history: then the fuzzer plays
+                action = policies[env_id].act(obs)
+                rep.well_behaved += 1
+            except Exception as exc:  # noqa: BLE001
+                rep.policy_errors[type(exc).__name__] = rep.policy_errors.get(type(exc).__name__, 0) + 1
+        if action is _NO_ACTION:
             action = fz.action(obs, tuple(getattr(env, "answer_fields", ())), ids)
             rep.actions += 1
         t0 = time.perf_counter()
@@ -402,6 +408,9 @@ def fuzz_episodes(catalog, n_actions: int, seed: int = 0, env_ids: tuple[str, ..
                 rep.violations.append({"env": env_id, "problem": bad, "reason": reason[:300],
                                        "action": _describe(action)})
     return rep
+
+
+_NO_ACTION = object()
 
 
 def _play(env, policy, max_steps: int = 64) -> None:
