@@ -112,3 +112,9 @@ def test_each_ungrounded_answer_counts_as_hallucinated(catalog):
     env.ungrounded += ["a", "b"]
     _, _, _, _, info = env.step({"answer": {"policy_answer": "no"}})
     assert info["reward"]["r_hall"] == -1.0
+
+
+def test_journey_sub_tasks_share_the_ungrounded_list(catalog):
+    env = make_env("E_JOURNEY", catalog)
+    env.reset(seed=0, options={"difficulty": 6})
+    assert all(task.env.ungrounded is env.ungrounded for task in env.subtasks)
