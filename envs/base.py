@@ -126,6 +126,7 @@ class ShopEnv:
         self.claims_checked = 0
         self.claims_false = 0
         self.ungrounded: list[str] = []  # answers not grounded in retrieved facts: each one hallucinated
+        self.stockouts_unseen: frozenset[int] = frozenset()
         self.reward_info: RewardBreakdown | None = None
         self.utterances: list[Utterance] = []  # the shopper's messages, clean text kept
         self.messages: list[dict] = [{"role": "system", "content": self._system_prompt()}]
@@ -147,6 +148,7 @@ class ShopEnv:
         turn = self.turn
         self.world.clock.turn = turn
         due = self.world.apply_scheduled_stockouts(turn)
+        self.stockouts_unseen = frozenset(due)  # this turn's stock-outs: the agent cannot know them yet
         if due:
             self._on_stockout(due)
         try:
@@ -276,7 +278,7 @@ class ShopEnv:
         """Count the checkable factual claims in the agent's text, and the false ones (price,
         stock and order-status statements about one id; see `envs.claims`: a sentence it
         cannot read unambiguously is not scored either way)."""
-        for _, verdicts in sentence_verdicts(text, self.world, self.seen_ids):
+        for _, verdicts in sentence_verdicts(text, self.world, self.seen_ids, self.stockouts_unseen):
             for true in verdicts:
                 self._claim(true)
 

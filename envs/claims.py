@@ -193,8 +193,10 @@ def _phrases(pattern: re.Pattern, low: str) -> list[tuple[str, bool, tuple[int, 
     return [(m.group("phrase"), m.group("neg") is not None, m.span()) for m in pattern.finditer(low)]
 
 
-def sentence_verdict(sentence: str, world: "World", known_ids) -> list[bool]:
-    """The verdicts of the claims one sentence makes ([] when it is not scored)."""
+def sentence_verdict(sentence: str, world: "World", known_ids, unsettled: frozenset[int] = frozenset()) -> list[bool]:
+    """The verdicts of the claims one sentence makes ([] when it is not scored). Stock claims
+    about `unsettled` rows (sold out by a world event the agent has not been shown yet) are
+    not scored."""
     if sentence.rstrip().endswith("?"):
         return []
     low = " ".join(sentence.lower().replace("\u2019", "'").split())
@@ -218,6 +220,8 @@ def sentence_verdict(sentence: str, world: "World", known_ids) -> list[bool]:
             return []
         if stock and any(set(_WORD.findall(_clause(low, a))) & _PAST for _, _, (a, _) in stock):
             return []  # "X was in stock yesterday": stock changes mid-episode, the past is not checked
+        if stock and row in unsettled:
+            return []
         if claims:
             verdicts.append(claims.pop() == world.in_stock(row))
             spans += [s for _, _, s in stock]
@@ -260,6 +264,7 @@ def sentence_verdict(sentence: str, world: "World", known_ids) -> list[bool]:
     return verdicts
 
 
-def sentence_verdicts(text: str, world: "World", known_ids) -> list[tuple[str, list[bool]]]:
+def sentence_verdicts(text: str, world: "World", known_ids,
+                      unsettled: frozenset[int] = frozenset()) -> list[tuple[str, list[bool]]]:
     """(sentence, verdicts) for every sentence of `text`; verdicts [] = not scored."""
-    return [(s, sentence_verdict(s, world, known_ids)) for s in sentences(text)]
+    return [(s, sentence_verdict(s, world, known_ids, unsettled)) for s in sentences(text)]

@@ -118,3 +118,18 @@ def test_journey_sub_tasks_share_the_ungrounded_list(catalog):
     env = make_env("E_JOURNEY", catalog)
     env.reset(seed=0, options={"difficulty": 6})
     assert all(task.env.ungrounded is env.ungrounded for task in env.subtasks)
+
+
+def test_a_stock_out_the_agent_has_not_been_shown_is_not_held_against_it(catalog):
+    env = make_env("E_PD", catalog)
+    env.reset(seed=0, options={"difficulty": 0})
+    row = next(r for r in range(len(catalog)) if env.world.in_stock(r))
+    pid = catalog.product_id(row)
+    env.seen_ids.add(pid)
+    env.world.scheduled_stockouts = [(1, row)]
+    env.step({"assistant_message": f"{pid} is in stock."})  # turn 0: true
+    assert (env.claims_checked, env.claims_false) == (1, 0)
+    env.step({"assistant_message": f"{pid} is in stock."})  # turn 1: sold out as the turn began, unseen
+    assert (env.claims_checked, env.claims_false) == (1, 0)
+    env.step({"assistant_message": f"{pid} is in stock."})  # turn 2: stale, scored false
+    assert (env.claims_checked, env.claims_false) == (2, 1)
