@@ -29,6 +29,7 @@ MAX_TOOL_CALLS = 16
 MAX_DEPTH = 32  # the deepest real action (answer -> list -> id, filters -> attributes) is 5
 MAX_NODES = 20_000
 MAX_INT_DIGITS = 18
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 
 class InvalidAction(ValueError):
@@ -167,7 +168,7 @@ def check_shape(obj: Any) -> None:
         if value is None or isinstance(value, (str, bool)):
             continue
         if isinstance(value, int):
-            if value.bit_length() > 60:
+            if abs(value) >= _INT_LIMIT:
                 raise InvalidAction(f"{path}: integer out of range (at most {MAX_INT_DIGITS} digits)")
         elif isinstance(value, float):
             if not math.isfinite(value):

@@ -215,3 +215,21 @@ def test_trainer_rollouts_survive_an_env_that_raises(catalog, monkeypatch):
     assert results[4].reward["termination_reason"] == "error: _Boom: reset bug"
     assert [r.task["env_id"] for r in trainable(results)] == ["E_CART", "E_CART"]
     assert all(r.reward["termination_reason"] == "answered" for r in trainable(results))
+
+
+def test_bounded_json_reader():
+    from envs.actions import MAX_DEPTH, InvalidAction, check_shape, json_depth, loads_bounded
+
+    assert json_depth('{"a": [1, "[[[[", {"b": "]]"}]}') == 3 and json_depth("[" * DEEP) == DEEP
+    assert loads_bounded('{"a": [1, -2.5, "[[[[", 999999999999999999]}') == {"a": [1, -2.5, "[[[[", 10**18 - 1]}
+    assert loads_bounded('{"a": 1} and then prose', leading=True) == {"a": 1}
+    for text, reason in (("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1), "nested 33 levels"),
+                         ("1" * 19, "19 digits"), ("1e400", "out of range"), ("-Infinity", "not a valid JSON number"),
+                         ("{oops", "malformed JSON"), (b"\xff", "malformed JSON"), ("x" * 70_000, "too large")):
+        with pytest.raises(InvalidAction, match=reason):
+            loads_bounded(text)
+    for obj, reason in (({"a": 10**18}, "action.a: integer out of range"), ({"a": [float("nan")]}, "action.a.0"),
+                        ({"a": {1: 2}}, "keys must be strings"), ({"a": (1,)}, "tuple is not a JSON type"),
+                        (_deep_list(40), "nested more than 32")):
+        with pytest.raises(InvalidAction, match=reason):
+            check_shape(obj)
