@@ -195,7 +195,9 @@ class EngineClient:
         if episode is None:  # failed before the first act: the engine holds nothing
             return None, {}
         [tokens] = await self.handle.pop_episodes.remote([episode.key])
-        if self.max_new_tokens is None or tokens is None or record["termination_reason"].startswith("error"):
+        from .train import is_error_reason
+
+        if self.max_new_tokens is None or tokens is None or is_error_reason(record["termination_reason"]):
             return None, {}
         from policies.dapo import DAPOConfig
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -41,9 +42,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 __all__ = ["TrainConfig", "Trainer", "EpisodeResult", "rollout_groups", "to_trajectory", "add_train_commands",
-           "sft_examples", "run_sft"]
+           "sft_examples", "run_sft", "trainable", "is_error_reason"]
 
 MAX_TURNS = 64
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- config
@@ -177,6 +179,27 @@ class EpisodeResult:
     def episode_id(self) -> int:
         return int(self.task["task_id"]) * 1_000 + self.rollout
 
+    @property
+    def is_error(self) -> bool:
+        """The episode broke (an exception in env code), not the policy: it is recorded but
+        never trained on and never reported to the curriculum."""
+        return is_error_reason(self.reward.get("termination_reason", ""))
+
+
+def is_error_reason(reason: str) -> bool:
+    """`error: ...` (the runner caught an exception) or `env_error: ...` (ShopEnv.step did)."""
+    return str(reason).startswith(("error:", "env_error:"))
+
+
+def trainable(results: Sequence[EpisodeResult]) -> list[EpisodeResult]:
+    """The episodes the update and the curriculum see: error episodes are left out (they
+    are still written to the run's trajectories)."""
+    return [r for r in results if not r.is_error]
+
+
+def _error_reward(exc: BaseException) -> dict:
+    return {"r_total": -1.0, "is_correct": False, "termination_reason": f"error: {type(exc).__name__}: {exc}"[:500]}
+
 
 def _jsonable_action(a: Any) -> Any:
     return a if isinstance(a, (str, dict, list)) else str(a)
@@ -189,18 +212,23 @@ def rollout_groups(policy, catalog, tasks: Sequence[dict], group_size: int, axes
     from envs import make_env
 
     live = []
+    done: list[EpisodeResult] = []
     for t in tasks:
         for g in range(group_size):
             env = make_env(t["env_id"], catalog)
             opts: dict = {"difficulty": int(t["difficulty"])}
             if axes:
                 opts["axes"] = dict(axes)
-            obs, _ = env.reset(seed=int(t["seed"]), options=opts)
             key = (int(t["task_id"]), g)
             policy.episodes.pop(key, None)
+            try:
+                obs, _ = env.reset(seed=int(t["seed"]), options=opts)
+            except Exception as exc:  # noqa: BLE001 - one broken episode never ends training
+                log.exception("reset failed: %s", t)
+                done.append(EpisodeResult(dict(t), g, None, _error_reward(exc), [], [], 0))
+                continue
             live.append({"task": dict(t), "g": g, "env": env, "obs": obs, "key": key, "actions": [], "gen": 0.0,
                          "env_s": 0.0})
-    done: list[EpisodeResult] = []
     for _ in range(MAX_TURNS):
         if not live:
             break
@@ -212,9 +240,14 @@ def rollout_groups(policy, catalog, tasks: Sequence[dict], group_size: int, axes
         for e, a in zip(live, actions):
             e["gen"] += gen / len(live)
             s0 = time.perf_counter()
-            obs, _, term, trunc, info = e["env"].step(a)
-            e["env_s"] += time.perf_counter() - s0
             e["actions"].append(_jsonable_action(a))
+            try:
+                obs, _, term, trunc, info = e["env"].step(a)
+            except Exception as exc:  # noqa: BLE001 - recorded as an error, left out of the update
+                log.exception("env.step failed: %s rollout %s", e["task"], e["g"])
+                term, trunc, info = True, False, {"reward": _error_reward(exc)}
+                obs = e["obs"]
+            e["env_s"] += time.perf_counter() - s0
             e["obs"] = obs
             if term or trunc:
                 env = e["env"]
@@ -299,6 +332,7 @@ def _step_stats(results: Sequence[EpisodeResult], trajs) -> dict:
         "reward_mean": sum(float(r.reward.get("r_total", -1)) for r in results) / n,
         "success_rate": sum(bool(r.reward.get("is_correct")) for r in results) / n,
         "invalid_rate": sum(x.startswith("invalid") for x in reasons) / n,
+        "error_episodes": sum(is_error_reason(x) for x in reasons),
         "turns_mean": sum(r.turns for r in results) / n,
         "policy_tokens": sum(t.n_tokens for t in trajs),
         "truncated_replies": sum(sum(t.truncated) for t in trajs),
@@ -398,9 +432,9 @@ class Trainer:
             res = rollout_groups(self.policy, self.catalog, tasks, cfg.group_size, cfg.axes, on_turn)
             gen_s += timing[0]
             env_s += timing[1]
-            self.curriculum.report(_outcomes(res))
+            self.curriculum.report(_outcomes(trainable(res)))
             results += res
-            trajs += [to_trajectory(r, cfg.max_new_tokens, dcfg) for r in res]
+            trajs += [to_trajectory(r, cfg.max_new_tokens, dcfg) for r in trainable(res)]
             kept, _ = filter_groups(trajs)
             if len({t.group for t in kept}) >= cfg.min_groups:
                 break

@@ -3,18 +3,33 @@
 `parse_action` turns a dict or a JSON string into an `Action` or raises `InvalidAction`
 whose message names the problem (the field path for schema errors). Tool arguments are
 validated later against each tool's own model (`envs.tools`).
+
+Before any recursive code (the json module, pydantic, repr) sees it, an action's shape is
+bounded: at most MAX_ACTION_BYTES of text, MAX_DEPTH levels of nesting, MAX_NODES values,
+integers of at most MAX_INT_DIGITS digits, finite floats only, and only JSON types (dict
+with str keys, list, str, int, float, bool, None). `loads_bounded` is the one JSON reader
+for untrusted text (the LLM codec uses it too); `check_shape` is the same bound for an
+already-built Python object. Both raise `InvalidAction` naming the problem.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MAX_ACTION_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 8_000
 MAX_TOOL_CALLS = 16
+MAX_DEPTH = 32  # the deepest real action (answer -> list -> id, filters -> attributes) is 5
+MAX_NODES = 20_000
+MAX_INT_DIGITS = 18
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 
 class InvalidAction(ValueError):
@@ -80,21 +95,110 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.S)  # a JSON string, to the end of the text if unclosed
+
+
+def json_depth(text: str) -> int:
+    """The deepest bracket nesting of JSON text, brackets inside strings ignored (for
+    unbalanced text, the deepest point reached). Linear time, no recursion."""
+    code = np.frombuffer(_STRING.sub("", text).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    step = (code == ord("[")).astype(np.int32) + (code == ord("{")) - (code == ord("]")) - (code == ord("}"))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise InvalidAction(f"integer with {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > 400:
+        raise InvalidAction(f"number literal of {len(text)} characters")
+    x = float(text)
+    if not math.isfinite(x):
+        raise InvalidAction(f"number {text[:40]} is out of range")
+    return x
+
+
+def _parse_constant(name: str) -> float:
+    raise InvalidAction(f"{name} is not a valid JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+
+
+def loads_bounded(text: str | bytes, max_bytes: int = MAX_ACTION_BYTES, leading: bool = False) -> Any:
+    """`json.loads` for untrusted text: size, depth, integer digits and finiteness checked
+    first, so no RecursionError, int-conversion ValueError or inf gets through. `leading`:
+    decode the JSON value the text starts with and ignore what follows. Raises
+    InvalidAction (malformed JSON included) with the reason."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidAction(f"malformed JSON: {exc}") from None
+    if len(text) > max_bytes:
+        raise InvalidAction(f"action too large: {len(text)} bytes > {max_bytes}")
+    depth = json_depth(text)
+    if depth > MAX_DEPTH:
+        raise InvalidAction(f"JSON nested {depth} levels deep (at most {MAX_DEPTH})")
+    try:
+        if leading:
+            return _DECODER.raw_decode(text)[0]
+        return _DECODER.decode(text)
+    except InvalidAction:  # from the number hooks
+        raise
+    except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
+        raise InvalidAction(f"malformed JSON: {exc}") from None
+
+
+def check_shape(obj: Any) -> None:
+    """Bound a Python object the way `loads_bounded` bounds text (iteratively: no recursion).
+    Raises InvalidAction naming the path of the first offending value."""
+    stack: list[tuple[Any, str, int]] = [(obj, "action", 0)]
+    nodes = 0
+    while stack:
+        value, path, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise InvalidAction(f"action has more than {MAX_NODES} values")
+        if depth > MAX_DEPTH:
+            raise InvalidAction(f"{path}: nested more than {MAX_DEPTH} levels deep")
+        if value is None or isinstance(value, (str, bool)):
+            continue
+        if isinstance(value, int):
+            if abs(value) >= _INT_LIMIT:
+                raise InvalidAction(f"{path}: integer out of range (at most {MAX_INT_DIGITS} digits)")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidAction(f"{path}: number {value} is not finite")
+        elif isinstance(value, dict):
+            if len(value) > MAX_NODES:
+                raise InvalidAction(f"{path}: object of {len(value)} keys (at most {MAX_NODES})")
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InvalidAction(f"{path}: keys must be strings, got {type(key).__name__}")
+                stack.append((item, f"{path}.{key[:40]}", depth + 1))
+        elif isinstance(value, list):
+            if len(value) > MAX_NODES:
+                raise InvalidAction(f"{path}: list of {len(value)} values (at most {MAX_NODES})")
+            stack.extend((item, f"{path}.{i}", depth + 1) for i, item in enumerate(value))
+        else:
+            raise InvalidAction(f"{path}: {type(value).__name__} is not a JSON type")
+
+
 def parse_action(action: Any) -> Action:
     """Parse a dict or JSON string into an `Action`; raise `InvalidAction` otherwise."""
     if isinstance(action, Action):
         return action
     if isinstance(action, (str, bytes)):
-        if len(action) > MAX_ACTION_BYTES:
-            raise InvalidAction(f"action too large: {len(action)} bytes > {MAX_ACTION_BYTES}")
-        try:
-            action = json.loads(action)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidAction(f"malformed JSON: {exc}") from None
+        action = loads_bounded(action)
     if not isinstance(action, dict):
         raise InvalidAction(f"action must be a JSON object, got {type(action).__name__}")
+    check_shape(action)
     try:
-        size = len(json.dumps(action, ensure_ascii=False, default=str))
+        size = len(json.dumps(action, ensure_ascii=False))
     except (TypeError, ValueError) as exc:
         raise InvalidAction(f"action is not JSON-serialisable: {exc}") from None
     if size > MAX_ACTION_BYTES:

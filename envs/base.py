@@ -12,29 +12,34 @@ transcript, hallucination and efficiency accounting, termination and the reward.
 
 Contract: the same (env_id, difficulty, seed, actions) gives a byte-identical transcript
 and reward in any process. Invalid actions end the episode with r_total = -1 and a named
-reason; no exception escapes `step` for bad agent input.
+reason; no exception escapes `step` for bad agent input. As a last line of defence, an
+unexpected exception inside env code also ends the episode (r_total = -1, reason
+`env_error: <ExcType>: <message>`) and is logged: a bug, never a crashed worker.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import reprlib
 from typing import Any, ClassVar
 
-from .actions import Action, Answer, InvalidAction, parse_action
+from .actions import Action, Answer, InvalidAction, check_shape, parse_action
 from .catalog import CatalogLike
+from .claims import sentence_verdicts
 from .difficulty import Axes, axes_for
 from .reward import RewardBreakdown, TaskScore, combine, efficiency, invalid
 from .rng import EpisodeRandom
 from .store_policy import generate_policy
 from .shopper import QUIT, TemplateShopper, Utterance
 from .tools import TOOLS, Args, ToolContext, tool_schemas, validate_call
-from .world import ORDER_STATUSES, SimClock, World
+from .world import SimClock, World
 
 ID_KEYS = ("product_id", "order_id", "line_id", "variant_id", "new_product_id", "new_variant_id", "return_id")
 ANSWER_ID_FIELDS = ("recommended_product_ids", "selected_order_id", "selected_line_id")
-_PRICE = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})*(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?)")
 _SENTENCE = re.compile(r"[^.!?\n]+(?:\.\d+[^.!?\n]*)*")
+log = logging.getLogger(__name__)
 
 
 def collect_ids(obj: Any, out: set[str]) -> None:
@@ -135,6 +140,8 @@ class ShopEnv:
         self.used_ids: dict[str, bool] = {}  # id -> was it hallucinated when first used
         self.claims_checked = 0
         self.claims_false = 0
+        self.ungrounded: list[str] = []  # answers not grounded in retrieved facts: each one hallucinated
+        self.stockouts_unseen: frozenset[int] = frozenset()
         self.reward_info: RewardBreakdown | None = None
         self.plan_turns = self.replan_turns = 0  # `_generate` sets the plan (see `_minimal_turns`)
         self.plan_caused: set[int] = set()
@@ -147,9 +154,18 @@ class ShopEnv:
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         if self.done:
             raise RuntimeError("episode is over; call reset()")
+        try:
+            return self._step(action)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence (see the module doc)
+            log.exception("%s seed %s d %s: env error on turn %s", self.env_id, self.seed, self.difficulty, self.turn)
+            reason = f"env_error: {type(exc).__name__}: {_safe_text(exc)[:300]}"
+            return self._finish(RewardBreakdown(-1.0, 0.0, 0.0, -1.0, False, reason, {}), terminated=True)
+
+    def _step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         turn = self.turn
         self.world.clock.turn = turn
         due = self.world.apply_scheduled_stockouts(turn)
+        self.stockouts_unseen = frozenset(due)  # this turn's stock-outs: the agent cannot know them yet
         if due:
             self._on_stockout(due)
         try:
@@ -158,8 +174,7 @@ class ShopEnv:
             if act.answer is not None:
                 self._check_answer_fields(act.answer)
         except InvalidAction as exc:
-            raw = action if isinstance(action, str) else dumps(action) if _jsonable(action) else repr(action)
-            self.messages.append({"role": "assistant", "content": raw[:2000]})
+            self.messages.append({"role": "assistant", "content": _raw_text(action)[:2000]})
             return self._finish(invalid(str(exc)), terminated=True)
 
         self._assistant(act, calls)
@@ -262,7 +277,7 @@ class ShopEnv:
     def _check_answer_fields(self, answer: Answer) -> None:
         """An answer must give at least one of this request's answer fields, non-empty (an
         empty answer is giving up, and giving up never pays: it is invalid), and no other."""
-        for name in answer.model_fields_set:
+        for name in sorted(answer.model_fields_set):  # sorted: a set's order varies by process
             if name == "env" or getattr(answer, name) is None:
                 continue
             if name not in self.answer_fields:
@@ -280,40 +295,24 @@ class ShopEnv:
                 self.used_ids[i] = i not in self.seen_ids
 
     def _check_claims(self, text: str) -> None:
-        """Count checkable factual claims in the agent's text, and the false ones: a price
-        ($) or stock statement in a sentence naming one product id, an order status in a
-        sentence naming one order id."""
-        world = self.world
-        for sentence in _SENTENCE.findall(text):
-            named = [i for i in self.seen_ids if i in sentence]
-            products = [i for i in named if world.row(i) is not None]
-            orders = [i for i in named if world.order(i) is not None]
-            lower = sentence.lower()
-            if len(products) == 1:
-                row = world.row(products[0])
-                prices = _PRICE.findall(sentence)
-                if len(prices) == 1:
-                    claimed = round(float(prices[0].replace(",", "")) * 100)
-                    true = round(float(world.catalog.numeric("price")[row]) * 100)
-                    self._claim(claimed == true)
-                if "out of stock" in lower or "sold out" in lower:
-                    self._claim(not world.in_stock(row))
-                elif "in stock" in lower:
-                    self._claim(world.in_stock(row))
-            if len(orders) == 1:
-                status = world.order(orders[0]).status
-                said = [s for s in ORDER_STATUSES if s.replace("_", " ") in lower or s in lower]
-                if len(said) == 1:
-                    self._claim(said[0] == status)
+        """Count the checkable factual claims in the agent's text, and the false ones (price,
+        stock and order-status statements about one id; see `envs.claims`: a sentence it
+        cannot read unambiguously is not scored either way)."""
+        for _, verdicts in sentence_verdicts(text, self.world, self.seen_ids, self.stockouts_unseen):
+            for true in verdicts:
+                self._claim(true)
 
     def _claim(self, true: bool) -> None:
         self.claims_checked += 1
         self.claims_false += 0 if true else 1
 
     def _hallucination(self) -> float:
-        n = len(self.used_ids) + self.claims_checked
-        bad = sum(self.used_ids.values()) + self.claims_false
-        return -bad / n if n else 0.0
+        """r_hall = -min(1, hallucinated ids / max(1, ids used) + (false claims + ungrounded) / 2)
+        (see `envs.reward`): nothing true enters it, so true sentences cannot dilute it."""
+        ids_used = len(self.used_ids)
+        bad_ids = sum(self.used_ids.values())
+        bad_statements = self.claims_false + len(self.ungrounded)
+        return -min(1.0, bad_ids / max(1, ids_used) + bad_statements / 2) if bad_ids or bad_statements else 0.0
 
     def _verdict(self, task: TaskScore, reason: str) -> RewardBreakdown:
         if reason != "answered" and task.is_correct:
@@ -336,12 +335,33 @@ class ShopEnv:
         return dumps({"messages": self.messages, "reward": self.reward_info.as_dict() if self.reward_info else None})
 
 
-def _jsonable(obj: Any) -> bool:
+def _safe_text(obj: Any) -> str:
     try:
-        json.dumps(obj)
-        return True
-    except (TypeError, ValueError):
-        return False
+        return str(obj)
+    except Exception:  # noqa: BLE001 - a str() that raises (a 4,301-digit int) is still named
+        return f"<unprintable {type(obj).__name__}>"
+
+
+def _raw_text(action: Any) -> str:
+    """An invalid action as transcript text (at most 2,000 characters): the text itself,
+    canonical JSON when its shape is bounded (`check_shape`), else a depth-limited repr;
+    never raises and never walks a 1,100-deep nest or prints a 4,301-digit int in full."""
+    if isinstance(action, str):
+        return action[:2000]
+    if isinstance(action, bytes):
+        return action[:2000].decode("utf-8", "replace")
+    try:
+        check_shape(action)
+        return dumps(action)[:2000]
+    except Exception:  # noqa: BLE001 - InvalidAction, or an object json cannot encode
+        try:
+            return _REPR.repr(action)[:2000]
+        except Exception:  # noqa: BLE001
+            return f"<unprintable {type(action).__name__}>"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 6, 2000, 200, 200
 
 
 def require_answer(answer: Answer, fields: tuple[str, ...]) -> None:
@@ -354,8 +374,11 @@ def _write_ids(name: str, args: Args) -> list[str]:
 
 
 def _answer_ids(answer: Answer) -> list[str]:
-    ids = list(answer.recommended_product_ids or [])
-    ids += [v for v in (answer.selected_order_id,) if v]
+    """Every id the answer gives (every field of ANSWER_ID_FIELDS, lists flattened)."""
+    ids: list[str] = []
+    for name in ANSWER_ID_FIELDS:
+        value = getattr(answer, name, None)
+        ids += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and v]
     return ids
 
 

@@ -61,14 +61,17 @@ PRODUCT_COLUMNS: tuple[str, ...] = (
 CATEGORY_SEP = " > "
 
 
+MAX_PRICE_FILTER = 1_000_000.0  # dollars; bounds keep untrusted filters finite and small
+
+
 class SearchFilters(BaseModel):
     """Structured filters for `catalog_search`. Every field is optional; all given
     fields must hold (logical AND). String matches are case-insensitive."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    price_min: float | None = Field(None, ge=0, description="Minimum price in dollars.")
-    price_max: float | None = Field(None, ge=0, description="Maximum price in dollars.")
+    price_min: float | None = Field(None, ge=0, le=MAX_PRICE_FILTER, description="Minimum price in dollars.")
+    price_max: float | None = Field(None, ge=0, le=MAX_PRICE_FILTER, description="Maximum price in dollars.")
     brand: str | None = Field(None, max_length=200, description="Exact brand name.")
     category: str | None = Field(
         None,
@@ -76,10 +79,11 @@ class SearchFilters(BaseModel):
         description="Category path prefix, levels joined by ' > ' (e.g. 'Electronics > Power').",
     )
     rating_min: float | None = Field(None, ge=0, le=5, description="Minimum average rating.")
-    ship_days_max: int | None = Field(None, ge=0, description="Maximum shipping days.")
+    ship_days_max: int | None = Field(None, ge=0, le=365, description="Maximum shipping days.")
     in_stock: bool | None = Field(None, description="Only products with stock > 0.")
     attributes: dict[str, str] | None = Field(
         None,
+        max_length=32,
         description="Attribute equality, e.g. {'color': 'black', 'connector_type': 'USB-C'}.",
     )
 

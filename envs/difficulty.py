@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .actions import describe_validation_error
 
 MAX_DIFFICULTY = 30
 
@@ -18,30 +20,32 @@ def sigmoid(x: float) -> float:
 
 
 class Axes(BaseModel):
-    """The per-episode difficulty axes. Field docs give the formula in d."""
+    """The per-episode difficulty axes. Field docs give the formula in d and the bound an
+    override must respect (the value at MAX_DIFFICULTY, or a cap the generators are tested
+    at); types are strict (an int axis takes an int, never a bool, float or string)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    m: int = Field(description="constraints: 2 + d//2", ge=1)
-    k: int = Field(description="items to recommend: min(10, 3 + d//3)", ge=1)
-    T_max: int = Field(description="turn budget: 4 + d//2", ge=1)
+    m: int = Field(description="constraints: 2 + d//2 (at most 17)", ge=1, le=17)
+    k: int = Field(description="items to recommend: min(10, 3 + d//3) (at most 10)", ge=1, le=10)
+    T_max: int = Field(description="turn budget: 4 + d//2 (at most 32)", ge=1, le=32)
     p_missing: float = Field(description="slot omission: 0.8*sigmoid((d-3.6)/1.3)", ge=0, le=1)
     p_noise: float = Field(description="typo noise per char: min(0.125, 0.01*d)", ge=0, le=1)
     p_switch: float = Field(description="context switch: 0.6*sigmoid((d-5)/2)", ge=0, le=1)
-    top_k: int = Field(description="retrieval depth: max(20, 200 - 10*d)", ge=1)
+    top_k: int = Field(description="retrieval depth: max(20, 200 - 10*d) (at most 200)", ge=1, le=200)
     eps_rank: float = Field(description="distractor rate in search results: min(0.4, 0.02*d)", ge=0, le=1)
     p_oos: float = Field(description="out-of-stock mid-episode: min(0.5, 0.05*d)", ge=0, le=1)
-    H: int = Field(description="order history: 1 + d//2", ge=1)
-    B_branch: int = Field(description="policy clauses: 1 + d//3", ge=1)
-    B_tool: int = Field(description="tool calls per turn: 1 + d//2", ge=1)
+    H: int = Field(description="order history: 1 + d//2 (at most 16)", ge=1, le=16)
+    B_branch: int = Field(description="policy clauses: 1 + d//3 (at most 11)", ge=1, le=11)
+    B_tool: int = Field(description="tool calls per turn: 1 + d//2 (at most 16)", ge=1, le=16)
     # environment-specific axes
-    cart_items: int = Field(description="distinct cart items: min(5, 1 + d//3)", ge=1)
+    cart_items: int = Field(description="distinct cart items: min(5, 1 + d//3) (at most 5)", ge=1, le=5)
     p_variant: float = Field(description="variant required: sigmoid((d-2)/1.5)", ge=0, le=1)
     p_quantity: float = Field(description="quantity > 1: min(0.5, 0.1*d)", ge=0, le=1)
     p_edge: float = Field(description="return-window edge case: 0.7*sigmoid((d-4)/1.5)", ge=0, le=1)
     p_ref: float = Field(description="indirect order reference: sigmoid((d-2)/1.5)", ge=0, le=1)
-    S_req: int = Field(description="bundle categories: min(12, 3 + d//2)", ge=1)
-    L: int = Field(description="journey sub-tasks: min(5, 2 + d//4)", ge=1)
+    S_req: int = Field(description="bundle categories: min(12, 3 + d//2) (at most 32 as an override)", ge=1, le=32)
+    L: int = Field(description="journey sub-tasks: min(5, 2 + d//4) (at most 5)", ge=1, le=5)
 
 
 AXIS_NAMES: tuple[str, ...] = tuple(Axes.model_fields)
@@ -76,11 +80,15 @@ def axes_for(d: int, overrides: dict | None = None) -> Axes:
         S_req=min(12, 3 + d // 2),
         L=min(5, 2 + d // 4),
     )
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ValueError(f"axes must be a dict of axis -> value, got {type(overrides).__name__}")
     for key, value in (overrides or {}).items():
         if key not in values:
             raise ValueError(f"unknown axis {key!r}; known axes: {', '.join(AXIS_NAMES)}")
+        if isinstance(value, float) and Axes.model_fields[key].annotation is int and value.is_integer():
+            value = int(value)  # 3.0 from a JSON/YAML config is the int 3
         values[key] = value
     try:
         return Axes(**values)
-    except Exception as exc:  # pydantic.ValidationError
-        raise ValueError(f"invalid axis override: {exc}") from None
+    except ValidationError as exc:
+        raise ValueError(f"invalid axis override: {describe_validation_error(exc)}") from None

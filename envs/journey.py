@@ -94,7 +94,7 @@ class JourneyEnv(ShopEnv):
         sub.axes = self.sub_axes
         sub.rand = EpisodeRandom(self.seed, f"{self.env_id}/{i}/{sub.env_id}", self.difficulty)
         sub.world = self.world
-        sub.seen_ids, sub.used_ids = self.seen_ids, self.used_ids
+        sub.seen_ids, sub.used_ids, sub.ungrounded = self.seen_ids, self.used_ids, self.ungrounded
         sub.messages, sub.utterances = self.messages, self.utterances
         sub.shopper = TemplateShopper(sub.rand, self.axes.p_noise, patience=sub._patience(),
                                       caused_turns=self.caused_turns)
@@ -144,7 +144,7 @@ class JourneyEnv(ShopEnv):
     # ------------------------------------------------------------------ hooks
     def _check_answer_fields(self, answer: Answer) -> None:
         allowed = self.active.env.answer_fields
-        for name in answer.model_fields_set:
+        for name in sorted(answer.model_fields_set):  # sorted: a set's order varies by process
             if name != "env" and getattr(answer, name) is not None and name not in allowed:
                 raise InvalidAction(f"answer.{name} is not an answer field of the current request "
                                     f"({self.active.kind})")

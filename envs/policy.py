@@ -237,16 +237,24 @@ def normalise_text(value) -> str:
     return " ".join(_PUNCT.sub(" ", text).split())
 
 
+MAX_ANSWER_NUMBER = 1e12  # larger (or non-finite) numbers are never a policy amount
+
+
 def parse_number(value) -> float | None:
     """A number from a JSON number or from a string holding exactly one distinct number
-    ("$1,234.50" -> 1234.5); the zero words ("free", "none", ...) are 0; else None."""
+    ("$1,234.50" -> 1234.5); the zero words ("free", "none", ...) are 0; else None (also for
+    numbers beyond +-MAX_ANSWER_NUMBER, inf and nan)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        value = float(value) if abs(value) <= MAX_ANSWER_NUMBER else math.inf
+    if isinstance(value, float):
+        return value if abs(value) <= MAX_ANSWER_NUMBER else None  # inf, nan and 1e308 match nothing
     if not isinstance(value, str):
         return None
     found = {float(m.replace(",", "")) for m in _NUMBER.findall(value)}
+    if any(not abs(x) <= MAX_ANSWER_NUMBER for x in found):
+        return None
     if len(found) == 1:
         return found.pop()
     if not found and normalise_text(value) in ZERO_WORDS:

@@ -32,8 +32,20 @@ The reward is built so that no policy earns more by not doing the task:
   the agent answers done (turn 2). Three agent turns, one caused by the shopper's
   confirmation, so T_eff = 2 = T_min: r_eff = 1 and r_total = 0.75 + 0.15 = 0.90. Had the agent
   spent one more turn of its own (T_eff = 3), r_eff = 1 - 2 * 1 / 2 = 0 and r_total = 0.75.
-* **Hallucination** (r_hall <= 0) counts ids the agent used but was never shown, and false
-  checkable claims; see `ShopEnv._hallucination`.
+* **Hallucination** (r_hall <= 0), computed by `ShopEnv._hallucination`:
+
+      r_hall = -min(1, H / max(1, N) + (F + U) / 2)
+
+  H = distinct ids the agent used (in an answer field or a write tool's id arguments) that no
+  tool output or shopper message had shown it; N = distinct ids it used; F = false claims in
+  its text (prices, stock, order status: `envs.claims`); U = answers not grounded in retrieved
+  facts (`ShopEnv.ungrounded`). Only bad things enter the numerator and only ids the agent
+  acted on enter the denominator, so no true sentence can move r_hall: padding a message with
+  true statements changes nothing, and an honest agent (no unseen id, no false claim) scores 0.
+  Example: an E_PD answer of 4 ids, 1 never shown, with one false price claim and 150 true
+  "X is in stock." sentences: r_hall = -min(1, 1/4 + 1/2) = -0.75, the same as without the 150
+  sentences (under the old shared denominator, bad / (ids + claims), the padding moved it from
+  -2/5 to -2/155). Sentences the checker cannot read unambiguously are not scored either way.
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ class ToolContext:
 
 
 class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Every tool's arguments: unknown keys rejected, every number bounded and finite."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- argument models
@@ -402,7 +404,7 @@ class Tool:
     description: str
     args_model: type[Args]
     fn: Callable[[ToolContext, Any], dict]
-    writes: tuple[str, ...] = ()  # argument names whose ids the tool writes into the world
+    writes: tuple[str, ...] = ()  # id arguments of a tool that changes the world: each must have been shown
 
     def openai_schema(self) -> dict:
         params = self.args_model.model_json_schema()
@@ -423,9 +425,9 @@ TOOLS: dict[str, Tool] = {
              ProductIdArgs, catalog_get_variants),
         Tool("cart_add", "Add a product (and variant) to the shopper's cart.", CartAddArgs, cart_add,
              writes=("product_id", "variant_id")),
-        Tool("cart_remove", "Remove a line from the cart.", LineIdArgs, cart_remove),
+        Tool("cart_remove", "Remove a line from the cart.", LineIdArgs, cart_remove, writes=("line_id",)),
         Tool("cart_set_quantity", "Set a cart line's quantity (0 removes it).", CartSetQuantityArgs,
-             cart_set_quantity),
+             cart_set_quantity, writes=("line_id",)),
         Tool("cart_view", "Show the cart.", NoArgs, cart_view),
         Tool("user_get_visit_history", "Products the shopper viewed recently.", NoArgs, user_get_visit_history),
         Tool("ask_user", "Ask the shopper a question; the reply is the next user message.", AskUserArgs, ask_user),
@@ -434,9 +436,9 @@ TOOLS: dict[str, Tool] = {
         Tool("return_check_eligibility", "Check whether an order line can be returned.", OrderLineArgs,
              return_check_eligibility),
         Tool("return_initiate", "Start a refund return for an order line.", ReturnInitiateArgs, return_initiate,
-             writes=("order_id",)),
+             writes=("order_id", "line_id")),
         Tool("return_exchange", "Return an order line in exchange for another product.", ReturnExchangeArgs,
-             return_exchange, writes=("order_id", "new_product_id", "new_variant_id")),
+             return_exchange, writes=("order_id", "line_id", "new_product_id", "new_variant_id")),
         Tool("policy_search", "Search the store policy.", PolicySearchArgs, policy_search),
         Tool("datetime_now", "The current date and time.", NoArgs, datetime_now),
     )
@@ -457,11 +459,12 @@ def validate_call(name: str, args: dict, allowed: tuple[str, ...]) -> Args:
 
 
 @functools.lru_cache(maxsize=None)
-def _schemas(allowed: tuple[str, ...]) -> tuple[dict, ...]:
-    return tuple(TOOLS[name].openai_schema() for name in allowed)
+def _schema(name: str) -> dict:
+    return TOOLS[name].openai_schema()
 
 
 def tool_schemas(allowed: tuple[str, ...]) -> list[dict]:
-    """The OpenAI-style schemas of `allowed`, generated once per tool set (a journey builds
-    sub-environments at every reset); treat them as read-only."""
-    return list(_schemas(tuple(allowed)))
+    """The OpenAI schemas of `allowed`, built once per tool (pydantic's schema generation
+    costs milliseconds, and a journey builds its sub-environments at every reset). The
+    dicts are shared: treat them as read-only."""
+    return [_schema(name) for name in allowed]

@@ -46,6 +46,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from envs.actions import InvalidAction, loads_bounded
+
 __all__ = [
     "ChatCodec", "CodecError", "EpisodeTokens", "TurnTokens", "parse_reply", "action_to_text",
     "assistant_action", "compact_tool_listing", "ANSWER_TOOL_NAME", "replay_prompts",
@@ -62,6 +64,7 @@ _BASE = [
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
 _ACTION_KEYS = {"assistant_message", "tool_calls", "answer"}
+MAX_REPLY_CHARS = 256 * 1024  # a reply longer than this is never parsed (the env caps actions at 64 KiB)
 
 
 class CodecError(ValueError):
@@ -85,10 +88,9 @@ def _norm_call(call: Any) -> Any:
         if key in call:
             args = call[key]
             if isinstance(args, str):
-                try:
-                    args = json.loads(args) if args.strip() else {}
-                except json.JSONDecodeError:
-                    pass  # left as a string: the env rejects it with the field name
+                parsed = _loads(args) if args.strip() else {}
+                if parsed is not None:  # else left as a string: the env rejects it with the field name
+                    args = parsed
             out["args"] = args
             break
     extra = set(call) - {"name", "args", "arguments", "parameters", "id", "type"}
@@ -116,21 +118,23 @@ def _norm_action(obj: dict) -> dict:
     return obj
 
 
-def _loads_object(text: str) -> dict | None:
+def _loads(text: str, leading: bool = False) -> Any:
+    """The JSON value of `text` (bounded: no deep nesting, huge ints or inf), or None."""
     try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, ValueError):
+        return loads_bounded(text, max_bytes=MAX_REPLY_CHARS, leading=leading)
+    except InvalidAction:
         return None
+
+
+def _loads_object(text: str) -> dict | None:
+    obj = _loads(text)
     return obj if isinstance(obj, dict) else None
 
 
 def _leading_object(s: str) -> dict | None:
     if not s.startswith("{"):
         return None
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(s)
-    except (json.JSONDecodeError, ValueError):
-        return None
+    obj = _loads(s, leading=True)
     return obj if isinstance(obj, dict) else None
 
 
@@ -192,10 +196,9 @@ def assistant_action(msg: dict) -> dict | str:
         fn = c.get("function", c)
         args = fn.get("arguments", fn.get("args", {}))
         if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError:
-                pass
+            parsed = _loads(args)
+            if parsed is not None:
+                args = parsed
         calls.append({"name": fn.get("name"), "args": args})
     action: dict = {}
     if msg.get("content"):
