@@ -554,7 +554,8 @@ def claim_battery_env(catalog, seed: int = 0):
     prices = world.catalog.numeric("price")
     rows: list[int] = []
     for r in range(len(world.catalog)):
-        if 5 <= float(prices[r]) < 900 and not world.variants_of(world.catalog.product_id(r)):
+        if 5 <= float(prices[r]) < 900:
+            world.variants[world.catalog.product_id(r)] = []  # this episode sells it without variants
             rows.append(r)
             if len(rows) == 3:
                 break
