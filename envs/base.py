@@ -6,7 +6,8 @@
 An environment subclass supplies four things: its tool allow-list and answer fields,
 `_generate()` (build the hidden goal and world, return the shopper's opening), `_score()`
 (the verifier: r_task from the hidden goal and the final world or answer) and, optionally,
-`_react()` (shopper reactions to the agent's messages) and `_on_tool()` (world events).
+`_react()` / `_react_to_tools()` (shopper reactions to the agent's messages and to what its
+tools showed the shopper) and `_on_tool()` (world events).
 Everything else lives here: action parsing, tool dispatch with the per-turn budget, the
 transcript, hallucination and efficiency accounting, termination and the reward.
 
@@ -84,6 +85,11 @@ class ShopEnv:
 
     def _react(self, message: str, turn: int, had_tools: bool) -> Utterance | None:
         """The shopper's reaction to an assistant message, or None to stay silent."""
+        return None
+
+    def _react_to_tools(self, turn: int) -> Utterance | None:
+        """The shopper's reaction to what this turn's tools showed it when the agent wrote no
+        message (e.g. a cart presented with `cart_view`), or None."""
         return None
 
     def _on_tool(self, name: str, args: Args, result: dict) -> None:
@@ -174,6 +180,10 @@ class ShopEnv:
                 replies.append(reaction)
             elif not calls:
                 replies.append(self.shopper.nudge())
+        else:
+            reaction = self._react_to_tools(turn)
+            if reaction is not None:
+                replies.append(reaction)
         if self.shopper.quit or self.shopper.out_of_patience():
             self._user(self.shopper.say(self.shopper.choose(QUIT), "quit"))
             return self._finish(self._verdict(self._score(None), "user_quit"), terminated=True)

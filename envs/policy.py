@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from .actions import Answer
 from .base import ShopEnv
 from .reward import TaskScore
-from .shopper import Slot, Utterance, singular
+from .shopper import Slot, Utterance, singular, with_article
 from .store_policy import (
     DEPARTMENT_NAMES,
     PAYMENT_NAMES,
@@ -85,8 +85,7 @@ def item_phrase(leaf: str) -> str:
     """'Memory Cards' -> 'a memory card', with hand-written phrases for pairs, packs, mass nouns."""
     if leaf in ITEM_PHRASES:
         return ITEM_PHRASES[leaf]
-    noun = singular(leaf)
-    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+    return with_article(singular(leaf))
 
 
 def _n_days(n: int) -> str:
