@@ -154,3 +154,24 @@ def test_journey_cart_subtasks_get_the_same_review(catalog):
     utt = env.utterances[n_user]
     assert utt.kind == "correction" and "I still need" in utt.clean_text
     assert sub.env.goal.items[1].phrase in utt.clean_text or "of " + sub.env.goal.items[1].phrase.split(" ", 1)[1] in utt.clean_text
+
+
+def test_return_replacement_cart_gets_the_same_review(catalog):
+    """E_RETURN's replacement: two units of a product that misses wanted features are both named."""
+    env = make_env("E_RETURN", catalog)
+    env.reset(seed=1, options={"difficulty": 10})
+    rep = env.goal.replacement
+    assert rep is not None
+    rows = catalog.category_rows(catalog.value("category_l3", rep.row))
+    for r in rows[:50]:
+        pid = catalog.product_id(int(r))
+        vs = env.world.variants_of(pid)
+        vid = vs[0].variant_id if vs else None
+        if not env.replacement_ok(pid, vid) and env.world.variant_in_stock(pid, vid):
+            break
+    env.step({"tool_calls": [{"name": "cart_add", "args": {"product_id": pid, "variant_id": vid, "quantity": 2}}]})
+    n_user = len(env.utterances)
+    env.step({"assistant_message": "I've put a replacement in your cart."})
+    assert [u.clean_text for u in env.utterances[n_user:]] == [
+        "I only need one replacement. The Mattel toy car won't work: I need one in Pink."]
+    assert env.utterances[-1].kind == "correction"
