@@ -159,7 +159,7 @@ def test_journey_cart_subtasks_get_the_same_review(catalog):
 def test_return_replacement_cart_gets_the_same_review(catalog):
     """E_RETURN's replacement: two units of a product that misses wanted features are both named."""
     env = make_env("E_RETURN", catalog)
-    env.reset(seed=1, options={"difficulty": 10})
+    env.reset(seed=5, options={"difficulty": 10})
     rep = env.goal.replacement
     assert rep is not None
     rows = catalog.category_rows(catalog.value("category_l3", rep.row))
