@@ -12,9 +12,10 @@ Measured in one run, written to benchmarks/results/shopper_fidelity.json (or --o
 - ``oracle`` (item 6): the share of oracle turns that change the world or answer without a
   message to the shopper ("silent"), and the number of shopper messages that thank the agent
   after a turn with no message ("thanks without a message").
-- ``llm_bare_name`` (item 7): a stub LLM that answers every opening with its bare item /
-  slot phrases ("The Grand Trunk hammock."): the share of such rephrasings the phrasing
-  check rejects.
+- ``llm_bare_name`` (item 7): a stub LLM that answers every opening with its planned slot
+  phrases run together ("The Grand Trunk hammock."): the share of such rephrasings the
+  phrasing check rejects (``accepted_examples``: the few it accepts, where a slot phrase
+  itself carries the request, e.g. "I'd like to send it back by mail").
 
     PYTHONPATH=$PWD python benchmarks/shopper_fidelity.py --seeds 50 --label after
 """
@@ -187,6 +188,7 @@ def llm_figures(catalog, seeds: int) -> dict:
     engine = _BareNameEngine()
     phraser = ShopperPhraser(engine)
     openings = rejected = 0
+    accepted: list[str] = []  # the stub's text keeps the request when a slot phrase carries it
     for env_id in ENV_IDS:
         env = make_env(env_id, catalog)
         for d in DIFFICULTIES:
@@ -199,7 +201,10 @@ def llm_figures(catalog, seeds: int) -> dict:
                 _, used_llm = phraser.phrase(utt, env.shopper.slots)
                 openings += 1
                 rejected += not used_llm
+                if used_llm and len(accepted) < 5:
+                    accepted.append(f"{env_id} d={d} seed={seed}: {engine.reply}")
     return {"openings": openings, "rejected": rejected, "rejection_rate": rejected / openings,
+            "accepted_examples": accepted,
             "phraser_stats": {k: v for k, v in phraser.stats.items() if k != "by_kind"}}
 
 

@@ -168,7 +168,7 @@ def fact_text(slot: str, value, ctx: dict, variant: int = 0) -> str:
     if slot == "item":
         return f"I bought {item_phrase(value)} from the {DEPARTMENT_NAMES[ctx['department']]} department"
     if slot == "department":
-        return f"it's a {DEPARTMENT_NAMES[value]} order"
+        return f"it's {with_article(DEPARTMENT_NAMES[value])} order"
     if slot == "region":
         options = REGION_FACTS[value]
         return options[variant % len(options)]
