@@ -16,6 +16,8 @@ benchmarks/shopper_fidelity.py).
   name used as a word).
 
 Texts are linted clean (without typo noise): pass `Utterance.clean_text` for the shopper.
+Catalog wording (quoted titles, product listing lines) is exempt from the wording rules
+(`prose`); the raw-suffix rule reads the whole text.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ _SUFFIX = re.compile(r"\((?:color|size|material|connector type|capacity|scent|fl
                      r"age range)\s*:[^)]*\)", re.IGNORECASE)
 _STILTED = re.compile(r"\bin (?:material|color|colour|connector type|capacity|scent|flavor|wattage|"
                       r"screen size|age range) [A-Z0-9]")
+_QUOTED = re.compile(r'"[^"\n]*"')
+_LISTING = re.compile(r"^\s*\d+\. .*\(p\d+\)\s*$")
 # category nouns that only exist in the plural (or are sold as a mass): their inflect singular is wrong
 PLURAL_ONLY_CATEGORIES = (
     "Men's Jeans", "Coffee Beans", "Over-Ear Headphones", "Safety Glasses", "Athletic Shorts",
@@ -72,12 +76,20 @@ def article_errors(text: str) -> list[str]:
     return bad
 
 
+def prose(text: str) -> str:
+    """`text` without what it quotes from the catalog: quoted titles and listing lines
+    ("1. Acme Chocolate Chip Cookies (p0000001)"), whose wording is the catalog's."""
+    text = _QUOTED.sub('""', text)
+    return "\n".join(line for line in text.split("\n") if not _LISTING.match(line))
+
+
 def lint(text: str) -> list[str]:
     """Rule names `text` breaks, one per occurrence (see module docstring)."""
-    out = ["double_greeting"] * len(_GREETING_LATE.findall(text))
-    out += ["top_1_picks"] * len(_TOP_ONE.findall(text))
-    out += ["article"] * len(article_errors(text))
-    out += ["category_number"] * len(_wrong_singulars().findall(text))
+    words = prose(text)
+    out = ["double_greeting"] * len(_GREETING_LATE.findall(words))
+    out += ["top_1_picks"] * len(_TOP_ONE.findall(words))
+    out += ["article"] * len(article_errors(words))
+    out += ["category_number"] * len(_wrong_singulars().findall(words))
     out += ["raw_attribute_suffix"] * len(_SUFFIX.findall(text))
     out += ["stilted_attribute"] * len(_STILTED.findall(text))
     return out

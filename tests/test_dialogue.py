@@ -35,6 +35,9 @@ WORLD_CHANGING = {"cart_add", "cart_remove", "cart_set_quantity", "return_initia
     ("Hi! Please add the Levi's men's jeans and an Acme kettle in the Unscented scent to my cart.", []),
     ('Hello. Can I return the "Acme Mug MG-1" in Black? I need a few, an hour ago, a USB hub.', []),
     ("Here is my top pick:\n1. Acme Kettle (p0000001)", []),
+    # catalog wording (titles in listings and quotes) is not the dialogue's
+    ("Here are my top 2 picks, best first:\n1. Acme Chocolate Chip Cookie Bars (p0000001)\n"
+     "2. Acme Chocolate Chip Bars (p0000002)\nThey all meet your requirements.", []),
 ])
 def test_lint_flags_exactly_the_bad_phrasings(text, rules):
     assert lint(text) == rules
