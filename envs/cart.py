@@ -259,7 +259,12 @@ class CartEnv(ShopEnv):
                 got_text = f"the {got.value} version" if got else "a different version"
                 parts.append(f"You added {got_text} of {it.phrase}; I need {_pronoun(it.phrase)} {want}.")
                 said.append(f"variant:{i}")
+                got_units = sum(q for vid, q in lines.items() if vid != it.variant_id)
                 if right == 0:
+                    if got_units != it.quantity:
+                        need = "just one" if it.quantity == 1 else number_word(it.quantity)
+                        parts.append(f"I need {need} of {plural_phrase(it.phrase)}, not {number_word(got_units)}.")
+                        said.append(f"quantity:{i}")
                     continue
             if right == 0:
                 name = count_of(it.quantity, it.phrase)

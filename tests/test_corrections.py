@@ -175,3 +175,16 @@ def test_return_replacement_cart_gets_the_same_review(catalog):
     assert [u.clean_text for u in env.utterances[n_user:]] == [
         "I only need one replacement. The Mattel toy car won't work: I need one in Pink."]
     assert env.utterances[-1].kind == "correction"
+
+
+def test_a_wrong_variant_in_a_wrong_quantity_gets_both_named(env):
+    g, world = env.goal, env.world
+    bag = g.items[0]
+    wrong = next(v for v in world.variants_of(bag.product_id) if v.variant_id != bag.variant_id)
+    env.step({"tool_calls": [{"name": "user_get_visit_history", "args": {}}]})
+    _add(env, [(bag.product_id, wrong.variant_id, 2)])
+    env.step({"assistant_message": "Added."})
+    text = env.utterances[-1].clean_text
+    assert text.endswith("You added the Charcoal version of the Skip Hop diaper bag; I need it in Orange. "
+                         "I need three of the Skip Hop diaper bags, not two. "
+                         "I still need two of the Native body washes. I still need the Milwaukee hammer in size 22 oz.")
