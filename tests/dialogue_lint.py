@@ -9,7 +9,9 @@ benchmarks/shopper_fidelity.py).
 - ``article``: "a"/"an" disagreeing with the next word's sound, as `inflect` decides
   (words starting with a digit are skipped: inflect says "a 8", English says "an 8");
 - ``category_number``: a category noun that only exists in the plural written as a
-  singular ("men's jean", "coffee bean", "safety glass");
+  singular ("men's jean", "coffee bean", "safety glass"), in lower case as the shopper
+  writes category nouns (title-case catalog values such as a "Chocolate Chip Cookie Dough"
+  flavor are not category nouns);
 - ``raw_attribute_suffix``: a product title quoted with its raw attribute suffix
   ("... (color: Black)");
 - ``stilted_attribute``: "in material Microfiber", "in color Black" (the attribute's column
@@ -59,7 +61,9 @@ def _wrong_singulars() -> re.Pattern:
         single = p.singular_noun(words[-1])
         if single:
             forms.append(" ".join(words[:-1] + [single]))
-    return re.compile(r"\b(?:" + "|".join(re.escape(f) for f in forms) + r")\b(?!s)", re.IGNORECASE)
+    # lower case only: the shopper says category nouns in lower case, while catalog values
+    # ("Chocolate Chip Cookie Dough" flavor) are title case
+    return re.compile(r"\b(?:" + "|".join(re.escape(f) for f in forms) + r")\b(?!s)")
 
 
 def article_errors(text: str) -> list[str]:

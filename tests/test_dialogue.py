@@ -30,6 +30,7 @@ WORLD_CHANGING = {"cart_add", "cart_remove", "cart_set_quantity", "return_initia
     ("I need an notebook.", ["article"]),
     ("Hey, the Levi's men's jean I wanted is sold out.", ["category_number"]),
     ("I'd like the Lavazza coffee bean.", ["category_number"]),
+    ("I want it in the Chocolate Chip Cookie Dough flavor.", []),
     ('Can I return the "Acme Mug MG-1 (color: Black)"?', ["raw_attribute_suffix"]),
     ("I want the apron in material Microfiber.", ["stilted_attribute"]),
     ("Hi! Please add the Levi's men's jeans and an Acme kettle in the Unscented scent to my cart.", []),
