@@ -127,7 +127,7 @@ def _check_sweep(catalog, seeds, openings):
 
 
 def test_oracle_dialogue_is_clean(catalog):
-    _check_sweep(catalog, seeds=2, openings=12)
+    _check_sweep(catalog, seeds=5, openings=25)
 
 
 @pytest.mark.slow
