@@ -6,7 +6,8 @@
 An environment subclass supplies four things: its tool allow-list and answer fields,
 `_generate()` (build the hidden goal and world, return the shopper's opening), `_score()`
 (the verifier: r_task from the hidden goal and the final world or answer) and, optionally,
-`_react()` (shopper reactions to the agent's messages) and `_on_tool()` (world events).
+`_react()` / `_react_to_tools()` (shopper reactions to the agent's messages and to what its
+tools showed the shopper) and `_on_tool()` (world events).
 Everything else lives here: action parsing, tool dispatch with the per-turn budget, the
 transcript, hallucination and efficiency accounting, termination and the reward.
 
@@ -99,6 +100,10 @@ class ShopEnv:
         indices that ask about omitted slots or tell of a stock-out). An agent with
         T_eff <= T_min earns the maximum r_eff; the oracle's T_eff equals it."""
         return self.plan_turns + self.replan_turns - len(self.plan_caused)
+    def _react_to_tools(self, turn: int) -> Utterance | None:
+        """The shopper's reaction to what this turn's tools showed it when the agent wrote no
+        message (e.g. a cart presented with `cart_view`), or None."""
+        return None
 
     def _on_tool(self, name: str, args: Args, result: dict) -> None:
         """Called after each executed tool (e.g. to note a stock-out the agent hit)."""
@@ -206,6 +211,10 @@ class ShopEnv:
                 replies.append(reaction)
             elif not calls:
                 replies.append(self.shopper.nudge())
+        else:
+            reaction = self._react_to_tools(turn)
+            if reaction is not None:
+                replies.append(reaction)
         if self.shopper.quit or self.shopper.out_of_patience():
             self._user(self.shopper.say(self.shopper.choose(QUIT), "quit"))
             return self._finish(self._verdict(self._score(None), "user_quit"), terminated=True)

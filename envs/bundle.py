@@ -348,11 +348,8 @@ class Requirement:
 
     @property
     def noun(self) -> str:
-        """'Desk Lamps' -> 'desk lamp' (how the shopper names one item)."""
-        words = self.leaf.lower().split()
-        if words:
-            words[-1] = singular_word(words[-1])
-        return " ".join(words)
+        """'Desk Lamps' -> 'desk lamp', "Men's Jeans" -> "men's jeans" (how the shopper names one item)."""
+        return singular(self.leaf)
 
     def slot_name(self, c: Constraint) -> str:
         return f"{self.leaf}|{c.name}"

@@ -21,15 +21,18 @@ import numpy as np
 
 from .actions import Answer
 from .base import ShopEnv
-from .constraints import ATTRIBUTE_HINTS, ATTRIBUTE_WORDS
+from .constraints import ATTRIBUTE_HINTS, ATTRIBUTE_WORDS, attribute_phrase
 from .reward import TaskScore, f1_score
-from .shopper import Slot, Utterance, fill, join_phrases, singular
+from .shopper import (Slot, Utterance, brand_item, count_of, fill, is_plural, join_phrases, number_word, plural_phrase)
 
 MAX_SAMPLE_TRIES = 200
 STOCKOUT_WORDS = ("out of stock", "sold out", "unavailable", "not available", "no longer available")
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
-QUANTITY_KEYWORDS = ("how many", "quantity", "number of", "units")
-QUANTITY_HINT = "a few units of"  # an omitted quantity (always > 1 when omittable)
+QUANTITY_KEYWORDS = ("how many", "quantity", "number of", "units", "few")
+QUANTITY_HINT = "a few of"  # an omitted quantity (always > 1 when omittable): "a few of the Coleman tents"
+CART_RIGHT = ("That looks right, thanks!", "Perfect, that's everything I wanted, thank you.")
+CART_RIGHT_UNTHANKED = ("That looks right.", "Perfect, that's everything I wanted.")
+CART_WRONG = ("Not quite.", "Hmm, a few things are off.", "That's not quite right.")
 OPENINGS = (
     "Hi! Please add {items} to my cart.",
     "Hey, can you put {items} in my cart?",
@@ -65,8 +68,12 @@ class CartGoal:
     baseline: dict = field(default_factory=dict)  # cart units present before the task began
 
 
+def _pronoun(phrase: str) -> str:
+    return "them" if is_plural(phrase) else "it"
+
+
 def _variant_phrase(attr: str, value: str) -> str:
-    return f"in {attr.replace('_', ' ')} {value}"
+    return attribute_phrase(attr, value)
 
 
 class CartEnv(ShopEnv):
@@ -105,7 +112,7 @@ class CartEnv(ShopEnv):
     def _item(self, rng: np.random.Generator, row: int, quantity: int, wanted_value: str | None = None) -> CartItem:
         cat = self.catalog
         pid = cat.product_id(row)
-        phrase = f"the {cat.value('brand', row)} {singular(cat.value('category_l3', row))}"
+        phrase = brand_item(cat.value("brand", row), cat.value("category_l3", row))
         variants = self.world.variants_of(pid)
         item = CartItem(pid, row, phrase, quantity, None)
         if variants:
@@ -142,8 +149,8 @@ class CartEnv(ShopEnv):
 
         slots_fixed, slots_detail = [], []
         for i, it in enumerate(items):
-            name = it.phrase if it.quantity == 1 else f"{NUMBER_WORDS[it.quantity]} of {it.phrase}"
-            reply = f"I want {name}." if it.quantity > 1 else f"Just one of {it.phrase}."
+            name = count_of(it.quantity, it.phrase)
+            reply = f"I want {name}." if it.quantity > 1 else f"Just one of {plural_phrase(it.phrase)}."
             qty_slot = Slot(f"quantity:{i}", NUMBER_WORDS.get(it.quantity, it.phrase) + (" of" if it.quantity > 1 else ""),
                             reply, QUANTITY_KEYWORDS, QUANTITY_HINT)
             slots_fixed.append(Slot(f"item:{i}", it.phrase, f"I need {it.phrase}.", ()))
@@ -152,7 +159,8 @@ class CartEnv(ShopEnv):
                 keywords = ATTRIBUTE_WORDS.get(it.variant_attr, ("", ()))[1] + ("variant", "version", "option", "which one")
                 vp = _variant_phrase(it.variant_attr, it.variant_value)
                 hint = ATTRIBUTE_HINTS.get(it.variant_attr, "in a particular version")
-                slots_detail.append(Slot(f"variant:{i}", vp, f"For {it.phrase}, I want it {vp}.", keywords, hint))
+                slots_detail.append(Slot(f"variant:{i}", vp, f"For {it.phrase}, I want {_pronoun(it.phrase)} {vp}.",
+                                         keywords, hint))
         self.shopper.plan_disclosure(slots_fixed, 0.0, keep=len(slots_fixed))
         self.shopper.plan_disclosure(slots_detail, self.axes.p_missing, keep=0)
 
@@ -186,6 +194,7 @@ class CartEnv(ShopEnv):
         # and telling the shopper of the stock-out (turn 1)
         self.plan_caused = ({int(self.axes.B_tool == 1)} if self.shopper.omitted else set()) | (
             {1} if goal.stockout else set())
+        self._cart_shown = -1  # the turn of the last cart_view
         return self._opening()
 
     def _opening(self) -> Utterance:
@@ -194,7 +203,7 @@ class CartEnv(ShopEnv):
             q = f"quantity:{i}"
             text = it.phrase
             if it.quantity > 1:  # an omitted quantity still reads as more than one
-                text = f"{self.shopper.spoken(q)} {it.phrase}"
+                text = f"{self.shopper.spoken(q)} {plural_phrase(it.phrase)}"
             v = f"variant:{i}"
             if it.variant_id:  # an omitted variant still reads as a choice to make
                 text += " " + self.shopper.spoken(v)
@@ -218,23 +227,73 @@ class CartEnv(ShopEnv):
                     text += f", {_variant_phrase(alt.variant_attr, alt.variant_value)}"
                 self.shopper.caused_turns.add(turn)  # the world caused this turn, not the agent
                 return self.shopper.say(text + ".", "alternative")
-        if "cart" in lower and self.world.cart:
+        if self._task_units():
             return self._review_cart()
         return None
 
-    def _review_cart(self) -> Utterance:
-        """Check the cart like a shopper: correct the first wrong variant, else confirm."""
-        for line in self.world.cart:
-            for i, it in enumerate(self.goal.items):
-                if line.product_id == it.product_id and it.variant_id and line.variant_id != it.variant_id:
-                    got = self.world.variant(line.product_id, line.variant_id) if line.variant_id else None
-                    got_text = f"the {got.value} version" if got else "a different version"
-                    want = _variant_phrase(it.variant_attr, it.variant_value)
-                    self.shopper.reveal(f"variant:{i}")
-                    return self.shopper.say(f"That's {got_text} of {it.phrase}; I need it {want}.", "correction")
-        if self._cart_f1() == 1:
-            return self.shopper.say("That looks right, thanks!", "confirm")
-        return self.shopper.say("Hmm, that's not quite what I asked for.", "disagree")
+    def _react_to_tools(self, turn: int) -> Utterance | None:
+        """A cart presented with `cart_view` (and no message) gets the same review."""
+        if self._cart_shown == self.world.clock.turn and self._task_units():
+            return self._review_cart(thanks=False)
+        return None
+
+    def _on_tool(self, name, args, result) -> None:
+        if name == "cart_view" and "error" not in result:
+            self._cart_shown = self.world.clock.turn
+
+    def _task_units(self) -> dict[tuple[str, str | None], int]:
+        """(product, variant) -> units added since this task began (a journey shares the cart)."""
+        cart = {k: q - self.goal.baseline.get(k, 0) for k, q in self.world.cart_units().items()}
+        return {k: q for k, q in cart.items() if q > 0}
+
+    def _review_cart(self, thanks: bool = True) -> Utterance:
+        """Check the cart like a shopper and name EVERY wrong line in one message: a wrong
+        variant, a wrong quantity, a missing item, an item it never asked for; else confirm.
+        Whatever a correction names about the shopper's own items (a count, a variant) is
+        said out loud from then on."""
+        units, goal = self._task_units(), self.goal
+        parts: list[str] = []
+        said: list[str] = []
+        wanted = {it.product_id for it in goal.items}
+        for i, it in enumerate(goal.items):
+            lines = {vid: q for (pid, vid), q in units.items() if pid == it.product_id}
+            if it.variant_id:
+                right = lines.get(it.variant_id, 0)
+                wrong = [vid for vid in lines if vid != it.variant_id]
+            else:
+                right, wrong = sum(lines.values()), []
+            want = _variant_phrase(it.variant_attr, it.variant_value) if it.variant_id else ""
+            if wrong:
+                got = self.world.variant(it.product_id, wrong[0]) if wrong[0] else None
+                got_text = f"the {got.value} version" if got else "a different version"
+                parts.append(f"You added {got_text} of {it.phrase}; I need {_pronoun(it.phrase)} {want}.")
+                said.append(f"variant:{i}")
+                got_units = sum(q for vid, q in lines.items() if vid != it.variant_id)
+                if right == 0:
+                    if got_units != it.quantity:
+                        need = "just one" if it.quantity == 1 else number_word(it.quantity)
+                        parts.append(f"I need {need} of {plural_phrase(it.phrase)}, not {number_word(got_units)}.")
+                        said.append(f"quantity:{i}")
+                    continue
+            if right == 0:
+                name = count_of(it.quantity, it.phrase)
+                parts.append(f"I still need {name}{' ' + want if want else ''}.")
+                said += [f"quantity:{i}"] + ([f"variant:{i}"] if want else [])
+            elif right != it.quantity:
+                need = "just one" if it.quantity == 1 else number_word(it.quantity)
+                parts.append(f"I need {need} of {plural_phrase(it.phrase)}, not {number_word(right)}.")
+                said.append(f"quantity:{i}")
+        for pid in dict.fromkeys(pid for pid, _ in units):
+            if pid not in wanted:
+                row = self.world.row(pid)
+                name = brand_item(self.catalog.value("brand", row), self.catalog.value("category_l3", row) or "")
+                parts.append(f"I didn't ask for {name}, please take {_pronoun(name)} out.")
+        if not parts:
+            return self.shopper.say(self.shopper.choose(CART_RIGHT if thanks else CART_RIGHT_UNTHANKED), "confirm")
+        said = [n for n in dict.fromkeys(said) if n in self.shopper.slots]
+        for n in said:
+            self.shopper.reveal(n)
+        return self.shopper.say(" ".join([self.shopper.choose(CART_WRONG)] + parts), "correction", tuple(said))
 
     def _switch_goal(self, rng: np.random.Generator) -> Utterance | None:
         """The shopper changes its mind mid-task (journeys): one more unit of one item."""
@@ -244,7 +303,7 @@ class CartEnv(ShopEnv):
             return None
         it.quantity += 1
         self.shopper.reveal(f"quantity:{i}")
-        text = f"Actually, I changed my mind: make that {NUMBER_WORDS[it.quantity]} of {it.phrase}."
+        text = f"Actually, I changed my mind: make that {count_of(it.quantity, it.phrase)}."
         return self.shopper.say(text, "switch", (f"quantity:{i}",))
 
     # ------------------------------------------------------------------ verifier

@@ -20,7 +20,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from .catalog import ATTRIBUTE_COLUMNS, CatalogLike, SearchFilters
-from .shopper import Slot
+from .shopper import Slot, article, count_noun, plural
 
 Kind = Literal["category", "price_max", "brand", "attribute", "rating_min", "ship_days_max"]
 
@@ -29,12 +29,12 @@ ATTRIBUTE_WORDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "color": ("in {v}", ("color", "colour")),
     "size": ("in size {v}", ("size", "fit")),
     "material": ("made of {v}", ("material", "made of")),
-    "connector_type": ("with a {v} connector", ("connector", "port", "plug", "cable")),
+    "connector_type": ("with {a} {v} connector", ("connector", "port", "plug", "cable")),
     "wattage": ("rated {v}", ("watt", "power")),
     "capacity": ("with {v} capacity", ("capacity", "storage", "volume", "how big")),
-    "screen_size": ("with a {v} screen", ("screen", "display")),
-    "scent": ("with a {v} scent", ("scent", "smell", "fragrance")),
-    "flavor": ("in {v} flavor", ("flavor", "flavour", "taste")),
+    "screen_size": ("with {a} {v} screen", ("screen", "display")),
+    "scent": ("in the {v} scent", ("scent", "smell", "fragrance")),
+    "flavor": ("in the {v} flavor", ("flavor", "flavour", "taste")),
     "age_range": ("for ages {v}", ("age", "old")),
 }
 
@@ -59,6 +59,13 @@ KIND_HINTS: dict[str, str] = {
 }
 
 
+def attribute_phrase(attribute: str, value: str) -> str:
+    """How a shopper says an attribute value: 'in Black', 'made of Denim', 'with a USB-C
+    connector', 'in the Unscented scent' (articles from `inflect`)."""
+    template = ATTRIBUTE_WORDS.get(attribute, ("in {v}", ()))[0]
+    return template.format(v=value, a=article(str(value)))
+
+
 @dataclass(frozen=True)
 class Constraint:
     kind: Kind
@@ -72,7 +79,7 @@ class Constraint:
     def slot(self) -> Slot:
         v = self.value
         if self.kind == "category":
-            return Slot(self.name, str(v).lower(), f"I'm looking for {str(v).lower()}.", ("category", "type of"))
+            return Slot(self.name, plural(str(v)), f"I'm looking for {plural(str(v))}.", ("category", "type of"))
         if self.kind == "price_max":
             p = f"${v:,.2f}".replace(".00", "")
             return Slot(self.name, f"under {p}", f"My budget is {p} at most.",
@@ -84,10 +91,11 @@ class Constraint:
             return Slot(self.name, f"rated at least {v:.1f} stars", f"It should be rated at least {v:.1f} stars.",
                         ("rating", "stars", "review"), KIND_HINTS[self.kind])
         if self.kind == "ship_days_max":
-            return Slot(self.name, f"shipping within {v} days", f"It has to ship within {v} days.",
+            days = count_noun(int(v), "day")
+            return Slot(self.name, f"shipping within {days}", f"It has to ship within {days}.",
                         ("ship", "deliver", "arrive", "fast", "quick"), KIND_HINTS[self.kind])
-        template, keywords = ATTRIBUTE_WORDS[self.attribute]
-        phrase = template.format(v=v)
+        keywords = ATTRIBUTE_WORDS[self.attribute][1]
+        phrase = attribute_phrase(self.attribute, str(v))
         return Slot(self.name, phrase, f"I want it {phrase}.", keywords, ATTRIBUTE_HINTS[self.attribute])
 
     def holds(self, catalog: CatalogLike, row: int) -> bool:

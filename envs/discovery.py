@@ -73,7 +73,7 @@ from .constraints import (
     relax_price_cap,
 )
 from .reward import TaskScore, clip
-from .shopper import Utterance, fill, join_phrases
+from .shopper import Utterance, fill, join_phrases, top_k
 
 MAX_TARGET_TRIES = 500
 W_NDCG, W_FIT, W_STOCK = 7, 2, 1  # tenths (integers, so a perfect answer scores exactly 1)
@@ -92,10 +92,10 @@ KIND_ASPECT: dict[str, str] = {
     "attribute": "similarity",
 }
 OPENINGS = (
-    "Hi, I'm looking for {need}{details}. Could you suggest your top {k}?",
-    "Hello! I need {need}{details}. What would be your top {k} picks?",
-    "Hey, I'm shopping for {need}{details}. Can you recommend your top {k}?",
-    "I want to buy {need}{details}. Please suggest your top {k} options.",
+    "Hi, I'm looking for {need}{details}. Could you suggest your {picks}?",
+    "Hello! I need {need}{details}. What would be your {picks}?",
+    "Hey, I'm shopping for {need}{details}. Can you recommend your {picks}?",
+    "I want to buy {need}{details}. Please suggest your {options}.",
 )
 FOCUS_PHRASES: dict[str, tuple[str, ...]] = {
     "price": ("Keeping the price low matters most to me.", "I'd like to spend as little as possible."),
@@ -205,7 +205,8 @@ class DiscoveryEnv(ShopEnv):
         need = sh.slots[said[0]].phrase
         rest = [sh.spoken(c.name) for c in goal.constraints if c.name != said[0]]  # omitted ones as hints
         details = " " + join_phrases(rest) if rest else ""
-        text = fill(sh.choose(OPENINGS), need=need, details=details, k=str(goal.k))
+        text = fill(sh.choose(OPENINGS), need=need, details=details, picks=top_k(goal.k, "pick"),
+                    options=top_k(goal.k, "option"))
         clean = f"{text} {sh.choose(FOCUS_PHRASES[goal.focus])}"
         # an omitted phrase the text happens to contain was said after all
         for name in list(sh.omitted):

@@ -21,6 +21,7 @@ L(d) * T_max(d) (a deliberate extension of DESIGN.md §6, which sizes one intent
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,7 +33,12 @@ from .rng import EpisodeRandom
 from .shopper import TemplateShopper, Utterance
 
 SUBTASK_KINDS: tuple[str, ...] = ("E_CART", "E_SUB", "E_PD", "E_RETURN", "E_STATUS", "E_POLICY", "E_BUNDLE")
-TRANSITIONS = ("Thanks! One more thing.", "Great, thank you. Next,", "Perfect. Also,", "Thanks. Another thing:")
+# the shopper's lead into the next request: thanks only when the agent wrote to it
+TRANSITIONS = ("Thanks! One more thing.", "Great, thank you. There's something else, too.",
+               "Perfect, thanks. I have another request.", "Thanks. Another thing.")
+TRANSITIONS_UNTHANKED = ("Okay. One more thing.", "Alright. There's something else, too.",
+                         "Okay, I have another request.", "Alright. Another thing.")
+_GREETING = re.compile(r"^(?:Hi|Hello|Hey)(?: there)?[!,.]?\s+")
 DROPS = ("Actually, never mind that one, forget it.", "Hmm, scratch that, I don't need it anymore.")
 
 
@@ -115,8 +121,8 @@ class JourneyEnv(ShopEnv):
         self.shopper = task.env.shopper
         if not lead:
             return opening
-        return Utterance(f"{lead} {opening.text}", f"{lead} {opening.clean_text}", opening.kind,
-                         opening.slots, opening.mentioned_ids)
+        text, clean = _without_greeting(opening.text, opening.clean_text)
+        return Utterance(f"{lead} {text}", f"{lead} {clean}", opening.kind, opening.slots, opening.mentioned_ids)
 
     def _generate(self) -> Utterance:
         rng = self.rand("journey")
@@ -155,6 +161,9 @@ class JourneyEnv(ShopEnv):
     def _react(self, message: str, turn: int, had_tools: bool) -> Utterance | None:
         return self._sync()._react(message, turn, had_tools)
 
+    def _react_to_tools(self, turn: int) -> Utterance | None:
+        return self._sync()._react_to_tools(turn)
+
     def _on_tool(self, name, args, result) -> None:
         sub = self._sync()
         if name in sub.tools:
@@ -167,7 +176,16 @@ class JourneyEnv(ShopEnv):
         task = self.active
         self._sync()
         task.score = task.env._score(answer)
-        return self._advance(self.shopper.choose(TRANSITIONS))
+        return self._advance(self.shopper.choose(TRANSITIONS if self._agent_spoke() else TRANSITIONS_UNTHANKED))
+
+    def _agent_spoke(self) -> bool:
+        """Whether the agent wrote to the shopper since the shopper's last message."""
+        for msg in reversed(self.messages):
+            if msg["role"] == "user":
+                return False
+            if msg["role"] == "assistant" and msg.get("content"):
+                return True
+        return False
 
     def _advance(self, lead: str) -> TaskScore | None:
         """Move to the next sub-task (its opening becomes the next user message), or end."""
@@ -226,3 +244,20 @@ class JourneyEnv(ShopEnv):
             for t in self.subtasks
         ]}
         return TaskScore(r_task, all(s.is_correct for s in scores), details)
+
+
+def _without_greeting(text: str, clean: str) -> tuple[str, str]:
+    """A follow-up request without its own greeting ("Hi, I'd like..." -> "I'd like..."),
+    in the clean text and in its noisy copy (typos keep the word count, so the same number
+    of leading words goes)."""
+    m = _GREETING.match(clean)
+    if m is None:
+        return text, clean
+    n = len(m.group(0).split())
+    rest_clean = clean[m.end():]
+    rest_text = text.split(maxsplit=n)[n] if len(text.split(maxsplit=n)) > n else rest_clean
+    return _capitalise(rest_text), _capitalise(rest_clean)
+
+
+def _capitalise(text: str) -> str:
+    return text[:1].upper() + text[1:]

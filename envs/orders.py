@@ -42,6 +42,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .catalog import CatalogLike
+from .constraints import attribute_phrase
 from .shopper import TemplateShopper, Utterance, singular
 from .world import ORDER_STATUSES, Order, OrderLine, SimClock, World
 
@@ -71,6 +72,9 @@ class OrderSpec:
 
 
 # --------------------------------------------------------------------------- lines
+
+_VARIANT_SUFFIX = re.compile(r" \(([a-z][a-z ]*): ([^()]*)\)$")
+
 
 def variant_suffix(attribute: str, value: str) -> str:
     return f" ({attribute.replace('_', ' ')}: {value})"
@@ -326,9 +330,20 @@ def item_reference(world: World, order: Order, line: OrderLine, rng: np.random.G
         if not same_day and not same_date:
             return f"the {singular(line.category_l3)} I ordered {date_phrase(order.placed_at, today)}"
     same_title = [ln for o in world.orders for ln in o.lines if ln is not line and ln.title == line.title]
+    quoted = quoted_title(line.title)
     if same_title:
-        return f'the "{line.title}" from order {order.order_id}'
-    return f'the "{line.title}"'
+        return f"{quoted} from order {order.order_id}"
+    return quoted
+
+
+def quoted_title(title: str) -> str:
+    """How the shopper quotes a line title: the product title in quotes, then the variant
+    said the way people say it ('the "Acme Mug" in Black'), never the raw "(color: Black)"."""
+    m = _VARIANT_SUFFIX.search(title)
+    if m is None:
+        return f'the "{title}"'
+    attribute = m.group(1).replace(" ", "_")
+    return f'the "{title[: m.start()]}" {attribute_phrase(attribute, m.group(2))}'
 
 
 def order_reference(world: World, order: Order, rng: np.random.Generator, indirect: bool) -> str:
@@ -366,7 +381,8 @@ def mentions(text: str, orders: Sequence[Order]) -> tuple[list[str], list[tuple[
     named_lines = []
     for o in orders:
         for ln in o.lines:
-            if ln.line_id in line_ids or _has_token(text, ln.product_id) or (ln.title and ln.title.lower() in lower):
+            said = ln.title and (ln.title.lower() in lower or quoted_title(ln.title).lower() in lower)
+            if ln.line_id in line_ids or _has_token(text, ln.product_id) or said:
                 named_lines.append((o.order_id, ln.line_id))
     return named_orders, named_lines
 

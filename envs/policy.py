@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from .actions import Answer
 from .base import ShopEnv
 from .reward import TaskScore
-from .shopper import Slot, Utterance, fill, join_phrases, singular
+from .shopper import Slot, Utterance, fill, join_phrases, singular, with_article
 from .store_policy import (
     DEPARTMENT_NAMES,
     PAYMENT_NAMES,
@@ -85,8 +85,7 @@ def item_phrase(leaf: str) -> str:
     """'Memory Cards' -> 'a memory card', with hand-written phrases for pairs, packs, mass nouns."""
     if leaf in ITEM_PHRASES:
         return ITEM_PHRASES[leaf]
-    noun = singular(leaf)
-    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+    return with_article(singular(leaf))
 
 
 def _n_days(n: int) -> str:
@@ -179,7 +178,7 @@ def fact_text(slot: str, value, ctx: dict, variant: int = 0) -> str:
     if slot == "item":
         return f"I bought {item_phrase(value)} from the {DEPARTMENT_NAMES[ctx['department']]} department"
     if slot == "department":
-        return f"it's a {DEPARTMENT_NAMES[value]} order"
+        return f"it's {with_article(DEPARTMENT_NAMES[value])} order"
     if slot == "region":
         options = REGION_FACTS[value]
         return options[variant % len(options)]

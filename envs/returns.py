@@ -64,7 +64,7 @@ from .orders import (
     sibling_row,
 )
 from .reward import TaskScore
-from .shopper import Slot, Utterance, fill, join_phrases
+from .shopper import Slot, Utterance, brand_item, fill, join_phrases
 from .tools import return_eligibility
 from .world import MINUTES_PER_TURN, Order, OrderLine
 
@@ -348,12 +348,66 @@ class ReturnEnv(ShopEnv):
                 return self.shopper.say("Oh, I see. That's a pity, but thanks for checking.", "accept_refusal")
             self.shopper.annoyance += 1
             return self.shopper.say("Are you sure? I think it should still be returnable.", "push_back")
+        review = self._review_cart()
+        if review is not None:
+            return review
         g = self.goal
         key = (g.order_id, g.line_id)
         done = any((r.order_id, r.line_id) == key for r in self.world.returns[g.base_returns:])
         if done and key in mentions(message, self.world.orders)[1]:
             return self.shopper.say("Great, thank you!", "thanks")
         return self._reference_reply(message, turn, question="?" in message)
+
+    def _review_cart(self) -> Utterance | None:
+        """The shopper checks what the agent put in its cart (as E_CART's shopper does) and
+        names every wrong line in one message: more than one replacement, a product that
+        misses a wanted feature (each missed feature said), anything when no replacement was
+        asked for. None when the cart gained nothing wrong (or nothing yet)."""
+        g, world, sh = self.goal, self.world, self.shopper
+        added = [(k, q) for k, q in self._cart_changes().items() if q > 0]
+        if not added:
+            return None
+        parts, said = [], []
+        if g.replacement is None:
+            names = [self._cart_name(pid) for (pid, _), _ in added]
+            parts.append(f"I didn't ask for anything new in my cart, please take out {join_phrases(names)}.")
+        else:
+            if sum(q for _, q in added) > 1:
+                parts.append("I only need one replacement.")
+            for (pid, vid), _ in added:
+                if self.replacement_ok(pid, vid):
+                    continue
+                missed = self._missed(pid, vid)
+                if missed:
+                    said += [c.name for c in missed]
+                    wants = join_phrases([c.slot().phrase for c in missed])
+                    parts.append(f"{self._cart_name(pid)[:1].upper()}{self._cart_name(pid)[1:]} won't work: "
+                                 f"I need one {wants}.")
+                else:
+                    parts.append(f"{self._cart_name(pid)[:1].upper()}{self._cart_name(pid)[1:]} won't work for me.")
+        if not parts:
+            return None
+        for name in said:
+            sh.reveal(name)
+        return sh.say(" ".join(parts), "correction", tuple(dict.fromkeys(said)))
+
+    def _cart_name(self, product_id: str) -> str:
+        row = self.world.row(product_id)
+        return brand_item(self.catalog.value("brand", row) or "", self.catalog.value("category_l3", row) or "")
+
+    def _missed(self, product_id: str, variant_id: str | None) -> list[Constraint]:
+        """The replacement's constraints (product, variant) does not meet."""
+        world = self.world
+        row = world.row(product_id)
+        variant = world.variant(product_id, variant_id) if variant_id else None
+        out = []
+        for c in self.goal.replacement.constraints:
+            if c.kind == "attribute" and variant is not None and variant.attribute == c.attribute:
+                if variant.value != c.value:
+                    out.append(c)
+            elif not c.holds(self.catalog, row):
+                out.append(c)
+        return out
 
     def _switch_goal(self, rng) -> Utterance | None:
         """(E_JOURNEY) The shopper changes the return method, if nothing was returned yet."""

@@ -25,7 +25,9 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import inflect
 import numpy as np
 
 from .rng import EpisodeRandom
@@ -234,16 +236,98 @@ QUIT = (
 )
 
 
+# Category nouns whose one item is still said in the plural (pairs, packs, mass plurals):
+# "the Levi's men's jeans", "the Lavazza coffee beans", "the Sony over-ear headphones".
+PLURAL_ONLY_NOUNS = frozenset({
+    "jeans", "pants", "trousers", "shorts", "leggings", "glasses", "sunglasses", "goggles", "scissors", "pliers",
+    "tongs", "binoculars", "headphones", "earbuds", "shoes", "boots", "sneakers", "sandals", "gloves", "mittens",
+    "beans", "chips", "nuts", "sprinkles", "wipes", "notes", "tiles", "oats", "noodles", "supplies",
+})
+
+
+@lru_cache(maxsize=1)
+def _inflect() -> inflect.engine:
+    return inflect.engine()
+
+
+def _word_case(word: str) -> str:
+    """Lower case, except acronyms ("USB", "SSDs", "USB-C" keep their capitals; "Over-Ear"
+    and "T-Shirts" do not)."""
+    acronym = any(sum(ch.isupper() for ch in part) >= 2 for part in word.split("-"))
+    return word if acronym else word.lower()
+
+
+@lru_cache(maxsize=4096)
 def singular(noun: str) -> str:
-    """'USB-C Chargers' -> 'usb-c charger' (lower case; a light English singular)."""
-    words = noun.lower().split()
-    if words:
-        last = words[-1]
-        if last.endswith("ies") and len(last) > 4:
-            last = last[:-3] + "y"
-        elif last.endswith(("ches", "shes", "sses", "xes")):
-            last = last[:-2]
-        elif last.endswith("s") and not last.endswith(("ss", "us", "is")):
-            last = last[:-1]
-        words[-1] = last
+    """How the shopper names ONE item of a category: 'USB-C Chargers' -> 'USB-C charger',
+    'Computer Mice' -> 'computer mouse', 'Portable SSDs' -> 'portable SSD'. Nouns only said
+    in the plural or as a mass stay as they are ("men's jeans", "coffee beans", "flour").
+    Lower case except acronyms; the singular comes from `inflect`."""
+    words = [_word_case(w) for w in noun.split()]
+    if words and words[-1].lower() not in PLURAL_ONLY_NOUNS:
+        one = _inflect().singular_noun(words[-1])
+        if one:
+            words[-1] = one
     return " ".join(words)
+
+
+def brand_item(brand: str, leaf: str) -> str:
+    """'the Anker USB-C charger' ("The North Face" keeps its own article)."""
+    lead = "" if brand.lower().startswith("the ") else "the "
+    return f"{lead}{brand} {singular(leaf)}"
+
+
+def plural(noun: str) -> str:
+    """How the shopper names a category in general: 'Men's Jeans' -> "men's jeans",
+    'USB Hubs' -> 'USB hubs' (the category name, lower case except acronyms)."""
+    return " ".join(_word_case(w) for w in noun.split())
+
+
+def is_plural(phrase: str) -> bool:
+    """Whether an item named by `singular` ("the Levi's men's jeans") takes a plural verb."""
+    words = phrase.split()
+    return bool(words) and words[-1].lower().strip(".,!?") in PLURAL_ONLY_NOUNS
+
+
+def article(phrase: str) -> str:
+    """'a' or 'an' for `phrase`, from `inflect`; numbers by how they are said ('an 8 inch ...')."""
+    head = phrase.strip().split()[0] if phrase.strip() else ""
+    digits = re.match(r"\d+", head)
+    if digits:
+        head = _inflect().number_to_words(int(digits.group(0)))
+    return _inflect().a(head).split()[0] if head else "a"
+
+
+def with_article(phrase: str) -> str:
+    """'Unscented scent' -> 'an Unscented scent'."""
+    return f"{article(phrase)} {phrase}"
+
+
+def count_noun(n: int, noun: str) -> str:
+    """'1 day', '3 days' (`noun` given in the singular; plural from `inflect`)."""
+    return f"{n} {noun if n == 1 else _inflect().plural_noun(noun)}"
+
+
+def top_k(k: int, noun: str = "pick") -> str:
+    """'top pick' for one, else 'top 3 picks'."""
+    return f"top {noun}" if k == 1 else f"top {k} {_inflect().plural_noun(noun)}"
+
+
+def plural_phrase(phrase: str) -> str:
+    """'the Coleman tent' -> 'the Coleman tents' (the last word, by `inflect`; nouns only
+    said in the plural stay)."""
+    words = phrase.split()
+    if words and words[-1].lower() not in PLURAL_ONLY_NOUNS:
+        words[-1] = _inflect().plural_noun(words[-1])
+    return " ".join(words)
+
+
+def count_of(n: int, phrase: str) -> str:
+    """'the Coleman tent' x 3 -> 'three of the Coleman tents'; x 1 -> 'one of the Coleman tent'
+    is never said: one is the phrase itself."""
+    return phrase if n == 1 else f"{number_word(n)} of {plural_phrase(phrase)}"
+
+
+def number_word(n: int) -> str:
+    """'one', 'two', ... (inflect)."""
+    return _inflect().number_to_words(n)

@@ -78,7 +78,7 @@ from .constraints import (
     relax_price_cap,
 )
 from .reward import TaskScore, clip
-from .shopper import Utterance, fill, join_phrases, singular
+from .shopper import Utterance, brand_item, fill, is_plural, join_phrases, top_k
 
 MAX_ORIGINAL_TRIES = 40
 MAX_ROW_TRIES = 200
@@ -115,17 +115,17 @@ FOCUS_PHRASES: dict[str, tuple[str, ...]] = {
                "Good reviews matter a lot to me."),
 }
 SOLD_OUT_OPENINGS = (
-    "Hi! Sadly, {ref} I was going to buy is sold out.",
-    "Hey, {ref} I wanted is out of stock.",
-    "Hello. I was about to order {ref}, but it's sold out.",
-    "Hi, I wanted {ref}, but it's out of stock now.",
+    "Hi! Sadly, {ref} I was going to buy {is} sold out.",
+    "Hey, {ref} I wanted {is} out of stock.",
+    "Hello. I was about to order {ref}, but {it_is} sold out.",
+    "Hi, I wanted {ref}, but {it_is} out of stock now.",
 )
 ASKS = (
-    "Can you give me your top {k} alternatives?",
-    "Please give me your top {k} alternatives.",
-    "Could you suggest your top {k} alternatives that are in stock?",
+    "Can you give me your {top}?",
+    "Please give me your {top}.",
+    "Could you suggest your {top} that {are} in stock?",
 )
-NEEDS = ("I need {what}.", "It has to be {what}.", "I'm looking for {what}.")
+NEEDS = ("I need {what}.", "I'd like {what}.", "I'm looking for {what}.")
 ORIGINAL_AGAIN = (
     "That's the one that's sold out. I need something else.",
     "That's the one I wanted, and it's sold out. Something else, please.",
@@ -324,7 +324,7 @@ class SubstitutionEnv(ShopEnv):
 
         leaf = cat.value("category_l3", row)
         path = CATEGORY_SEP.join(cat.value(f"category_l{i}", row) or "" for i in (1, 2, 3))
-        phrase = f"the {cat.value('brand', row)} {singular(leaf)}"
+        phrase = brand_item(cat.value("brand", row), leaf)
         self.goal = SubGoal(
             original_row=row, original_id=cat.product_id(row), leaf=leaf, path=path, phrase=phrase,
             constraints=constraints, k=k, focus=focus, weights=weights, rows=None, similarity=None,
@@ -347,8 +347,10 @@ class SubstitutionEnv(ShopEnv):
 
     def _opening(self) -> Utterance:
         sh, goal = self.shopper, self.goal
-        first = fill(sh.choose(SOLD_OUT_OPENINGS), ref=goal.phrase)
-        ask = fill(sh.choose(ASKS), k=str(goal.k))
+        many = is_plural(goal.phrase)
+        first = fill(sh.choose(SOLD_OUT_OPENINGS), ref=goal.phrase, it_is="they're" if many else "it's",
+                     **{"is": "are" if many else "is"})
+        ask = fill(sh.choose(ASKS), top=top_k(goal.k, "alternative"), are="is" if goal.k == 1 else "are")
         said = [c.name for c in goal.constraints if sh.revealed(c.name)]
         cat_phrase = sh.slots[said[0]].phrase
         rest = [sh.spoken(c.name) for c in goal.constraints if c.name != said[0]]  # omitted ones as hints

@@ -10,9 +10,20 @@ as a check proves nothing the verifiers depend on changed:
    of omitted slots);
 3. no id-like token (any token containing a digit: product / order / line ids, prices,
    quantities, dates) appears that the template text, the slot phrases or the mentioned ids
-   did not contain: the LLM invents nothing checkable.
+   did not contain: the LLM invents nothing checkable;
+4. the reply is still the shopper's turn: it speaks in the first or second person when the
+   template did ("I", "my", "you", ...), and uses no assistant phrasing the template did not
+   ("How can I help", "Here are", "I've added", ...): a bare item name ("The Grand Trunk
+   hammock.") or the assistant's voice is rejected;
+5. the act survives (`act_check`): an opening (``kind`` "opening") still asks for something
+   (a request marker: a question, "please", "could you", "I'd like", "I need", ...), and every
+   act the template text asks for (add to cart, recommend, find an alternative, return, track
+   an order, ask about a policy, put a bundle together; `ACTS`) is still asked for. The acts
+   come from the environment (``env_id``) when it has one act, else from the template text.
 
-Otherwise the template text is used and the fallback is counted (`ShopperPhraser.stats`).
+Otherwise the template text is used and the fallback is counted (`ShopperPhraser.stats`:
+calls, llm, fallback, reasons, per utterance kind in ``by_kind``; ``fallback_rate()`` is the
+backend's reported metric).
 
     phraser = ShopperPhraser(engine, tokenizer)      # HFEngine/VLLMEngine + tokenizer, or OpenAIEngine
     text, used_llm = phraser.phrase(utterance, shopper.slots)
@@ -34,7 +45,7 @@ check clauses 1 and 3 hold by construction. The generator is seeded, in the styl
 `envs.rng`, from blake2b digests of the clean text and an episode key (``key=``; for a
 request: env_id, episode_id, seed, difficulty, turn) plus the stream name
 ``"rephrase_noise"``: the same request gives the same text. The noisy text is checked again
-(clause 2, a typo spelling an omitted slot, is not excluded by construction); a failure
+on clauses 1-3 (clause 2, a typo spelling an omitted slot, is not excluded by construction); a failure
 redraws from the same generator, up to `NOISE_ATTEMPTS` times, then falls back to the template
 text (reason ``noise broke check``). ``stats["noisy"]`` counts rephrasings noise was applied to.
 Unlike the template path, slot phrases themselves never get typos in a rephrasing.
@@ -53,7 +64,7 @@ import numpy as np
 from envs.rng import stable_digest, stable_int
 from envs.shopper import add_typos
 
-__all__ = ["check_rephrase", "id_like_tokens", "ShopperPhraser", "LLMShopperBackend", "phrase", "configure",
+__all__ = ["check_rephrase", "act_check", "required_acts", "ACTS", "id_like_tokens", "ShopperPhraser", "LLMShopperBackend", "phrase", "configure",
            "SYSTEM_PROMPT", "add_typos_outside", "noise_rate", "noise_rng", "request_key", "NOISE_STREAM",
            "NOISE_ATTEMPTS"]
 
@@ -82,9 +93,68 @@ def _phrase_of(slot: Any) -> str:
     return slot if isinstance(slot, str) else getattr(slot, "phrase", str(slot))
 
 
+# act -> words that ask for it (lower case, matched as regular expressions on word starts)
+ACTS: dict[str, tuple[str, ...]] = {
+    "add_to_cart": ("cart", "add", "put", "buy", "order", "get me", "purchase"),
+    "recommend": ("recommend", "suggest", "pick", "option", "top", "best", "find", "looking for", "shopping for",
+                  "show me", "after"),
+    "alternative": ("alternative", "substitut", "replace", "instead", "similar", "something else", "other"),
+    "return": ("return", "send it back", "send them back", "refund", "take it back"),
+    "track": ("status", "where", "track", "arriv", "when", "check on", "update", "deliver", "shipp"),
+    "policy": ("?", "policy", "can i", "do i", "will i", "how much", "how long", "how many", "is it", "are there"),
+    "bundle": ("each", "categor", "one item", "one product", "bundle", "one of"),
+}
+ENV_ACTS: dict[str, tuple[str, ...]] = {
+    "E_CART": ("add_to_cart",), "E_PD": ("recommend",), "E_SUB": ("alternative",), "E_RETURN": ("return",),
+    "E_STATUS": ("track",), "E_POLICY": ("policy",), "E_BUNDLE": ("bundle",),
+}
+REQUEST_MARKERS = ("?", "please", "pls", "can you", "could you", "would you", "can i", "i'd like", "i would like",
+                   "i need", "i want", "i'm looking", "i am looking", "i'm after", "i'm shopping", "help me",
+                   "i'd love", "let me know", "tell me", "looking for")
+ASSISTANT_VOICE = ("how can i help", "how may i help", "i can help you", "here are", "here is", "i've added",
+                   "i have added", "i found", "let me check", "let me look", "as an ai", "assistant:",
+                   "is there anything else", "happy to help", "i'd be happy", "i recommend")
+_PERSON = re.compile(r"\b(i|i'm|i'd|i've|i'll|me|my|mine|we|our|us|you|your)\b", re.IGNORECASE)
+
+
+def _has(text: str, words: Iterable[str]) -> bool:
+    return any((w in text) if not w[0].isalpha() else re.search(r"\b" + re.escape(w), text) for w in words)
+
+
+def required_acts(clean_text: str, env_id: str = "") -> tuple[str, ...]:
+    """The acts a template text asks for: its environment's act, else (a journey, no env)
+    every act whose words the template text uses."""
+    if env_id in ENV_ACTS:
+        return ENV_ACTS[env_id]
+    low = (clean_text or "").lower()
+    return tuple(a for a, words in ACTS.items() if a != "policy" and _has(low, words))
+
+
+def act_check(text: str, clean_text: str, kind: str = "", env_id: str = "") -> tuple[bool, str]:
+    """(ok, reason): the reply is still the shopper's turn and, for an opening, still asks
+    for every act the template asked for (module docstring, clauses 4 and 5)."""
+    low, clean_low = text.lower(), (clean_text or "").lower()
+    if _PERSON.search(clean_low) and not _PERSON.search(low):
+        return False, "not the shopper's voice: no first or second person"
+    voice = [w for w in ASSISTANT_VOICE if w in low and w not in clean_low]
+    if voice:
+        return False, f"not the shopper's voice: {voice[0]!r}"
+    if "opening" in (kind or "").split("+"):
+        if _has(clean_low, REQUEST_MARKERS) and not _has(low, REQUEST_MARKERS):
+            return False, "request lost: no request marker"
+        for act in required_acts(clean_text, env_id):
+            if _has(clean_low, ACTS[act]) and not _has(low, ACTS[act]):
+                return False, f"request lost: act {act!r}"
+    return True, "ok"
+
+
 def check_rephrase(text: str, clean_text: str, planned: Sequence[str], slot_phrases: Mapping[str, Any],
-                   mentioned_ids: Sequence[str] = ()) -> tuple[bool, str]:
-    """(ok, reason) for a rephrasing `text` of `clean_text` (see module docstring)."""
+                   mentioned_ids: Sequence[str] = (), kind: str = "", env_id: str = "",
+                   voice: bool = True) -> tuple[bool, str]:
+    """(ok, reason) for a rephrasing `text` of `clean_text` (see module docstring); `kind`
+    is the utterance's kind ("opening", "answer", ...), `env_id` its environment. With
+    `voice` False only clauses 1-3 are checked (typo noise on an accepted rephrasing may
+    misspell a request word, as it does on the template text)."""
     if not isinstance(text, str) or not text.strip():
         return False, "empty"
     low = text.lower()
@@ -105,7 +175,7 @@ def check_rephrase(text: str, clean_text: str, planned: Sequence[str], slot_phra
     invented = id_like_tokens(text) - allowed
     if invented:
         return False, f"invented id-like token(s): {', '.join(sorted(invented)[:3])}"
-    return True, "ok"
+    return act_check(text, clean_text, kind, env_id) if voice else (True, "ok")
 
 
 def noise_rate(value: Any) -> float:
@@ -167,7 +237,7 @@ class ShopperPhraser:
     tokenizer: Any = None
     max_new_tokens: int = 96
     stats: dict = field(default_factory=lambda: {"calls": 0, "llm": 0, "fallback": 0, "noisy": 0,
-                                                 "reasons": {}})
+                                                 "reasons": {}, "by_kind": {}})
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -194,18 +264,19 @@ class ShopperPhraser:
 
     def rephrase(self, clean_text: str, planned: Sequence[str], slot_phrases: Mapping[str, Any],
                  mentioned_ids: Sequence[str] = (), fallback: str | None = None, noise: float = 0.0,
-                 key: str = "") -> tuple[str, bool]:
+                 key: str = "", kind: str = "", env_id: str = "") -> tuple[str, bool]:
         """(text, used_llm). An accepted rephrasing gets typos at rate `noise` (seeded by
         `clean_text` and `key`, see module docstring); otherwise `fallback` (default the
-        clean text) is returned and counted."""
+        clean text) is returned and counted (per utterance `kind`)."""
         return self.rephrase_batch([dict(clean_text=clean_text, planned=planned, slot_phrases=slot_phrases,
-                                         mentioned_ids=mentioned_ids, fallback=fallback, noise=noise, key=key)])[0]
+                                         mentioned_ids=mentioned_ids, fallback=fallback, noise=noise, key=key,
+                                         kind=kind, env_id=env_id)])[0]
 
     def rephrase_batch(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
         """`rephrase` for many utterances with ONE engine call: each item holds `rephrase`'s
         keyword arguments (``clean_text``, ``planned``, ``slot_phrases``, optional
-        ``mentioned_ids``, ``fallback``, ``noise``, ``key``). Each reply is checked on its own;
-        an engine failure falls back for the whole batch."""
+        ``mentioned_ids``, ``fallback``, ``noise``, ``key``, ``kind``, ``env_id``). Each reply
+        is checked on its own; an engine failure falls back for the whole batch."""
         if not items:
             return []
         jobs = []
@@ -214,7 +285,8 @@ class ShopperPhraser:
             planned, ids = list(it["planned"]), list(it.get("mentioned_ids") or ())
             fallback = clean if it.get("fallback") is None else it["fallback"]
             keep = [_phrase_of(slots[n]) for n in planned if n in slots] + ids
-            jobs.append((clean, planned, slots, ids, fallback, keep, noise_rate(it.get("noise")), it.get("key", "")))
+            jobs.append((clean, planned, slots, ids, fallback, keep, noise_rate(it.get("noise")), it.get("key", ""),
+                         str(it.get("kind") or ""), str(it.get("env_id") or "")))
         try:
             replies = self._generate_batch([self._prompt_messages(j[0], j[5]) for j in jobs])
             if len(replies) != len(jobs):
@@ -225,24 +297,29 @@ class ShopperPhraser:
         return [self._accept(_clean_reply(r) if error is None else "", error, *j) for r, j in zip(replies, jobs)]
 
     def _accept(self, reply: str, error: str | None, clean_text: str, planned: list, slot_phrases: Mapping,
-                mentioned_ids: list, fallback: str, keep: list, p: float, key: str) -> tuple[str, bool]:
-        """Check one reply (and its typo noise), count it, and return (text, used_llm)."""
+                mentioned_ids: list, fallback: str, keep: list, p: float, key: str, kind: str,
+                env_id: str) -> tuple[str, bool]:
+        """Check one reply (its slots, ids, act and voice, then its typo noise), count it, and
+        return (text, used_llm)."""
         noisy = False
         if error is not None:
             ok, reason = False, error
         else:
-            ok, reason = check_rephrase(reply, clean_text, planned, slot_phrases, mentioned_ids)
+            ok, reason = check_rephrase(reply, clean_text, planned, slot_phrases, mentioned_ids, kind, env_id)
             if ok and p > 0:
                 rng = noise_rng(clean_text, key)
                 for _ in range(NOISE_ATTEMPTS):
                     text = add_typos_outside(reply, p, rng, keep)
-                    ok, reason = check_rephrase(text, clean_text, planned, slot_phrases, mentioned_ids)
+                    ok, reason = check_rephrase(text, clean_text, planned, slot_phrases, mentioned_ids, voice=False)
                     if ok:
                         reply, noisy = text, True
                         break
                 else:
                     reason = f"noise broke check: {reason}"
         with self._lock:
+            per_kind = self.stats["by_kind"].setdefault(kind or "other", {"calls": 0, "fallback": 0})
+            per_kind["calls"] += 1
+            per_kind["fallback"] += int(not ok)
             self.stats["calls"] += 1
             if ok:
                 self.stats["llm"] += 1
@@ -253,13 +330,19 @@ class ShopperPhraser:
                 self.stats["reasons"][tag] = self.stats["reasons"].get(tag, 0) + 1
         return (reply, True) if ok else (fallback, False)
 
-    def phrase(self, utterance, slots: Mapping[str, Any], noise: float = 0.0, key: str = "") -> tuple[str, bool]:
+    def fallback_rate(self) -> float:
+        """Share of rephrasings that fell back to the template text (0.0 before any call)."""
+        with self._lock:
+            return self.stats["fallback"] / self.stats["calls"] if self.stats["calls"] else 0.0
+
+    def phrase(self, utterance, slots: Mapping[str, Any], noise: float = 0.0, key: str = "",
+               env_id: str = "") -> tuple[str, bool]:
         """(text, used_llm) for an `envs.shopper.Utterance`; `slots` maps slot names to
         `Slot`s or phrases (e.g. ``env.shopper.slots``); `noise` is the shopper's typo rate
         (``env.shopper.p_noise``), `key` identifies the episode/turn for the typo seed. The
         fallback is the utterance's own text (typos included)."""
         return self.rephrase(utterance.clean_text, list(utterance.slots), slots, list(utterance.mentioned_ids),
-                             fallback=utterance.text, noise=noise, key=key)
+                             fallback=utterance.text, noise=noise, key=key, kind=utterance.kind, env_id=env_id)
 
 
 _DEFAULT: ShopperPhraser | None = None
@@ -316,10 +399,12 @@ class LLMShopperBackend:
                   "slot_phrases": dict(requests[i].get("slot_phrases") or {}),
                   "mentioned_ids": list(requests[i].get("mentioned_ids") or []),
                   "fallback": requests[i]["text"], "noise": requests[i].get("noise"),
-                  "key": request_key(requests[i])} for i in todo]
+                  "key": request_key(requests[i]), "kind": requests[i].get("kind"),
+                  "env_id": requests[i].get("env_id")} for i in todo]
         for i, (text, _) in zip(todo, self.phraser.rephrase_batch(items)):
             out[i] = text
         return out
 
     def stats(self) -> dict:
-        return dict(self.phraser.stats)
+        """The phrasing counters plus ``fallback_rate``, this backend's reported metric."""
+        return dict(self.phraser.stats, fallback_rate=self.phraser.fallback_rate())

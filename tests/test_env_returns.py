@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from envs import make_env
-from envs.orders import OPEN_STATUSES, generate_orders, mentions, unique_item_phrases
+from envs.orders import OPEN_STATUSES, generate_orders, mentions, quoted_title, unique_item_phrases
 from envs.returns import METHOD_PHRASES, REASON_PHRASES
 from envs.tools import return_eligibility
 from envs.world import ORDER_STATUSES, RETURN_METHODS, RETURN_REASONS
@@ -197,14 +197,15 @@ def test_item_reference_names_exactly_the_target(env):
             phrase = ref.split(" I bought ")[0]
             assert phrase in unique_item_phrases(world, order, line, "line"), (seed, ref)
         else:  # fallback: the exact day it was ordered, or the title with the order id
-            assert " I ordered " in ref or g.order_id in ref or f'"{line.title}"' in ref
+            assert " I ordered " in ref or g.order_id in ref or quoted_title(line.title) in ref
 
 
 def test_p_ref_axis_switches_direct_and_indirect_references(env):
     for seed in range(15):
         env.reset(seed=seed, options={"difficulty": 6, "axes": {"p_ref": 0.0}})
         line = env.world.order(env.goal.order_id).line(env.goal.line_id)
-        assert not env.goal.indirect and env.goal.item_ref.startswith(f'the "{line.title}"')
+        assert not env.goal.indirect and env.goal.item_ref.startswith(quoted_title(line.title))
+        assert ": " not in env.goal.item_ref  # no raw "(color: Black)" suffix
         env.reset(seed=seed, options={"difficulty": 6, "axes": {"p_ref": 1.0}})
         assert env.goal.indirect and not env.goal.item_ref.startswith('the "')
 

@@ -431,7 +431,7 @@ def test_shopper_phraser_check_and_fallback(catalog):
     planned = [slots[n].phrase for n in utt.slots]
     omitted = [slots[n].phrase for n in slots if n not in utt.slots and slots[n].phrase.lower() not in
                utt.clean_text.lower()]
-    good = "Hi there! I'm after " + " plus ".join(planned) + ", thanks."
+    good = "Hi there! Could you add " + " plus ".join(planned) + " to my cart, thanks?"
     ok, why = check_rephrase(good, utt.clean_text, utt.slots, slots, utt.mentioned_ids)
     assert ok, why
     p = ShopperPhraser(_TextEngine(lambda msgs: good))

@@ -19,7 +19,7 @@ from envs.bundle import ORACLE_PRICE_RANK, Requirement
 from envs.constraints import to_filters
 from envs.shopper import join_phrases
 
-from .common import Planner, call
+from .common import Planner, call, listing
 
 SEARCH_TOP_K = 200
 
@@ -100,4 +100,11 @@ class BundlePlanner(Planner):
                     self.rechecked.add(req.leaf)
                 return {"tool_calls": [self.search_call(req) for req in redo]}
         ids = [env.catalog.product_id(row) for row in choices.values() if row is not None]
-        return {"answer": {"recommended_product_ids": ids}}
+        return {"assistant_message": self._message(ids), "answer": {"recommended_product_ids": ids}}
+
+    def _message(self, ids: list[str]) -> str:
+        if not ids:
+            return "I'm sorry, I couldn't put together a set that meets your requirements."
+        return (f"Here is one product from each category:\n{listing(self.env, ids)}\n"
+                "Each one meets your requirements, and I picked the least expensive options so the set "
+                "stays within your budget.")

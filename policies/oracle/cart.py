@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from envs.constraints import attribute_phrase
+from envs.shopper import count_of, is_plural, join_phrases
+
 from .common import Planner, call, slot_question
 
 
@@ -33,7 +36,7 @@ class CartPlanner(Planner):
         so = goal.stockout
         if self._pending_stockout() and env.turn >= 1 and self.history_read:
             victim = goal.items[so.index]
-            message = f"Sorry, {victim.phrase} is out of stock now."
+            message = f"Sorry, {victim.phrase} {'are' if is_plural(victim.phrase) else 'is'} out of stock now."
         if reads:
             taken, rest = reads[: self.budget], reads[self.budget :]
             for c in rest:  # not executed this turn: plan them again
@@ -54,6 +57,19 @@ class CartPlanner(Planner):
             if have < it.quantity:
                 adds.append(call("cart_add", product_id=it.product_id, variant_id=variant, quantity=it.quantity - have))
         taken = adds[: self.budget]
+        added = join_phrases([self._item_text(c["args"]["product_id"], c["args"]["quantity"]) for c in taken])
         if len(adds) <= self.budget:
-            return {"tool_calls": taken, "answer": {"done": True}}
-        return {"tool_calls": taken}
+            if taken:
+                message = f"I've added {added} to your cart. That's everything you asked for."
+            else:
+                message = "Everything you asked for is already in your cart."
+            return {"assistant_message": message, "tool_calls": taken, "answer": {"done": True}}
+        return {"assistant_message": f"I've added {added} to your cart; the rest comes next.", "tool_calls": taken}
+
+    def _item_text(self, product_id: str, quantity: int) -> str:
+        """The goal item as the shopper named it: 'three of the Acme mugs in Black'."""
+        it = next(i for i in self.env.goal.items if i.product_id == product_id)
+        text = count_of(quantity, it.phrase)
+        if it.variant_id:
+            text += " " + attribute_phrase(it.variant_attr, it.variant_value)
+        return text

@@ -17,7 +17,12 @@ import numpy as np
 
 from envs.constraints import to_filters
 
-from .common import Planner, call, narrowing, slot_question
+from envs.shopper import top_k
+
+from .common import Planner, call, listing, narrowing, slot_question
+
+FOCUS_WORDS = {"price": "price", "rating": "reviews", "shipping": "shipping speed", "brand": "brand",
+               "popularity": "popularity", "similarity": "how closely they match the features you want"}
 
 MAX_SEARCH_TOP_K = 200  # CatalogSearchArgs.top_k's upper bound
 
@@ -62,5 +67,12 @@ class DiscoveryPlanner(Planner):
             self.rechecked = True  # the search scheduled a stock-out: look again next turn
             return {"tool_calls": [self._search()]}
         ids = self._answer_ids()
-        message = f"Here are my top {len(ids)} picks: {', '.join(ids)}." if ids else "Sorry, I found nothing."
-        return {"assistant_message": message, "answer": {"recommended_product_ids": ids}}
+        return {"assistant_message": self._message(ids), "answer": {"recommended_product_ids": ids}}
+
+    def _message(self, ids: list[str]) -> str:
+        if not ids:
+            return "I'm sorry, I couldn't find anything that meets all of your requirements."
+        focus = FOCUS_WORDS.get(self.env.goal.focus, "what matters most to you")
+        head = f"Here is my top pick:" if len(ids) == 1 else f"Here are my {top_k(len(ids))}, best first:"
+        why = "It meets" if len(ids) == 1 else "They all meet"
+        return f"{head}\n{listing(self.env, ids)}\n{why} your requirements, and I ranked by {focus}."

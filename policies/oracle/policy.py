@@ -13,7 +13,12 @@ import json
 
 from envs.policy_kb import rank_rules
 
+from envs.shopper import count_noun
+from envs.store_policy import money
+
 from .common import Planner, call, slot_question
+
+UNITS = {"days": "day", "business_days": "business day", "points": "point", "months": "month"}
 
 SEARCH_TOP_K = 3
 
@@ -82,4 +87,18 @@ class PolicyPlanner(Planner):
         if self.pending:
             taken, self.pending = self.pending[: self.budget], self.pending[self.budget:]
             return {"tool_calls": taken}
-        return {"answer": {"policy_answer": self.goal.expected}}
+        return {"assistant_message": self._message(), "answer": {"policy_answer": self.goal.expected}}
+
+    def _message(self) -> str:
+        goal = self.goal
+        a = goal.answer
+        if goal.kind == "money":
+            value = money(int(a))
+        elif goal.kind in UNITS and isinstance(a, int):
+            value = count_noun(a, UNITS[goal.kind])
+        elif goal.kind == "percent":
+            value = f"{a}%"
+        else:
+            value = str(a)
+        return (f"I checked our store policy ({goal.question.rule.title}). "
+                f"For your situation, the answer is {value}.")

@@ -15,9 +15,20 @@ import json
 
 from envs.catalog import CATEGORY_SEP
 from envs.constraints import to_filters
+from envs.orders import quoted_title
 from envs.shopper import singular
 
-from .common import Planner, call, slot_question
+from .common import Planner, call, product_name, slot_question
+
+AGENT_REASONS = {
+    "damaged": "it arrived damaged", "defective": "it is defective", "wrong_item": "you received the wrong item",
+    "does_not_fit": "it doesn't fit", "not_as_described": "it isn't as described",
+    "no_longer_needed": "you no longer need it", "other": "it didn't work out for you",
+}
+AGENT_METHODS = {
+    "mail": "you can mail it back", "drop_off": "you can drop it off at a drop-off location",
+    "pickup": "a courier will pick it up from your home",
+}
 
 
 class ReturnPlanner(Planner):
@@ -78,15 +89,31 @@ class ReturnPlanner(Planner):
             self.pending = self._phase_calls(3)
             self.phase = 4
         taken, self.pending = self.pending[: self.budget], self.pending[self.budget :]
+        said = self._report(taken)
         if self.phase >= 4 and not self.pending:
-            message = None
             if not self.env.goal.eligible:
-                message = "I'm sorry, this item is not eligible for return under the store policy."
+                said.insert(0, "I'm sorry, this item is not eligible for return under the store policy.")
+            elif not said:
+                said.append("Your return is all set.")
             action = {"tool_calls": taken, "answer": self._answer()} if taken else {"answer": self._answer()}
-            if message:
-                action["assistant_message"] = message
+            action["assistant_message"] = " ".join(said)
             return action
-        return {"tool_calls": taken}
+        return {"tool_calls": taken, "assistant_message": " ".join(said)} if said else {"tool_calls": taken}
+
+    # ------------------------------------------------------------------ what the shopper is told
+    def _report(self, calls: list[dict]) -> list[str]:
+        """One sentence per world-changing call: what was done and why."""
+        env, g = self.env, self.env.goal
+        out = []
+        for c in calls:
+            if c["name"] == "return_initiate":
+                line = env.world.order(g.order_id).line(g.line_id)
+                out.append(f"I've started a return of {quoted_title(line.title)} for a refund, since "
+                           f"{AGENT_REASONS[g.reason]}; {AGENT_METHODS[g.method]}.")
+            elif c["name"] == "cart_add":
+                out.append(f"I've also put a replacement in your cart that meets your requirements: "
+                           f"{product_name(env, c['args']['product_id'])}.")
+        return out
 
     # ------------------------------------------------------------------ replacement
     def _search_call(self) -> dict:

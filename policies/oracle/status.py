@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from .common import Planner, call, slot_question
 
+# each says exactly one status (the claim checker reads it)
+STATUS_WORDS = {
+    "placed": "has been placed and is being prepared", "shipped": "has shipped", "in_transit": "is in transit",
+    "delivered": "was delivered", "cancelled": "was cancelled", "returned": "was returned",
+}
+
 
 class StatusPlanner(Planner):
     def __init__(self, env):
@@ -26,6 +32,10 @@ class StatusPlanner(Planner):
             return {"tool_calls": taken}
         order = env.world.order(g.order_id)
         answer = {"selected_order_id": g.order_id, "order_status": order.status}
+        message = f"I found it: your order {order.order_id} {STATUS_WORDS[order.status]}."
         if g.eta_asked and order.eta is not None:
             answer["eta"] = order.eta.isoformat()
-        return {"answer": answer}
+            message += f" It should arrive on {order.eta:%B} {order.eta.day}, {order.eta.year}."
+        elif g.eta_asked:
+            message += " There is no delivery date for it."
+        return {"assistant_message": message, "answer": answer}

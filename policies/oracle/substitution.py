@@ -12,9 +12,9 @@ answered.
 from __future__ import annotations
 
 from envs.constraints import to_filters
-from envs.shopper import join_phrases
+from envs.shopper import is_plural, join_phrases, top_k
 
-from .common import Planner, call, narrowing
+from .common import Planner, call, listing, narrowing
 
 SEARCH_TOP_K = 200
 
@@ -71,4 +71,14 @@ class SubstitutionPlanner(Planner):
         if goal.oos_row is not None and not self.rechecked and turns_left >= 2:
             self.rechecked = True  # the search scheduled a stock-out: look again next turn
             return {"tool_calls": [self._search()]}
-        return {"answer": {"recommended_product_ids": self._answer_ids()}}
+        ids = self._answer_ids()
+        return {"assistant_message": self._message(ids), "answer": {"recommended_product_ids": ids}}
+
+    def _message(self, ids: list[str]) -> str:
+        goal = self.env.goal
+        lead = f"Since {goal.phrase} {'are' if is_plural(goal.phrase) else 'is'} sold out, I looked for similar products."
+        if not ids:
+            return f"{lead} I'm sorry, nothing else meets all of your requirements."
+        head = "Here is my top alternative:" if len(ids) == 1 else f"Here are my {top_k(len(ids), 'alternative')}, closest first:"
+        why = "It meets" if len(ids) == 1 else "They all meet"
+        return f"{lead} {head}\n{listing(self.env, ids)}\n{why} your requirements."
