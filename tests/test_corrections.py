@@ -10,7 +10,7 @@ import pytest
 from envs import make_env
 from envs.cart import CART_RIGHT, CART_RIGHT_UNTHANKED
 
-SEED, D = 37, 8  # three items: 3 x diaper bag (Orange), 2 x body wash (any variant), 1 x hammer (22 oz, omitted)
+SEED, D = 37, 8  # three items: 3 x diaper bag (Navy), 2 x body wash (any variant), 1 x hammer (22 oz, omitted)
 
 
 def _add(env, adds):
@@ -47,7 +47,7 @@ def env(catalog):
 
 
 EXPECTED = (
-    "You added the Charcoal version of the Skip Hop diaper bag; I need it in Orange. "
+    "You added the Gray version of the Skip Hop diaper bag; I need it in Navy. "
     "I need two of the Native body washes, not three. "
     "I still need the Milwaukee hammer in size 22 oz. "
     "I didn't ask for the Ruvalino diaper bag, please take it out."
@@ -185,6 +185,6 @@ def test_a_wrong_variant_in_a_wrong_quantity_gets_both_named(env):
     _add(env, [(bag.product_id, wrong.variant_id, 2)])
     env.step({"assistant_message": "Added."})
     text = env.utterances[-1].clean_text
-    assert text.endswith("You added the Charcoal version of the Skip Hop diaper bag; I need it in Orange. "
+    assert text.endswith("You added the Gray version of the Skip Hop diaper bag; I need it in Navy. "
                          "I need three of the Skip Hop diaper bags, not two. "
                          "I still need two of the Native body washes. I still need the Milwaukee hammer in size 22 oz.")
