@@ -120,6 +120,7 @@ class ShopEnv:
         self.used_ids: dict[str, bool] = {}  # id -> was it hallucinated when first used
         self.claims_checked = 0
         self.claims_false = 0
+        self.ungrounded: list[str] = []  # answers no retrieved source supports (hallucinated items)
         self.reward_info: RewardBreakdown | None = None
         self.utterances: list[Utterance] = []  # the shopper's messages, clean text kept
         self.messages: list[dict] = [{"role": "system", "content": self._system_prompt()}]
@@ -291,8 +292,8 @@ class ShopEnv:
         self.claims_false += 0 if true else 1
 
     def _hallucination(self) -> float:
-        n = len(self.used_ids) + self.claims_checked
-        bad = sum(self.used_ids.values()) + self.claims_false
+        n = len(self.used_ids) + self.claims_checked + len(self.ungrounded)
+        bad = sum(self.used_ids.values()) + self.claims_false + len(self.ungrounded)
         return -bad / n if n else 0.0
 
     def _verdict(self, task: TaskScore, reason: str) -> RewardBreakdown:

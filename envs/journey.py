@@ -89,6 +89,7 @@ class JourneyEnv(ShopEnv):
         sub.rand = EpisodeRandom(self.seed, f"{self.env_id}/{i}/{sub.env_id}", self.difficulty)
         sub.world = self.world
         sub.seen_ids, sub.used_ids = self.seen_ids, self.used_ids
+        sub.ungrounded = self.ungrounded
         sub.messages, sub.utterances = self.messages, self.utterances
         sub.shopper = TemplateShopper(sub.rand, self.axes.p_noise, patience=sub._patience(),
                                       caused_turns=self.caused_turns)
