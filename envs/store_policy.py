@@ -483,28 +483,28 @@ def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dic
     thresholds = sorted({window, *limits.values()})
     finals = (True, False) if final_sale else (False,)
     cells = [(f, t, k) for f in finals for t in TIERS for k in range(len(thresholds) + 1)]
+    bit = {c: 1 << i for i, c in enumerate(cells)}
 
-    def truth(cell) -> str:
-        f, t, k = cell
-        return "no" if f or k > thresholds.index(limits[t]) else "yes"
+    def mask(pred) -> int:
+        return sum(bit[c] for c in cells if pred(*c))
 
-    def cover(atoms) -> set:
-        out = set()
-        for c in cells:
-            f, t, k = c
-            ok = True
-            for slot, op, v in atoms:
-                if slot == "item":
-                    ok &= f if op == "in" else not f
-                elif slot == "tier":
-                    ok &= t == v
-                elif op == "le":
-                    ok &= k <= thresholds.index(v)
-                else:
-                    ok &= k > thresholds.index(v)
-            if ok:
-                out.add(c)
+    yes = mask(lambda f, t, k: not f and k <= thresholds.index(limits[t]))
+    atom_mask = {("item", "in"): mask(lambda f, t, k: f), ("item", "nin"): mask(lambda f, t, k: not f)}
+    for t in TIERS:
+        atom_mask[("tier", t)] = mask(lambda f, u, k, t=t: u == t)
+    for j, v in enumerate(thresholds):
+        atom_mask[("le", v)] = mask(lambda f, t, k, j=j: k <= j)
+        atom_mask[("gt", v)] = mask(lambda f, t, k, j=j: k > j)
+
+    def cover(atoms) -> int:
+        out = (1 << len(cells)) - 1
+        for slot, op, v in atoms:
+            out &= atom_mask[(slot, op)] if slot == "item" else atom_mask[("tier", v)] if slot == "tier" \
+                else atom_mask[(op, v)]
         return out
+
+    def outcomes_of(m: int) -> set:
+        return {o for o, part in (("yes", m & yes), ("no", m & ~yes)) if part}
 
     days = [(("days_delivered", op, v),) for v in thresholds for op in ("le", "gt")]
     pool = [(("tier", "eq", t),) for t in TIERS] + days
@@ -512,22 +512,24 @@ def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dic
     if final_sale:  # "not final sale" lets a returnable case come before the final-sale one
         pool += [atoms + (("item", "nin", final_sale),) for atoms in pool] + [(("item", "in", final_sale),)]
     covers = [(atoms, cover(atoms)) for atoms in pool]
-    remaining = set(cells)
+    remaining = (1 << len(cells)) - 1
     clauses: list = []
-    while not (len({truth(c) for c in remaining}) == 1 and len(clauses) >= 3):
+    while not (len(outcomes_of(remaining)) == 1 and len(clauses) >= 3):
         options: dict[str, list] = {}
         for atoms, cov in covers:
             hit = cov & remaining
-            if hit and hit != remaining and len({truth(c) for c in hit}) == 1:
-                options.setdefault(truth(next(iter(hit))), []).append((atoms, hit))
+            if hit and hit != remaining:
+                y = hit & yes
+                if y == hit or not y:
+                    options.setdefault("yes" if y else "no", []).append((atoms, hit))
         if not options:
             break
         outcome = dr.pick(tuple(sorted(options)))
-        widest = sorted(options[outcome], key=lambda o: (-len(o[1]), len(o[0])))[:3]  # few, broad cases
+        widest = sorted(options[outcome], key=lambda o: (-o[1].bit_count(), len(o[0])))[:3]  # few, broad cases
         atoms, hit = dr.pick(tuple(widest))
         clauses.append((atoms, _const(outcome)))
-        remaining -= hit
-    outcomes = {truth(c) for c in remaining}
+        remaining &= ~hit
+    outcomes = outcomes_of(remaining)
     if len(outcomes) != 1:  # cannot happen: single cells are always pure candidates
         raise RuntimeError("eligibility decision list did not converge")
     return tuple(clauses), _const(outcomes.pop())
