@@ -36,7 +36,8 @@ r_task = 1 if correct and grounded else -1; correct only with an answer.
 
 Answers are balanced by construction: every store draws its rules' case order and case
 outcomes, and `sample_question` draws the target answer first (see `envs.store_policy`),
-so neither the question's wording nor d predicts the answer.
+so neither the question's wording nor d predicts the answer; the episode seed stratifies
+the question type and the target answer, so over any run of seeds they are balanced.
 """
 
 from __future__ import annotations
@@ -353,7 +354,7 @@ class PolicyEnv(ShopEnv):
     def _generate(self) -> Utterance:
         self.retrieved: set[str] = set()  # rule ids policy_search has returned this episode
         rng = self.rand("goal")
-        q = sample_question(self.world.policy, self.axes.B_branch, rng, p_edge=self.axes.p_edge)
+        q = sample_question(self.world.policy, self.axes.B_branch, rng, p_edge=self.axes.p_edge, stratum=self.seed)
         self.goal = self._make_goal(q)
         anchors = {"item", "department"} | {slot for slot, _ in q.rule.param("scope")}
         fixed, optional = [], []

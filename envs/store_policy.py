@@ -2,8 +2,9 @@
 
 `generate_policy(rng)` returns the `StorePolicy` whose rules `policy_search` shows and whose
 return windows the return tools enforce. Every parameter (windows, fees, thresholds,
-percentages, rates, which leaves are final sale, the order of some cases) is drawn from
-`rng`, so memorising one store does not answer another.
+percentages, rates, which leaves are final sale, the ORDER of every rule's cases and the
+OUTCOME of every case) is drawn from `rng`, so memorising one store does not answer another,
+and a question's wording and depth do not predict its answer (see "families" below).
 
 Rule model. Every rule answers ONE question (`question`, e.g. "restocking_fee") within a
 scope (`scope`, e.g. department = electronics) as an ordered decision list: numbered cases
@@ -17,18 +18,25 @@ every number, and `evaluate(rule, ctx)` runs the same structure in exact integer
 question context at most one rule applies.
 
 `StorePolicy.return_windows`, `membership_bonus_days` and `non_returnable_l3` are set from
-the same draws as the "return eligibility" rules (window per department; Plus/Premium extra
-days; final-sale leaves), so `return_window(line, tier) = window + bonus` is exactly what the
-texts say: "delivered at most N days ago", whatever the item's condition.
+the same draws as the "return eligibility" rules (window per department; extra days per
+tier, standard < Plus < Premium; final-sale leaves), so `return_window(line, tier) = window
++ bonus` is exactly what the rules say, whatever the item's condition. Each eligibility rule
+is one of the many decision lists equivalent to "returnable iff not final sale and
+delivered at most window + bonus(tier) days ago", drawn at random (`_eligibility_clauses`),
+so its case k says "returnable" or "not returnable" about equally often.
 
 `PolicyRule.data` keys: family, question, kind (the answer kind), scope ((slot, value), ...),
 clauses (((atom, ...), outcome), ...), default (outcome), options (choice answers), plus
-family parameters (window, plus_bonus, premium_bonus, final_sale for return eligibility;
+family parameters (window, standard_bonus, plus_bonus, premium_bonus, final_sale for return
+eligibility;
 warranty_months, premium_extra_months; annual_fee). Money is in integer cents everywhere.
 
 `sample_question(policy, depth, rng)` builds a question context whose answer follows from
 exactly the first `depth` cases of one rule (cases 1..depth-1 false, case `depth` true; the
-default counts as case n+1), used by E_POLICY.
+default counts as case n+1), used by E_POLICY. It draws the target first: a question type
+uniformly, then (yes/no and options) the answer uniformly and a rule whose case `depth` gives
+it; over 1,000 seeds per difficulty no answer of any type is more frequent than chance + 10
+points (tests/test_policy_balance.py).
 """
 
 from __future__ import annotations
@@ -414,9 +422,9 @@ WARRANTY_MONTHS = {
     "toys": ((3, 6, 12), (3, 6)), "tools": ((12, 24, 36), (6, 12)), "grocery": ((2, 3), (1, 2)),
 }
 RETURN_SHIP_FEES = {  # method -> fee menu (cents)
-    "mail": (199, 299, 399, 499, 599, 699, 799, 899),
-    "drop_off": (99, 149, 199, 249, 299, 349, 399),
-    "pickup": (499, 699, 899, 999, 1299, 1499, 1799),
+    "mail": tuple(range(349, 1000, 50)),
+    "drop_off": tuple(range(95, 346, 25)),
+    "pickup": tuple(range(1095, 2100, 100)),
 }
 SHIPPING = {  # region -> fee menu (cents), free threshold ($), Plus reduction ($)
     "contiguous us": (tuple(range(399, 3000, 100)), (25, 35, 49, 59), (10, 15, 20)),
@@ -425,7 +433,7 @@ SHIPPING = {  # region -> fee menu (cents), free threshold ($), Plus reduction (
     "canada": (tuple(range(1475, 6500, 100)), (99, 150, 199), (25, 50)),
 }
 DELIVERY_DAYS = {  # region -> (lo, hi) business days
-    "contiguous us": (1, 10), "alaska & hawaii": (2, 14), "us territories": (3, 18), "canada": (2, 15),
+    "contiguous us": (1, 14), "alaska & hawaii": (2, 16), "us territories": (3, 18), "canada": (2, 17),
 }
 REFUND_DAYS = tuple(range(1, 16))  # business days menu
 RESTOCKING_PCTS = (5, 8, 10, 12, 15, 18, 20, 25, 30)
@@ -437,8 +445,8 @@ PROTECTION_PCTS = (25, 50, 75)
 POINT_RATES = {"standard": (1,), "plus": (1, 2), "premium": (2, 3)}
 MEMBER_FEES = {"plus": (49, 59, 69), "premium": (99, 119, 139)}
 REFUND_PCTS = (10, 20, 25, 30, 40, 50, 60, 75, 80, 100)
-STANDARD_BONUS = (1, 2, 3, 4, 5)
-P_ZERO = 0.1  # chance that a case which may be free (damaged item, free-shipping threshold) is free
+STANDARD_BONUS = (1, 2, 3, 4, 5, 6, 7, 8)
+P_ZERO = 0.05  # chance that a case which may be free (damaged item, free-shipping threshold) is free
 
 CONDITION_NOTE = "An item's condition is exactly one of: unopened, opened, or arrived damaged."
 
@@ -728,7 +736,7 @@ def _price_protection_rules(dr: _Draws) -> list[PolicyRule]:
         tname = TIER_NAMES[tier]
         windows, caps = PROTECTION[tier]
         window, cap = dr.pick(windows), dr.pick(caps) * 100
-        minimum = dr.between(3, 12) * 100
+        minimum = dr.between(5, min(25, cap // 100 - 5)) * 100
         shares = [("slot", "price_drop") if p == 100 else _pct("price_drop", p)
                   for p in _picks(dr, PROTECTION_PCTS + (100,), 4)]
         clauses = _interleave(dr, [
@@ -837,7 +845,7 @@ def generate_policy(rng: np.random.Generator) -> StorePolicy:
     every parameter drawn from `rng`."""
     dr = _Draws(rng)
     windows = {d: dr.pick(WINDOW_CHOICES[d]) for d in DEPARTMENTS}
-    plus = dr.between(6, 16)
+    plus = dr.between(9, 20)
     bonus = {"standard": dr.pick(STANDARD_BONUS), "plus": plus, "premium": plus + dr.between(5, 16)}
     final_sale = {}
     for d in DEPARTMENTS:
@@ -1107,17 +1115,30 @@ def _case_outcome(rule: PolicyRule, depth: int) -> tuple:
     return clauses[depth - 1][1] if depth <= len(clauses) else rule.param("default")
 
 
+def _first(permutation: np.ndarray, lead: int | None) -> list[int]:
+    """The permutation as ints, with `lead` moved to the front (when given)."""
+    out = [int(i) for i in permutation]
+    if lead is not None:
+        out.remove(lead)
+        out.insert(0, lead)
+    return out
+
+
 def sample_question(policy: StorePolicy, depth: int, rng: np.random.Generator, p_edge: float = 0.0,
-                    families: tuple[str, ...] | None = None) -> PolicyQuestion:
+                    families: tuple[str, ...] | None = None, stratum: int | None = None) -> PolicyQuestion:
     """A question whose answer depends on exactly the first `depth` cases of one rule
     (`depth` is capped at the deepest rule). Target first: a question type (the question
     and its answer options) uniformly among the types with a rule deep enough; for yes/no
     and option questions the answer uniformly among the type's options, then a rule of the
     type whose case `depth` gives that answer; for amounts and counts a rule of the type
     uniformly (the store's menus spread the values). So no answer is favoured by the
-    question's wording or by the depth. Numeric slots sit on a case's threshold with
-    probability `p_edge`. Every item question names a department and a leaf of it (a
-    returnable one unless a case is about final sale)."""
+    question's wording or by the depth. `stratum` (E_POLICY passes the episode seed)
+    stratifies both draws over consecutive strata: stratum s asks type s mod T first and,
+    for yes/no and options, the answer (s // T) mod K first (T types, K options), so over
+    any run of seeds types and answers are balanced up to one question, not just in
+    expectation. Numeric slots sit on a case's threshold with probability `p_edge`. Every
+    item question names a department and a leaf of it (a returnable one unless a case is
+    about final sale)."""
     rules = [r for r in policy.rules if families is None or r.param("family") in families]
     if not rules:
         raise ValueError("no policy rules to ask about")
@@ -1128,13 +1149,14 @@ def sample_question(policy: StorePolicy, depth: int, rng: np.random.Generator, p
             if max_depth(r) >= depth:
                 types.setdefault((r.param("question"), r.param("options")), []).append(r)
         keys = list(types)
-        for t in rng.permutation(len(keys)):
-            cands = types[keys[int(t)]]
+        for t in _first(rng.permutation(len(keys)), None if stratum is None else stratum % len(keys)):
+            cands = types[keys[t]]
             order = [cands[int(j)] for j in rng.permutation(len(cands))]
             if cands[0].param("kind") in ("yesno", "choice"):
                 options = cands[0].param("options") or YES_NO
-                order = [r for a in rng.permutation(len(options)) for r in order
-                         if _case_outcome(r, depth) == _const(options[int(a)])]
+                lead = None if stratum is None else stratum // len(keys) % len(options)
+                order = [r for a in _first(rng.permutation(len(options)), lead) for r in order
+                         if _case_outcome(r, depth) == _const(options[a])]
             for r in order:
                 q = question_for(policy, r, depth, rng, p_edge)
                 if q is not None:
