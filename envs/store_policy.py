@@ -445,7 +445,7 @@ PROTECTION_PCTS = (25, 50, 75)
 POINT_RATES = {"standard": (1,), "plus": (1, 2), "premium": (2, 3)}
 MEMBER_FEES = {"plus": (49, 59, 69), "premium": (99, 119, 139)}
 REFUND_PCTS = (10, 20, 25, 30, 40, 50, 60, 75, 80, 100)
-STANDARD_BONUS = (1, 2, 3, 4, 5, 6, 7, 8)
+STANDARD_BONUS = tuple(range(1, 11))
 P_ZERO = 0.05  # chance that a case which may be free (damaged item, free-shipping threshold) is free
 
 CONDITION_NOTE = "An item's condition is exactly one of: unopened, opened, or arrived damaged."
@@ -845,7 +845,7 @@ def generate_policy(rng: np.random.Generator) -> StorePolicy:
     every parameter drawn from `rng`."""
     dr = _Draws(rng)
     windows = {d: dr.pick(WINDOW_CHOICES[d]) for d in DEPARTMENTS}
-    plus = dr.between(9, 20)
+    plus = dr.between(11, 22)
     bonus = {"standard": dr.pick(STANDARD_BONUS), "plus": plus, "premium": plus + dr.between(5, 16)}
     final_sale = {}
     for d in DEPARTMENTS:
