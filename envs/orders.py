@@ -28,8 +28,10 @@ store policy's return windows key on).
 their target (e.g. a line delivered exactly `window + 1` days ago). The helpers below
 describe lines and orders the way a shopper would ("the blue Acme kettle I bought about a
 month ago", "my order from Tuesday") and only return descriptions that match exactly one
-line / order of the world, and `mentions()` finds which orders and lines an agent's text
-names, for the shopper's confirm / deny reactions (`OrderShopper`).
+line / order of the world. `mentions()` finds which orders and lines an agent's text
+names; `recognised()` keeps what a customer can recognise (its items by title, an order id
+its own reference gave it) for the shopper's confirm / deny reactions (`OrderShopper`), and
+flags ids it cannot know, which it answers with `UNKNOWN_ID_REPLY`.
 """
 
 from __future__ import annotations
