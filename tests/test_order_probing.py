@@ -2,8 +2,9 @@
 
 `ConfirmEachIdPolicy` is `HeuristicPolicy` plus id probing ("Is it order W...?" for each
 listed order). The honest baseline is therefore the heuristic itself: the same agent
-without the probing, so any gain would come from the probing alone (the oracle reads the
-hidden goal and beats both by construction, which would prove nothing). Must hold in
+without the probing, which asks plainly "Which order do you mean?" when the shopper named
+none, so any gain would come from the probing alone (the oracle reads the hidden goal and
+beats both by construction, which would prove nothing). Must hold in
 E_STATUS and E_RETURN at d in {0, 3, 6, 9, 12}: the prober's success and mean r_total are
 at most the heuristic's.
 """
