@@ -28,8 +28,10 @@ store policy's return windows key on).
 their target (e.g. a line delivered exactly `window + 1` days ago). The helpers below
 describe lines and orders the way a shopper would ("the blue Acme kettle I bought about a
 month ago", "my order from Tuesday") and only return descriptions that match exactly one
-line / order of the world, and `mentions()` finds which orders and lines an agent's text
-names, for the shopper's confirm / deny reactions (`OrderShopper`).
+line / order of the world. `mentions()` finds which orders and lines an agent's text
+names; `recognised()` keeps what a customer can recognise (its items by title, an order id
+its own reference gave it) for the shopper's confirm / deny reactions (`OrderShopper`), and
+flags ids it cannot know, which it answers with `UNKNOWN_ID_REPLY`.
 """
 
 from __future__ import annotations
@@ -385,6 +387,30 @@ def mentions(text: str, orders: Sequence[Order]) -> tuple[list[str], list[tuple[
             if ln.line_id in line_ids or _has_token(text, ln.product_id) or said:
                 named_lines.append((o.order_id, ln.line_id))
     return named_orders, named_lines
+
+
+def known_ids(reference: str) -> frozenset[str]:
+    """The order ids a shopper knows: those its own words (its goal's reference) contain."""
+    return frozenset(_ORDER_ID.findall(reference))
+
+
+def recognised(text: str, orders: Sequence[Order], known: frozenset[str]) -> tuple[list[str], list[tuple[str, str]], bool]:
+    """What a customer can recognise in the agent's `text`: (the order ids it knows that the
+    text names, the (order id, line id) of every item the text names by its full title,
+    whether the text names ids the customer cannot judge: order ids when it knows none,
+    line ids, product ids). A customer knows what it bought, not the store's ids; one that
+    knows its order id can tell that another order id is not it."""
+    order_ids = set(_ORDER_ID.findall(text))
+    lower = text.lower()
+    named_orders = [o.order_id for o in orders if o.order_id in order_ids and known]
+    named_lines = [(o.order_id, ln.line_id) for o in orders for ln in o.lines
+                   if ln.title and ln.title.lower() in lower]
+    unknown = bool(order_ids and not known) or bool(_LINE_ID.search(text)) or any(
+        _has_token(text, ln.product_id) for o in orders for ln in o.lines)
+    return named_orders, named_lines, unknown
+
+
+UNKNOWN_ID_REPLY = "Sorry, I don't know order numbers."
 
 
 # --------------------------------------------------------------------------- the shopper

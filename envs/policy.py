@@ -29,7 +29,15 @@ Verifier (documented answer formats; `check_answer`):
   "credit" -> store credit, "original payment" / the payment's own name -> original
   payment method, "no" / "none" -> not covered).
 A string with several different numbers, a number for a yes/no question, or anything else
-is wrong. r_task = 1 if correct else -1; correct only with an answer.
+is wrong. Grounding: the answer counts only when the rule that governs it was among the
+rules a `policy_search` call returned in this episode; an answer given without it is a
+guess, scored wrong (r_task = -1) and counted as one hallucinated item in r_hall.
+r_task = 1 if correct and grounded else -1; correct only with an answer.
+
+Answers are balanced by construction: every store draws its rules' case order and case
+outcomes, and `sample_question` draws the target answer first (see `envs.store_policy`),
+so neither the question's wording nor d predicts the answer; the episode seed stratifies
+the question type and the target answer, so over any run of seeds they are balanced.
 """
 
 from __future__ import annotations
@@ -361,8 +369,9 @@ class PolicyEnv(ShopEnv):
         return PolicyGoal(q, q.rule.rule_id, q.kind, q.answer, q.rule.param("options"), synonyms, facts, question)
 
     def _generate(self) -> Utterance:
+        self.retrieved: set[str] = set()  # rule ids policy_search has returned this episode
         rng = self.rand("goal")
-        q = sample_question(self.world.policy, self.axes.B_branch, rng, p_edge=self.axes.p_edge)
+        q = sample_question(self.world.policy, self.axes.B_branch, rng, p_edge=self.axes.p_edge, stratum=self.seed)
         self.goal = self._make_goal(q)
         anchors = {"item", "department"} | {slot for slot, _ in q.rule.param("scope")}
         fixed, optional = [], []
@@ -395,6 +404,10 @@ class PolicyEnv(ShopEnv):
         disclosed = tuple(n for n in sh.slots if sh.revealed(n))
         return sh.say(" ".join(parts), "opening", disclosed)
 
+    def _on_tool(self, name: str, args, result: dict) -> None:
+        if name == "policy_search":
+            self.retrieved.update(r["rule_id"] for r in result.get("rules", []))
+
     # ------------------------------------------------------------------ shopper reactions
     def _react(self, message: str, turn: int, had_tools: bool) -> Utterance | None:
         """A question in the agent's text is answered like `ask_user`."""
@@ -420,7 +433,10 @@ class PolicyEnv(ShopEnv):
     def _score(self, answer: Answer | None) -> TaskScore:
         g = self.goal
         given = answer.policy_answer if answer is not None else None
-        ok = check_answer(g.kind, g.answer, given, g.options, g.synonyms)
+        grounded = g.rule_id in self.retrieved
+        if given is not None and not grounded:
+            self.ungrounded.append(f"policy_answer without rule {g.rule_id}")
+        ok = grounded and check_answer(g.kind, g.answer, given, g.options, g.synonyms)
         details = {"rule_id": g.rule_id, "depth": g.question.depth, "kind": g.kind, "expected": g.expected,
-                   "given": given}
+                   "given": given, "grounded": grounded}
         return TaskScore(1.0 if ok else -1.0, ok, details)

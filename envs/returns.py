@@ -39,7 +39,9 @@ collateral error: r_task = -1. Correct only when every check passes.
 Shopper reactions (`_react`, and `ask_user` questions that name orders or items): it
 accepts a refusal when the item really is ineligible (and pushes back otherwise), confirms
 when the agent names the right item or order and asks, and says "no, I mean ..." when the
-agent names a wrong one.
+agent names a wrong one. It recognises only what a customer knows: its items by full title
+and an order id its own reference contains; asked about any other id it says it does not
+know order numbers and repeats the reference it already gave.
 """
 
 from __future__ import annotations
@@ -56,11 +58,14 @@ from .difficulty import sigmoid
 from .orders import (
     OrderShopper,
     OrderSpec,
+    UNKNOWN_ID_REPLY,
     generate_orders,
     item_reference,
+    known_ids,
     make_line,
     mentions,
     random_row,
+    recognised,
     sibling_row,
 )
 from .reward import TaskScore
@@ -318,11 +323,18 @@ class ReturnEnv(ShopEnv):
             self.shopper.caused_turns.add(turn)
 
     def _reference_reply(self, text: str, turn: int, question: bool = True) -> Utterance | None:
-        """Confirm / deny when `text` names orders or order lines."""
-        named_orders, named_lines = mentions(text, self.world.orders)
-        if not named_orders and not named_lines:
-            return None
+        """Confirm / deny when `text` names what the shopper can recognise: an order id its
+        reference gave it, its items by full title. Asked about ids it never had (order,
+        line or product ids), it says it does not know order numbers and repeats the
+        reference it already gave (nothing new; the turn stays the agent's)."""
         g = self.goal
+        named_orders, named_lines, unknown = recognised(text, self.world.orders, known_ids(g.item_ref))
+        if not named_orders and not named_lines:
+            if not (unknown and question):
+                return None
+            self.shopper.annoyance += 1
+            reply = UNKNOWN_ID_REPLY + (f" I mean {g.item_ref}." if self.shopper.revealed("item") else "")
+            return self.shopper.say(reply, "unknown_id")
         line_orders = {o for o, _ in named_lines}
         things = list(named_lines) + [(o, None) for o in named_orders if o not in line_orders]
         target = [t for t in things if t == (g.order_id, g.line_id) or t == (g.order_id, None)]

@@ -10,6 +10,12 @@ p_missing(d) ("can you check on my order?") and answered via `ask_user`. When th
 is still open (placed / shipped / in transit) the shopper asks when it will arrive with
 probability 0.6.
 
+What the shopper knows: what it bought, roughly when, what the item looks like, and an
+order id only when its reference gives it one. It confirms or denies an order id it knows
+and its items named by full title; asked "is it order W...?" about an id it was never
+given, it says it does not know order numbers and repeats the reference it already gave
+(so probing ids finds nothing, and those turns count as the agent's).
+
 Answer: selected_order_id, order_status (one of `ORDER_STATUSES`; case, surrounding blanks
 and spaces-for-underscores are normalised), and eta (YYYY-MM-DD) when the shopper asked.
 r_task = -1 with the wrong order, else -1 + 2 * passed / checks over (order, status[, eta]);
@@ -35,11 +41,13 @@ from .orders import (
     OPEN_STATUSES,
     OrderShopper,
     OrderSpec,
+    UNKNOWN_ID_REPLY,
     generate_orders,
+    known_ids,
     make_line,
-    mentions,
     order_reference,
     random_row,
+    recognised,
     sibling_row,
 )
 from .reward import TaskScore
@@ -129,11 +137,19 @@ class StatusEnv(ShopEnv):
 
     # ------------------------------------------------------------------ shopper reactions
     def _reference_reply(self, text: str, turn: int, question: bool = True) -> Utterance | None:
-        named_orders, named_lines = mentions(text, self.world.orders)
+        """Confirm / deny what the shopper can recognise: the order id its reference gave it
+        and its items by title. Asked about ids it never had, it says it does not know order
+        numbers and repeats the reference it already gave (nothing new, and the turn stays
+        the agent's)."""
+        g = self.goal
+        named_orders, named_lines, unknown = recognised(text, self.world.orders, known_ids(g.order_ref))
         named = list(dict.fromkeys(named_orders + [o for o, _ in named_lines]))
         if not named:
-            return None
-        g = self.goal
+            if not (unknown and question):
+                return None
+            self.shopper.annoyance += 1
+            reply = UNKNOWN_ID_REPLY + (f" I mean {g.order_ref}." if self.shopper.revealed("order") else "")
+            return self.shopper.say(reply, "unknown_id")
         reveal = "order" in self.shopper.omitted
         if g.order_id in named:
             if not question:

@@ -2,8 +2,9 @@
 
 `generate_policy(rng)` returns the `StorePolicy` whose rules `policy_search` shows and whose
 return windows the return tools enforce. Every parameter (windows, fees, thresholds,
-percentages, rates, which leaves are final sale, the order of some cases) is drawn from
-`rng`, so memorising one store does not answer another.
+percentages, rates, which leaves are final sale, the ORDER of every rule's cases and the
+OUTCOME of every case) is drawn from `rng`, so memorising one store does not answer another,
+and a question's wording and depth do not predict its answer (see "families" below).
 
 Rule model. Every rule answers ONE question (`question`, e.g. "restocking_fee") within a
 scope (`scope`, e.g. department = electronics) as an ordered decision list: numbered cases
@@ -17,18 +18,25 @@ every number, and `evaluate(rule, ctx)` runs the same structure in exact integer
 question context at most one rule applies.
 
 `StorePolicy.return_windows`, `membership_bonus_days` and `non_returnable_l3` are set from
-the same draws as the "return eligibility" rules (window per department; Plus/Premium extra
-days; final-sale leaves), so `return_window(line, tier) = window + bonus` is exactly what the
-texts say: "delivered at most N days ago", whatever the item's condition.
+the same draws as the "return eligibility" rules (window per department; extra days per
+tier, standard < Plus < Premium; final-sale leaves), so `return_window(line, tier) = window
++ bonus` is exactly what the rules say, whatever the item's condition. Each eligibility rule
+is one of the many decision lists equivalent to "returnable iff not final sale and
+delivered at most window + bonus(tier) days ago", drawn at random (`_eligibility_clauses`),
+so its case k says "returnable" or "not returnable" about equally often.
 
 `PolicyRule.data` keys: family, question, kind (the answer kind), scope ((slot, value), ...),
 clauses (((atom, ...), outcome), ...), default (outcome), options (choice answers), plus
-family parameters (window, plus_bonus, premium_bonus, final_sale for return eligibility;
+family parameters (window, standard_bonus, plus_bonus, premium_bonus, final_sale for return
+eligibility;
 warranty_months, premium_extra_months; annual_fee). Money is in integer cents everywhere.
 
 `sample_question(policy, depth, rng)` builds a question context whose answer follows from
 exactly the first `depth` cases of one rule (cases 1..depth-1 false, case `depth` true; the
-default counts as case n+1), used by E_POLICY.
+default counts as case n+1), used by E_POLICY. It draws the target first: a question type
+uniformly, then (yes/no and options) the answer uniformly and a rule whose case `depth` gives
+it; over 1,000 seeds per difficulty no answer of any type is more frequent than chance + 10
+points (tests/test_policy_balance.py).
 """
 
 from __future__ import annotations
@@ -220,6 +228,8 @@ def _atom_text(atom: tuple) -> str:
     if slot == "condition":
         return {"unopened": "unopened items", "opened": "opened items", "damaged": "items that arrived damaged"}[v]
     if slot == "item":
+        if op == "nin":
+            return "items not on final sale"
         return "final-sale items (" + ", ".join(_leaf_phrase(x) for x in v) + ")"
     if slot == "days_delivered":
         if op == "le":
@@ -393,6 +403,13 @@ def _extra_days(n: int) -> str:
 
 
 # --------------------------------------------------------------------------- families
+#
+# Every family draws, per store, the ORDER of its cases (`_interleave`: cases whose logic
+# needs an order, e.g. "at most 3 months" before "at most 12 months", keep it) and the
+# OUTCOME of every case and of the default from a menu. So the case a question is decided
+# by, and what it says, differ from store to store: a question's wording and difficulty
+# (the case depth) do not predict its answer, only the store's rule does. Menus avoid a
+# dominant value (zero amounts are drawn rarely).
 
 WINDOW_CHOICES = {
     "electronics": (14, 15, 21, 30), "clothing": (30, 45, 60, 90), "home & kitchen": (30, 45, 60, 90),
@@ -404,85 +421,174 @@ WARRANTY_MONTHS = {
     "beauty": ((3, 6), (3, 6)), "sports & outdoors": ((6, 12), (6, 12)), "office": ((12, 24), (6, 12)),
     "toys": ((3, 6, 12), (3, 6)), "tools": ((12, 24, 36), (6, 12)), "grocery": ((2, 3), (1, 2)),
 }
-SOFT_GOODS = frozenset({"clothing", "beauty", "grocery"})
-RETURN_SHIP_FEES = {  # method -> (base fees, Plus fees) in cents
-    "mail": ((599, 699, 799, 899), (299, 399)),
-    "drop_off": ((199, 299, 399), (99, 149)),
-    "pickup": ((999, 1299, 1499), (499, 699)),
+RETURN_SHIP_FEES = {  # method -> fee menu (cents)
+    "mail": tuple(range(349, 1000, 50)),
+    "drop_off": tuple(range(95, 346, 25)),
+    "pickup": tuple(range(1095, 2100, 100)),
 }
-SHIPPING = {  # region -> standard, expedited, overnight fees (cents), free threshold ($), Plus reduction ($)
-    "contiguous us": ((499, 599, 699), (999, 1299, 1499), (1999, 2499, 2999), (25, 35, 49, 59), (10, 15, 20)),
-    "alaska & hawaii": ((999, 1299, 1499), (1999, 2499), (3499, 3999, 4499), (75, 99, 125), (20, 25)),
-    "us territories": ((1199, 1499), (2499, 2999), (4499, 4999), (99, 125, 150), (25, 50)),
-    "canada": ((1499, 1999), (2999, 3499), (4999, 5999), (99, 150, 199), (25, 50)),
+SHIPPING = {  # region -> fee menu (cents), free threshold ($), Plus reduction ($)
+    "contiguous us": (tuple(range(399, 3000, 100)), (25, 35, 49, 59), (10, 15, 20)),
+    "alaska & hawaii": (tuple(range(949, 5000, 100)), (75, 99, 125), (20, 25)),
+    "us territories": (tuple(range(1195, 5500, 100)), (99, 125, 150), (25, 50)),
+    "canada": (tuple(range(1475, 6500, 100)), (99, 150, 199), (25, 50)),
 }
-DELIVERY = {  # region -> overnight, expedited, oversized (lo, hi), premium, standard (lo, hi) business days
-    "contiguous us": ((1,), (2, 3), (6, 10), (2,), (3, 7)),
-    "alaska & hawaii": ((2, 3), (4, 5), (10, 14), (4, 5), (6, 10)),
-    "us territories": ((3,), (5, 6), (12, 18), (6,), (8, 12)),
-    "canada": ((2, 3), (4, 5), (10, 15), (4, 5), (7, 12)),
+DELIVERY_DAYS = {  # region -> (lo, hi) business days
+    "contiguous us": (1, 14), "alaska & hawaii": (2, 16), "us territories": (3, 18), "canada": (2, 17),
 }
-REFUND_DAYS = {  # payment -> default business days choices
-    "credit card": (5, 7, 10), "debit card": (7, 10), "paypal": (3, 5), "gift card": (2, 3),
-}
+REFUND_DAYS = tuple(range(1, 16))  # business days menu
+RESTOCKING_PCTS = (5, 8, 10, 12, 15, 18, 20, 25, 30)
 PROTECTION = {  # tier -> window days, cap ($)
-    "standard": ((7, 14), (25, 50)), "plus": ((14, 21, 30), (50, 75, 100)), "premium": ((30, 45, 60), (100, 150, 200)),
+    "standard": ((7, 14), (20, 25, 30, 35, 40, 45, 50)), "plus": ((14, 21, 30), (55, 60, 65, 70, 75, 80, 90, 100)),
+    "premium": ((30, 45, 60), (110, 120, 125, 130, 140, 150, 175, 200)),
 }
+PROTECTION_PCTS = (25, 50, 75)
 POINT_RATES = {"standard": (1,), "plus": (1, 2), "premium": (2, 3)}
 MEMBER_FEES = {"plus": (49, 59, 69), "premium": (99, 119, 139)}
-
+REFUND_PCTS = (10, 20, 25, 30, 40, 50, 60, 75, 80, 100)
+STANDARD_BONUS = tuple(range(1, 11))
+P_ZERO = 0.05  # chance that a case which may be free (damaged item, free-shipping threshold) is free
 
 CONDITION_NOTE = "An item's condition is exactly one of: unopened, opened, or arrived damaged."
 
 
+def _interleave(dr: _Draws, clauses: list, chains: tuple = ()) -> tuple:
+    """`clauses` in a random order; the clauses of each chain (a tuple of indices) keep their
+    relative order (so a narrower threshold is never shadowed by a wider one)."""
+    keys = [dr.uniform() for _ in clauses]
+    for chain in chains:
+        for i, k in zip(chain, sorted(keys[i] for i in chain)):
+            keys[i] = k
+    return tuple(clauses[i] for i in sorted(range(len(clauses)), key=lambda i: keys[i]))
+
+
+def _picks(dr: _Draws, menu: tuple, k: int) -> list:
+    """`k` distinct values of `menu` in a random order (the menu repeats if it is short)."""
+    out: list = []
+    while len(out) < k:
+        rest = [v for v in menu if v not in out] or list(menu)
+        chosen = dr.subset(tuple(rest), min(k - len(out), len(rest)))
+        out += [chosen[i] for i in sorted(range(len(chosen)), key=lambda i: dr.uniform())]
+    return out
+
+
+def _varied(dr: _Draws, options: tuple, k: int) -> list:
+    """`k` outcomes drawn uniformly from `options`, not all the same."""
+    out = [dr.pick(options) for _ in range(k)]
+    if len(set(out)) == 1:
+        i = int(dr.uniform() * k)
+        out[i] = dr.pick(tuple(o for o in options if o != out[i]))
+    return out
+
+
+def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dict) -> tuple[tuple, tuple]:
+    """A decision list (clauses, default) for "returnable iff not final sale and delivered at
+    most `limits[tier]` days ago", drawn at random among the lists that say exactly that.
+
+    The situation space is cut into cells (final sale or not x tier x days bucket between the
+    thresholds); each case is a condition from a fixed pool whose cells not yet decided all
+    share one outcome; the outcome of the next case is a fair coin among those available, so
+    every position of the list says "returnable" or "not returnable" about equally often."""
+    thresholds = sorted({window, *limits.values()})
+    finals = (True, False) if final_sale else (False,)
+    cells = [(f, t, k) for f in finals for t in TIERS for k in range(len(thresholds) + 1)]
+    bit = {c: 1 << i for i, c in enumerate(cells)}
+
+    def mask(pred) -> int:
+        return sum(bit[c] for c in cells if pred(*c))
+
+    yes = mask(lambda f, t, k: not f and k <= thresholds.index(limits[t]))
+    atom_mask = {("item", "in"): mask(lambda f, t, k: f), ("item", "nin"): mask(lambda f, t, k: not f)}
+    for t in TIERS:
+        atom_mask[("tier", t)] = mask(lambda f, u, k, t=t: u == t)
+    for j, v in enumerate(thresholds):
+        atom_mask[("le", v)] = mask(lambda f, t, k, j=j: k <= j)
+        atom_mask[("gt", v)] = mask(lambda f, t, k, j=j: k > j)
+
+    def cover(atoms) -> int:
+        out = (1 << len(cells)) - 1
+        for slot, op, v in atoms:
+            out &= atom_mask[(slot, op)] if slot == "item" else atom_mask[("tier", v)] if slot == "tier" \
+                else atom_mask[(op, v)]
+        return out
+
+    def outcomes_of(m: int) -> set:
+        return {o for o, part in (("yes", m & yes), ("no", m & ~yes)) if part}
+
+    days = [(("days_delivered", op, v),) for v in thresholds for op in ("le", "gt")]
+    pool = [(("tier", "eq", t),) for t in TIERS] + days
+    pool += [(("tier", "eq", t),) + d for t in TIERS for d in days]
+    if final_sale:  # "not final sale" lets a returnable case come before the final-sale one
+        pool += [atoms + (("item", "nin", final_sale),) for atoms in pool] + [(("item", "in", final_sale),)]
+    covers = [(atoms, cover(atoms)) for atoms in pool]
+    remaining = (1 << len(cells)) - 1
+    clauses: list = []
+    while not (len(outcomes_of(remaining)) == 1 and len(clauses) >= 3):
+        options: dict[str, list] = {}
+        for atoms, cov in covers:
+            hit = cov & remaining
+            if hit and hit != remaining:
+                y = hit & yes
+                if y == hit or not y:
+                    options.setdefault("yes" if y else "no", []).append((atoms, hit))
+        if not options:
+            break
+        outcome = dr.pick(tuple(sorted(options)))
+        widest = sorted(options[outcome], key=lambda o: (-o[1].bit_count(), len(o[0])))[:3]  # few, broad cases
+        atoms, hit = dr.pick(tuple(widest))
+        clauses.append((atoms, _const(outcome)))
+        remaining &= ~hit
+    outcomes = outcomes_of(remaining)
+    if len(outcomes) != 1:  # cannot happen: single cells are always pure candidates
+        raise RuntimeError("eligibility decision list did not converge")
+    return tuple(clauses), _const(outcomes.pop())
+
+
 def _return_rules(dr: _Draws, windows: dict, bonus: dict, final_sale: dict) -> list[PolicyRule]:
     out = []
-    plus, prem = bonus["plus"], bonus["premium"]
+    std, plus, prem = bonus["standard"], bonus["plus"], bonus["premium"]
     for dept in DEPARTMENTS:
         name, w, fs = DEPARTMENT_NAMES[dept], windows[dept], final_sale[dept]
-        clauses = []
+        limits = {t: w + bonus[t] for t in TIERS}
+        clauses, default = _eligibility_clauses(dr, fs, w, limits)
+        notes = (f"The base window is {_days(w)} from delivery; standard accounts get {std} extra days "
+                 f"({w + std} in total), Plus members {plus} extra days ({w + plus} in total) and Premium "
+                 f"members {prem} extra days ({w + prem} in total). The window is the same whatever the "
+                 "item's condition (unopened, opened or damaged).")
         if fs:
-            clauses.append(((("item", "in", fs),), _const("no")))
-        clauses += [
-            ((("days_delivered", "le", w),), _const("yes")),
-            ((("tier", "eq", "plus"), ("days_delivered", "le", w + plus)), _const("yes")),
-            ((("tier", "eq", "premium"), ("days_delivered", "le", w + prem)), _const("yes")),
-        ]
-        notes = (f"The base window is {_days(w)} from delivery; Plus members get {plus} extra days "
-                 f"({w + plus} in total) and Premium members {prem} extra days ({w + prem} in total). "
-                 "The window is the same whatever the item's condition (unopened, opened or damaged).")
-        if not fs:
+            notes += " Final-sale items (" + ", ".join(_leaf_phrase(x) for x in fs) + ") are never returnable."
+        else:
             notes += f" No {name} items are final sale."
         out.append(_rule(
             f"returns-eligibility-{_slug(dept)}", "returns", "return_eligibility", f"Return eligibility: {name}",
             f"Whether an item from the {name} department can be returned.", "return_allowed", "yesno",
             (("department", dept),),
-            tuple(clauses), _const("no"), _yesno_outcome("returnable", "not returnable"), notes,
-            params=(("window", w), ("plus_bonus", plus), ("premium_bonus", prem), ("final_sale", fs)),
+            clauses, default, _yesno_outcome("returnable", "not returnable"), notes,
+            params=(("window", w), ("standard_bonus", std), ("plus_bonus", plus), ("premium_bonus", prem),
+                    ("final_sale", fs)),
         ))
     return out
+
+
+def _maybe_zero(dr: _Draws, outcome: tuple) -> tuple:
+    return _const(0) if dr.coin(P_ZERO) else outcome
 
 
 def _restocking_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for dept in DEPARTMENTS:
         name = DEPARTMENT_NAMES[dept]
-        base = dr.pick((10, 15, 20, 25))
-        high = base + dr.pick((5, 10))
-        threshold = dr.pick((100, 150, 200, 250, 300)) * 100
-        middle = [((("tier", "eq", "premium"),), _pct("item_price", dr.pick((0, 5)))),
-                  ((("condition", "eq", "unopened"),), _pct("item_price", dr.pick((0, 5, 10))))]
-        if dr.coin():
-            middle.reverse()
-        clauses = (
-            ((("condition", "eq", "damaged"),), _const(0)),
-            *middle,
-            ((("item_price", "ge", threshold),), _pct("item_price", high)),
-        )
+        threshold = dr.pick(tuple(range(60, 310, 10))) * 100
+        pcts = _picks(dr, RESTOCKING_PCTS, 5)
+        clauses = _interleave(dr, [
+            ((("condition", "eq", "damaged"),), _maybe_zero(dr, _pct("item_price", pcts[0]))),
+            ((("tier", "eq", "premium"),), _pct("item_price", pcts[1])),
+            ((("condition", "eq", "unopened"),), _pct("item_price", pcts[2])),
+            ((("item_price", "ge", threshold),), _pct("item_price", pcts[3])),
+        ])
         out.append(_rule(
             f"returns-restocking-{_slug(dept)}", "returns", "restocking_fee", f"Restocking fees: {name}",
             f"Restocking fee charged on returned {name} items, deducted from the refund.", "restocking_fee",
-            "money", (("department", dept),), clauses, _pct("item_price", base),
+            "money", (("department", dept),), clauses, _pct("item_price", pcts[4]),
             _money_outcome("no restocking fee ($0)"),
             f"Fees are rounded to the nearest cent. {CONDITION_NOTE}",
         ))
@@ -497,22 +603,19 @@ def _warranty_rules(dr: _Draws) -> list[PolicyRule]:
         w = dr.pick(months_choices)
         early = dr.pick(tuple(m for m in (1, 2, 3) if m < w))
         ext = dr.pick(ext_choices)
-        first = dr.pick(("replacement", "refund"))
-        second = "replacement" if dept in SOFT_GOODS else "repair"
-        if first == second:
-            first = "refund"
-        clauses = (
-            ((("issue", "eq", "accidental damage"),), _const("not covered")),
-            ((("months_owned", "le", early),), _const(first)),
-            ((("months_owned", "le", w),), _const(second)),
-            ((("tier", "eq", "premium"), ("months_owned", "le", w + ext)), _const(second)),
-        )
-        notes = (f"The standard warranty lasts {_months(w)} from purchase; Premium members get {ext} extra months "
-                 f"({w + ext} in total). Possible outcomes: repair, replacement, refund or not covered.")
+        outs = _varied(dr, WARRANTY_OPTIONS, 5)
+        clauses = _interleave(dr, [
+            ((("issue", "eq", "accidental damage"),), _const(outs[0])),
+            ((("months_owned", "le", early),), _const(outs[1])),
+            ((("months_owned", "le", w),), _const(outs[2])),
+            ((("tier", "eq", "premium"), ("months_owned", "le", w + ext)), _const(outs[3])),
+        ], chains=((1, 2),))
+        notes = (f"Warranty periods: {_months(w)} from purchase, {w + ext} months for Premium members. "
+                 "Possible outcomes: repair, replacement, refund or not covered.")
         out.append(_rule(
             f"warranty-{_slug(dept)}", "warranty", "warranty", f"Warranty: {name}",
             f"What the store warranty does for a faulty item from the {name} department.", "warranty_remedy", "choice",
-            (("department", dept),), clauses, _const("not covered"), _choice_outcome, notes,
+            (("department", dept),), clauses, _const(outs[4]), _choice_outcome, notes,
             options=WARRANTY_OPTIONS, params=(("warranty_months", w), ("premium_extra_months", ext)),
         ))
     return out
@@ -521,20 +624,20 @@ def _warranty_rules(dr: _Draws) -> list[PolicyRule]:
 def _return_shipping_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for method in RETURN_METHODS:
-        base_choices, plus_choices = RETURN_SHIP_FEES[method]
-        base, plus_fee = dr.pick(base_choices), dr.pick(plus_choices)
+        fees = _picks(dr, RETURN_SHIP_FEES[method], 5)
         threshold = dr.pick((50, 75, 100, 150)) * 100
         mname = METHOD_NAMES[method]
-        clauses = (
-            ((("condition", "eq", "damaged"),), _const(0)),
-            ((("tier", "eq", "premium"),), _const(0)),
-            ((("tier", "eq", "plus"),), _const(plus_fee)),
-            ((("item_price", "ge", threshold),), _const(0)),
-        )
+        clauses = _interleave(dr, [
+            ((("condition", "eq", "damaged"),), _maybe_zero(dr, _const(fees[0]))),
+            ((("tier", "eq", "premium"),), _const(fees[1])),
+            ((("tier", "eq", "plus"),), _const(fees[2])),
+            ((("item_price", "ge", threshold),), _const(fees[3])),
+        ])
         out.append(_rule(
             f"returns-shipping-{_slug(method)}", "returns", "return_shipping", f"Return shipping: {mname} returns",
             f"What the shopper pays to send a return back by {mname}.", "return_shipping_fee", "money",
-            (("return_method", method),), clauses, _const(base), _money_outcome("free ($0)", "{m}"), CONDITION_NOTE,
+            (("return_method", method),), clauses, _const(fees[4]), _money_outcome("free ($0)", "{m}"),
+            CONDITION_NOTE,
         ))
     return out
 
@@ -542,22 +645,22 @@ def _return_shipping_rules(dr: _Draws) -> list[PolicyRule]:
 def _shipping_fee_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for region in REGIONS:
-        std_c, exp_c, over_c, free_c, plus_c = SHIPPING[region]
-        std, exp, over = dr.pick(std_c), dr.pick(exp_c), dr.pick(over_c)
+        menu, free_c, plus_c = SHIPPING[region]
+        fees = _picks(dr, menu, 6)
         free = dr.pick(free_c)
         plus_free = free - dr.pick(plus_c)
         rname = REGION_NAMES[region]
-        clauses = (
-            ((("speed", "eq", "overnight"),), _const(over)),
-            ((("tier", "eq", "premium"),), _const(0)),
-            ((("speed", "eq", "expedited"),), _const(exp)),
-            ((("order_total", "ge", free * 100),), _const(0)),
-            ((("tier", "eq", "plus"), ("order_total", "ge", plus_free * 100)), _const(0)),
-        )
+        clauses = _interleave(dr, [
+            ((("speed", "eq", "overnight"),), _const(fees[0])),
+            ((("tier", "eq", "premium"),), _const(fees[1])),
+            ((("speed", "eq", "expedited"),), _const(fees[2])),
+            ((("order_total", "ge", free * 100),), _maybe_zero(dr, _const(fees[3]))),
+            ((("tier", "eq", "plus"), ("order_total", "ge", plus_free * 100)), _maybe_zero(dr, _const(fees[4]))),
+        ])
         out.append(_rule(
             f"shipping-fees-{_slug(region)}", "shipping", "shipping_fee", f"Shipping fees: {rname}",
             f"Shipping cost of an order shipped to {rname}, by shipping speed (standard, expedited, overnight).",
-            "shipping_fee", "money", (("region", region),), clauses, _const(std), _money_outcome("free ($0)"),
+            "shipping_fee", "money", (("region", region),), clauses, _const(fees[5]), _money_outcome("free ($0)"),
         ))
     return out
 
@@ -565,18 +668,15 @@ def _shipping_fee_rules(dr: _Draws) -> list[PolicyRule]:
 def _delivery_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for region in REGIONS:
-        over_c, exp_c, (olo, ohi), prem_c, (slo, shi) = DELIVERY[region]
-        over, exp, prem = dr.pick(over_c), dr.pick(exp_c), dr.pick(prem_c)
-        oversized, std = dr.between(olo, ohi), dr.between(slo, shi)
+        lo, hi = DELIVERY_DAYS[region]
+        over, exp, prem, std, oversized = _picks(dr, tuple(range(lo, hi + 1)), 5)
         rname = REGION_NAMES[region]
-        middle = [((("oversized", "eq", "yes"),), _const(oversized)), ((("tier", "eq", "premium"),), _const(prem))]
-        if dr.coin():
-            middle.reverse()
-        clauses = (
+        clauses = _interleave(dr, [
             ((("speed", "eq", "overnight"),), _const(over)),
             ((("speed", "eq", "expedited"),), _const(exp)),
-            *middle,
-        )
+            ((("oversized", "eq", "yes"),), _const(oversized)),
+            ((("tier", "eq", "premium"),), _const(prem)),
+        ])
         out.append(_rule(
             f"shipping-delivery-{_slug(region)}", "shipping", "delivery_time", f"Delivery times: {rname}",
             f"Business days from dispatch to delivery for orders shipped to {rname}.", "delivery_days",
@@ -589,24 +689,21 @@ def _refund_method_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for payment in PAYMENTS:
         pname = PAYMENT_NAMES[payment]
-        original = "gift card" if payment == "gift card" else "original payment method"
+        options = GIFT_CARD_REFUND_OPTIONS if payment == "gift card" else REFUND_OPTIONS
         late = dr.pick((7, 10, 14, 21))
-        middle = [((("tier", "eq", "premium"),), _const(original)),
-                  ((("condition", "eq", "opened"),), _const("store credit"))]
-        if dr.coin():
-            middle.reverse()
-        clauses = (
-            ((("gift", "eq", "yes"),), _const("store credit")),
-            ((("days_delivered", "gt", late),), _const("store credit")),
-            *middle,
-        )
+        outs = _varied(dr, options, 5)
+        clauses = _interleave(dr, [
+            ((("gift", "eq", "yes"),), _const(outs[0])),
+            ((("days_delivered", "gt", late),), _const(outs[1])),
+            ((("tier", "eq", "premium"),), _const(outs[2])),
+            ((("condition", "eq", "opened"),), _const(outs[3])),
+        ])
         extra = " (a new gift card)" if payment == "gift card" else ""
-        notes = f"Possible outcomes: {original}{extra} or store credit. {CONDITION_NOTE}"
+        notes = f"Possible outcomes: {options[0]}{extra} or store credit. {CONDITION_NOTE}"
         out.append(_rule(
             f"returns-refund-method-{_slug(payment)}", "returns", "refund_method", f"Refund method: paid by {pname}",
             f"How the refund of a return is issued for purchases paid by {pname}.", "refund_method", "choice",
-            (("payment", payment),), clauses, _const(original), _choice_outcome, notes,
-            options=GIFT_CARD_REFUND_OPTIONS if payment == "gift card" else REFUND_OPTIONS,
+            (("payment", payment),), clauses, _const(outs[4]), _choice_outcome, notes, options=options,
         ))
     return out
 
@@ -615,21 +712,19 @@ def _refund_time_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for payment in PAYMENTS:
         pname = PAYMENT_NAMES[payment]
-        default = dr.pick(REFUND_DAYS[payment])
-        premium = dr.pick((1, 2))
+        days = _picks(dr, REFUND_DAYS, 5)
         threshold = dr.pick((300, 500, 750, 1000)) * 100
-        rest = [
-            ((("return_method", "eq", "drop_off"),), _const(max(1, default - dr.pick((1, 2))))),
-            ((("return_method", "eq", "pickup"),), _const(default + dr.pick((1, 2)))),
-            ((("item_price", "ge", threshold),), _const(default + dr.pick((3, 5)))),
-        ]
-        order = sorted(range(3), key=lambda i: dr.uniform())
-        clauses = (((("tier", "eq", "premium"),), _const(premium)), *(rest[i] for i in order))
+        clauses = _interleave(dr, [
+            ((("tier", "eq", "premium"),), _const(days[0])),
+            ((("return_method", "eq", "drop_off"),), _const(days[1])),
+            ((("return_method", "eq", "pickup"),), _const(days[2])),
+            ((("item_price", "ge", threshold),), _const(days[3])),
+        ])
         out.append(_rule(
             f"returns-refund-time-{_slug(payment)}", "returns", "refund_time",
             f"Refund processing time: paid by {pname}",
             f"Business days from receiving a return to issuing the refund, for purchases paid by {pname}.",
-            "refund_days", "business_days", (("payment", payment),), clauses, _const(default),
+            "refund_days", "business_days", (("payment", payment),), clauses, _const(days[4]),
             _unit_outcome(_business_days),
         ))
     return out
@@ -641,19 +736,20 @@ def _price_protection_rules(dr: _Draws) -> list[PolicyRule]:
         tname = TIER_NAMES[tier]
         windows, caps = PROTECTION[tier]
         window, cap = dr.pick(windows), dr.pick(caps) * 100
-        minimum = dr.pick((5, 10)) * 100
-        share = dr.pick((25, 50))
-        clauses = (
-            ((("days_purchased", "gt", window),), _const(0)),
-            ((("clearance", "eq", "yes"),), _pct("price_drop", share)),
+        minimum = dr.between(5, min(25, cap // 100 - 5)) * 100
+        shares = [("slot", "price_drop") if p == 100 else _pct("price_drop", p)
+                  for p in _picks(dr, PROTECTION_PCTS + (100,), 4)]
+        clauses = _interleave(dr, [
+            ((("days_purchased", "gt", window),), _maybe_zero(dr, shares[0])),
+            ((("clearance", "eq", "yes"),), shares[1]),
             ((("price_drop", "ge", cap),), _const(cap)),
-            ((("price_drop", "lt", minimum),), _const(0)),
-        )
+            ((("price_drop", "lt", minimum),), _maybe_zero(dr, shares[2])),
+        ])
         who = "standard accounts" if tier == "standard" else f"{tname} members"
         out.append(_rule(
             f"pricing-protection-{tier}", "pricing", "price_protection", f"Price protection: {tname} members",
             f"If our own price drops after purchase, {who} get back part of the difference.", "price_protection",
-            "money", (("tier", tier),), clauses, ("slot", "price_drop"),
+            "money", (("tier", tier),), clauses, shares[3],
             _money_outcome("nothing ($0)", "{m}"), "Amounts are rounded to the nearest cent.",
         ))
     return out
@@ -665,23 +761,20 @@ def _price_match_rules(dr: _Draws) -> list[PolicyRule]:
         name = DEPARTMENT_NAMES[dept]
         window = dr.pick((7, 14, 30))
         gap = dr.pick((25, 50, 100)) * 100
-        first = [
-            ((("competitor", "eq", "online marketplace"),), _const("no")),
-            ((("clearance", "eq", "yes"),), _const("no")),
-            ((("days_purchased", "gt", window),), _const("no")),
-        ]
-        order = sorted(range(3), key=lambda i: dr.uniform())
-        clauses = (
-            *(first[i] for i in order),
-            ((("tier", "eq", "premium"),), _const("yes")),
-            ((("price_gap", "ge", gap),), _const("no")),
-        )
+        outs = _varied(dr, YES_NO, 6)
+        clauses = _interleave(dr, [
+            ((("competitor", "eq", "online marketplace"),), _const(outs[0])),
+            ((("clearance", "eq", "yes"),), _const(outs[1])),
+            ((("days_purchased", "gt", window),), _const(outs[2])),
+            ((("tier", "eq", "premium"),), _const(outs[3])),
+            ((("price_gap", "ge", gap),), _const(outs[4])),
+        ])
         out.append(_rule(
             f"pricing-match-{_slug(dept)}", "pricing", "price_match", f"Price matching: {name}",
             f"Whether we match a competitor's lower price on an item from the {name} department bought from us "
             "(refunding the "
             "difference). Competitors are major retailers, online marketplace sellers and local stores.",
-            "price_match", "yesno", (("department", dept),), clauses, _const("yes"),
+            "price_match", "yesno", (("department", dept),), clauses, _const(outs[5]),
             _yesno_outcome("we match the price", "no price match"),
         ))
     return out
@@ -693,12 +786,12 @@ def _points_rules(dr: _Draws) -> list[PolicyRule]:
         tname = TIER_NAMES[tier]
         base = dr.pick(POINT_RATES[tier])
         d1, d2 = dr.subset(DEPARTMENTS, 2) if dr.coin() else dr.subset(DEPARTMENTS, 2)[::-1]
-        threshold = dr.pick((100, 150, 200)) * 100
-        clauses = (
+        threshold = dr.pick(tuple(range(60, 310, 10))) * 100
+        clauses = _interleave(dr, [
             ((("department", "eq", d1),), ("rate", "order_total", base + dr.pick((3, 4)))),
             ((("department", "eq", d2),), ("rate", "order_total", base + 2)),
             ((("order_total", "ge", threshold),), ("rate", "order_total", base + 1)),
-        )
+        ])
         who = "standard accounts" if tier == "standard" else f"{tname} members"
         out.append(_rule(
             f"membership-points-{tier}", "membership", "reward_points", f"Reward points: {tname} members",
@@ -715,37 +808,31 @@ def _cancellation_rules(dr: _Draws) -> list[PolicyRule]:
         fee = dr.pick(MEMBER_FEES[tier]) * 100
         grace = dr.pick((7, 14))
         partial_days = dr.pick((30, 60, 90))
-        partial_pct = dr.pick((50, 75))
-        unused_pct = dr.pick((20, 25))
-        partial = fee * partial_pct // 100
-        unused = fee * unused_pct // 100
-        clauses = (
-            ((("plan", "eq", "monthly"),), _const(0)),
-            ((("days_member", "le", grace), ("benefits_used", "eq", "no")), _const(fee)),
-            ((("days_member", "le", partial_days),), _const(partial)),
-            ((("benefits_used", "eq", "no"),), _const(unused)),
-        )
-        notes = (f"The annual {tname} fee is {money(fee)}; {money(partial)} is {partial_pct}% of it and "
-                 f"{money(unused)} is {unused_pct}% of it. Monthly plans can be cancelled at any time.")
+        refunds = [fee * p // 100 for p in _picks(dr, REFUND_PCTS, 5)]
+        clauses = _interleave(dr, [
+            ((("plan", "eq", "monthly"),), _maybe_zero(dr, _const(refunds[0]))),
+            ((("days_member", "le", grace), ("benefits_used", "eq", "no")), _const(refunds[1])),
+            ((("days_member", "le", partial_days),), _const(refunds[2])),
+            ((("benefits_used", "eq", "no"),), _const(refunds[3])),
+        ], chains=((1, 2), (1, 3)))
+        notes = f"The annual {tname} fee is {money(fee)}."
         out.append(_rule(
             f"membership-cancellation-{tier}", "membership", "membership_cancellation",
             f"Membership cancellation: {tname}",
             f"Refund of the annual {tname} membership fee when a member cancels.", "membership_refund", "money",
-            (("tier", tier),), clauses, _const(0), _money_outcome("no refund ($0)", "a refund of {m}"), notes,
-            params=(("annual_fee", fee),),
+            (("tier", tier),), clauses, _const(refunds[4]), _money_outcome("no refund ($0)", "a refund of {m}"),
+            notes, params=(("annual_fee", fee),),
         ))
     return out
 
 
-def _bonus_rule(bonus: dict) -> PolicyRule:
-    clauses = (
-        ((("tier", "eq", "premium"),), _const(bonus["premium"])),
-        ((("tier", "eq", "plus"),), _const(bonus["plus"])),
-    )
+def _bonus_rule(dr: _Draws, bonus: dict) -> PolicyRule:
+    tiers = _picks(dr, TIERS, 3)
+    clauses = tuple(((("tier", "eq", t),), _const(bonus[t])) for t in tiers[:2])
     return _rule(
         "membership-return-bonus", "membership", "return_bonus", "Membership return bonus",
-        "Paid members get extra days on the return window of every department.", "return_bonus_days", "days",
-        (), clauses, _const(0), _unit_outcome(_extra_days),
+        "Extra days every account tier gets on the return window of every department.", "return_bonus_days",
+        "days", (), clauses, _const(bonus[tiers[2]]), _unit_outcome(_extra_days),
     )
 
 
@@ -758,8 +845,8 @@ def generate_policy(rng: np.random.Generator) -> StorePolicy:
     every parameter drawn from `rng`."""
     dr = _Draws(rng)
     windows = {d: dr.pick(WINDOW_CHOICES[d]) for d in DEPARTMENTS}
-    plus = dr.pick((7, 10, 14, 15))
-    bonus = {"standard": 0, "plus": plus, "premium": plus + dr.pick((7, 10, 15, 16))}
+    plus = dr.between(11, 22)
+    bonus = {"standard": dr.pick(STANDARD_BONUS), "plus": plus, "premium": plus + dr.between(5, 16)}
     final_sale = {}
     for d in DEPARTMENTS:
         pool, lo, hi = FINAL_SALE_POOL[d]
@@ -776,7 +863,7 @@ def generate_policy(rng: np.random.Generator) -> StorePolicy:
         + _price_match_rules(dr)
         + _points_rules(dr)
         + _cancellation_rules(dr)
-        + [_bonus_rule(bonus)]
+        + [_bonus_rule(dr, bonus)]
         + _warranty_rules(dr)
     )
     return StorePolicy(
@@ -799,6 +886,8 @@ def _holds(atom: tuple, ctx: dict) -> bool:
         return x == v
     if op == "in":
         return x in v
+    if op == "nin":
+        return x not in v
     if op == "le":
         return x <= v
     if op == "lt":
@@ -885,7 +974,8 @@ def _solve_cat(values: tuple, cons: list, rng: np.random.Generator):
     return ok[int(rng.integers(len(ok)))] if ok else None
 
 
-def _solve_int(spec: SlotSpec, cons: list, rng: np.random.Generator, p_edge: float, scale: int):
+def _int_bounds(spec: SlotSpec, cons: list, scale: int) -> tuple[int, int, bool, bool]:
+    """(lo, hi, lo_tight, hi_tight): the integer range (in units of `scale`) meeting `cons`."""
     lo, hi = spec.lo, spec.hi
     lo_tight = hi_tight = False
     for op, val, truth in cons:
@@ -904,6 +994,11 @@ def _solve_int(spec: SlotSpec, cons: list, rng: np.random.Generator, p_edge: flo
                 lo, lo_tight = v + 1, True
         else:
             raise ValueError(f"unsupported numeric condition {op!r}")
+    return lo, hi, lo_tight, hi_tight
+
+
+def _solve_int(spec: SlotSpec, cons: list, rng: np.random.Generator, p_edge: float, scale: int):
+    lo, hi, lo_tight, hi_tight = _int_bounds(spec, cons, scale)
     if lo > hi:
         return None
     edges = [e for e, tight in ((lo, lo_tight), (hi, hi_tight)) if tight]
@@ -918,24 +1013,59 @@ def _solve_int(spec: SlotSpec, cons: list, rng: np.random.Generator, p_edge: flo
     return int(rng.integers(lo, hi + 1)) * scale
 
 
+def _item_values(ctx: dict, cons: list) -> list[str]:
+    return [x for x in DEPARTMENT_LEAVES[ctx["department"]]
+            if all(_holds(("i", op, val), {"i": x}) == t for op, val, t in cons)]
+
+
+def _feasible(slot: str, cons: list, ctx: dict) -> bool:
+    """Whether some value of `slot` meets every (op, value, truth) in `cons` (a scope slot
+    already set in `ctx` must meet them itself)."""
+    if slot in ctx:
+        return all(_holds((slot, op, val), ctx) == t for op, val, t in cons)
+    spec = SLOTS[slot]
+    if spec.kind == "item":
+        return "department" in ctx and bool(_item_values(ctx, cons))
+    if spec.kind == "cat":
+        return any(all(_holds((None, op, val), {None: v}) == t for op, val, t in cons) for v in spec.values)
+    lo, hi, _, _ = _int_bounds(spec, cons, 100 if spec.kind == "money" else 1)
+    return lo <= hi
+
+
 def _item_for(dept: str, exclude: frozenset, rng: np.random.Generator) -> str:
     leaves = [x for x in DEPARTMENT_LEAVES[dept] if x not in exclude]
     return leaves[int(rng.integers(len(leaves)))]
+
+
+def _falsify(cases: tuple, cons: dict, ctx: dict, rng: np.random.Generator) -> dict | None:
+    """Constraints that make every case in `cases` false (one false atom each, atoms tried
+    in a random order, backtracking), on top of `cons`; None when no choice is feasible."""
+    if not cases:
+        return cons
+    atoms = cases[0][0]
+    for i in rng.permutation(len(atoms)):
+        slot, op, val = atoms[int(i)]
+        trial = cons.get(slot, []) + [(op, val, False)]
+        if _feasible(slot, trial, ctx):
+            found = _falsify(cases[1:], {**cons, slot: trial}, ctx, rng)
+            if found is not None:
+                return found
+    return None
 
 
 def _try_context(rule: PolicyRule, depth: int, rng: np.random.Generator, p_edge: float,
                  policy: StorePolicy) -> dict | None:
     data = dict(rule.data)
     clauses = data["clauses"]
+    ctx: dict = {"question": data["question"]}
+    ctx.update(data["scope"])
     cons: dict[str, list] = {}
-    for atoms, _ in clauses[: depth - 1]:  # these cases must NOT hold: one atom false
-        slot, op, val = atoms[int(rng.integers(len(atoms)))]
-        cons.setdefault(slot, []).append((op, val, False))
     if depth <= len(clauses):
         for slot, op, val in clauses[depth - 1][0]:  # the deciding case holds
             cons.setdefault(slot, []).append((op, val, True))
-    ctx: dict = {"question": data["question"]}
-    ctx.update(data["scope"])
+    cons = _falsify(clauses[: depth - 1], cons, ctx, rng)  # these cases must NOT hold
+    if cons is None:
+        return None
     for slot in _needed_slots(rule, depth):
         spec = SLOTS[slot]
         c = cons.get(slot, [])
@@ -944,8 +1074,7 @@ def _try_context(rule: PolicyRule, depth: int, rng: np.random.Generator, p_edge:
                 return None
             continue
         if spec.kind == "item":
-            dept = ctx["department"]
-            ok = [x for x in DEPARTMENT_LEAVES[dept] if all(_holds(("i", op, val), {"i": x}) == t for op, val, t in c)]
+            ok = _item_values(ctx, c)
             if not c:
                 ok = [x for x in ok if x not in policy.non_returnable_l3]
             value = ok[int(rng.integers(len(ok)))] if ok else None
@@ -960,7 +1089,7 @@ def _try_context(rule: PolicyRule, depth: int, rng: np.random.Generator, p_edge:
 
 
 def question_for(policy: StorePolicy, rule: PolicyRule, depth: int, rng: np.random.Generator,
-                 p_edge: float = 0.0, tries: int = 8) -> PolicyQuestion | None:
+                 p_edge: float = 0.0, tries: int = 16) -> PolicyQuestion | None:
     """A question about `rule` decided by exactly its case `depth` (1-based; n + 1 is the
     default), or None when no situation reaches that case."""
     if not 1 <= depth <= max_depth(rule):
@@ -981,21 +1110,56 @@ def question_for(policy: StorePolicy, rule: PolicyRule, depth: int, rng: np.rand
     return None
 
 
+def _case_outcome(rule: PolicyRule, depth: int) -> tuple:
+    clauses = rule.param("clauses")
+    return clauses[depth - 1][1] if depth <= len(clauses) else rule.param("default")
+
+
+def _first(permutation: np.ndarray, lead: int | None) -> list[int]:
+    """The permutation as ints, with `lead` moved to the front (when given)."""
+    out = [int(i) for i in permutation]
+    if lead is not None:
+        out.remove(lead)
+        out.insert(0, lead)
+    return out
+
+
 def sample_question(policy: StorePolicy, depth: int, rng: np.random.Generator, p_edge: float = 0.0,
-                    families: tuple[str, ...] | None = None) -> PolicyQuestion:
-    """A question whose answer depends on exactly the first `depth` cases of one rule, drawn
-    uniformly among the rules deep enough (`depth` is capped at the deepest rule). Numeric
-    slots sit on a case's threshold with probability `p_edge`. Every item question names a
-    department and a leaf of it (a returnable one unless a case is about final sale)."""
+                    families: tuple[str, ...] | None = None, stratum: int | None = None) -> PolicyQuestion:
+    """A question whose answer depends on exactly the first `depth` cases of one rule
+    (`depth` is capped at the deepest rule). Target first: a question type (the question
+    and its answer options) uniformly among the types with a rule deep enough; for yes/no
+    and option questions the answer uniformly among the type's options, then a rule of the
+    type whose case `depth` gives that answer; for amounts and counts a rule of the type
+    uniformly (the store's menus spread the values). So no answer is favoured by the
+    question's wording or by the depth. `stratum` (E_POLICY passes the episode seed)
+    stratifies both draws over consecutive strata: stratum s asks type s mod T first and,
+    for yes/no and options, the answer (s // T) mod K first (T types, K options), so over
+    any run of seeds types and answers are balanced up to one question, not just in
+    expectation. Numeric slots sit on a case's threshold with probability `p_edge`. Every
+    item question names a department and a leaf of it (a returnable one unless a case is
+    about final sale)."""
     rules = [r for r in policy.rules if families is None or r.param("family") in families]
     if not rules:
         raise ValueError("no policy rules to ask about")
     depth = max(1, min(depth, max(max_depth(r) for r in rules)))
     while depth >= 1:
-        candidates = [r for r in rules if max_depth(r) >= depth]
-        for j in rng.permutation(len(candidates)):
-            q = question_for(policy, candidates[int(j)], depth, rng, p_edge)
-            if q is not None:
-                return q
+        types: dict[tuple, list[PolicyRule]] = {}
+        for r in rules:
+            if max_depth(r) >= depth:
+                types.setdefault((r.param("question"), r.param("options")), []).append(r)
+        keys = list(types)
+        for t in _first(rng.permutation(len(keys)), None if stratum is None else stratum % len(keys)):
+            cands = types[keys[t]]
+            order = [cands[int(j)] for j in rng.permutation(len(cands))]
+            if cands[0].param("kind") in ("yesno", "choice"):
+                options = cands[0].param("options") or YES_NO
+                lead = None if stratum is None else stratum // len(keys) % len(options)
+                order = [r for a in _first(rng.permutation(len(options)), lead) for r in order
+                         if _case_outcome(r, depth) == _const(options[a])]
+            for r in order:
+                q = question_for(policy, r, depth, rng, p_edge)
+                if q is not None:
+                    return q
         depth -= 1
     raise RuntimeError("no policy question could be generated")

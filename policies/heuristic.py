@@ -254,10 +254,27 @@ def _pick(text: str, table, default: str) -> str:
     return next((name for name, words in table if any(w in text for w in words)), default)
 
 
+ORDER_QUESTION = "Which order do you mean?"
+
+
+def _order_unnamed(t: Transcript) -> bool:
+    """The shopper has not said which order yet (no id, no "my order with/from ...")."""
+    text = t.user_text()
+    return not ORDER_ID.search(" ".join(t.user_texts())) and "my order with" not in text \
+        and "my order from" not in text
+
+
 def status_strategy(t: Transcript) -> dict:
-    """order_list -> order_get of the matching order -> report its status."""
+    """order_list (+ ask which order, when the shopper did not say) -> order_get of the
+    matching order -> report its status."""
+    ask = _order_unnamed(t) and not t.called("ask_user")
     if not t.results("order_list"):
-        return {"tool_calls": [call("order_list")]}
+        calls = [call("order_list")]
+        if ask and t.tool_budget > 1:
+            calls.append(call("ask_user", question=ORDER_QUESTION))
+        return {"tool_calls": calls}
+    if ask:
+        return {"tool_calls": [call("ask_user", question=ORDER_QUESTION)]}
     order_id = _best_order(t)
     got = {r.get("order_id"): r for r in t.results("order_get")}
     if order_id not in got:

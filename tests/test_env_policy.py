@@ -12,6 +12,7 @@ from envs import make_env
 from envs.policy import check_answer, normalise_text, parse_number
 from envs.store_policy import evaluate
 from policies import OraclePolicy
+from policies.oracle.policy import pick_query
 
 from conftest import run_episode
 
@@ -25,6 +26,13 @@ def env(catalog):
 
 def tool(name, **args):
     return {"name": name, "args": args}
+
+
+def retrieve(env):
+    """Look the governing rule up with policy_search (an answer counts only after that)."""
+    query, k = pick_query(env.world.policy.rules, env.goal.question.rule)
+    env.step({"tool_calls": [tool("policy_search", query=query, top_k=k)]})
+    assert env.goal.rule_id in env.retrieved
 
 
 def wrong_answer(goal):
@@ -61,9 +69,12 @@ def test_wrong_or_missing_answer_is_not_correct(env):
     for seed in range(40):
         d = seed % 13
         env.reset(seed=seed, options={"difficulty": d})
+        retrieve(env)
         *_, info = env.step({"answer": {"policy_answer": wrong_answer(env.goal)}})
         assert info["reward"]["r_task"] == -1.0 and not info["reward"]["is_correct"], (seed, env.goal.expected)
+        assert info["reward"]["r_hall"] == 0.0
         env.reset(seed=seed, options={"difficulty": d})
+        retrieve(env)
         *_, info = env.step({"answer": {"policy_answer": env.goal.expected}})
         assert info["reward"]["is_correct"] and info["reward"]["r_task"] == 1.0
     env.reset(seed=1, options={"difficulty": 0})
@@ -76,6 +87,29 @@ def test_wrong_or_missing_answer_is_not_correct(env):
             break
     assert truncated and not info["reward"]["is_correct"]
     assert info["reward"]["termination_reason"] == "turn_budget_exhausted"
+
+
+def test_a_right_answer_without_the_rule_is_a_hallucinated_guess(env):
+    """The truth given at once, or after a search that did not return the governing rule,
+    is not correct: r_task = -1 and one hallucinated item (r_hall = -1); after the rule was
+    returned the same answer is correct with r_hall = 0."""
+    for seed in range(20):
+        d = seed % 13
+        env.reset(seed=seed, options={"difficulty": d})
+        *_, info = env.step({"answer": {"policy_answer": env.goal.expected}})
+        r = info["reward"]
+        assert not r["is_correct"] and r["r_task"] == -1.0 and r["r_hall"] == -1.0, (seed, r)
+        assert env.ungrounded == [f"policy_answer without rule {env.goal.rule_id}"]
+        env.reset(seed=seed, options={"difficulty": d})
+        other = next(x for x in env.world.policy.rules if x.rule_id != env.goal.rule_id)
+        env.step({"tool_calls": [tool("policy_search", query=other.title, top_k=1)]})
+        assert env.goal.rule_id not in env.retrieved
+        *_, info = env.step({"answer": {"policy_answer": env.goal.expected}})
+        assert not info["reward"]["is_correct"] and info["reward"]["r_hall"] == -1.0
+        env.reset(seed=seed, options={"difficulty": d})
+        retrieve(env)
+        *_, info = env.step({"answer": {"policy_answer": env.goal.expected}})
+        assert info["reward"]["is_correct"] and info["reward"]["r_hall"] == 0.0 and env.ungrounded == []
 
 
 def test_every_answer_kind_occurs(env):
@@ -152,6 +186,7 @@ def test_the_verifier_accepts_documented_forms_in_episodes(env):
             given = g.answer.title()
         else:
             given = str(g.answer)
+        retrieve(env)
         *_, info = env.step({"answer": {"policy_answer": given}})
         assert info["reward"]["is_correct"], (seed, g.kind, given, g.expected)
 
@@ -280,5 +315,6 @@ def test_journey_switch_asks_a_consistent_new_question(env):
         for r in env.world.policy.rules:
             got = evaluate(r, g.question.context)
             assert got is None or got[0] == g.answer
+        retrieve(env)
         *_, info = env.step({"answer": {"policy_answer": g.expected}})
         assert info["reward"]["is_correct"]

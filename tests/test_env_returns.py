@@ -430,14 +430,25 @@ def test_shopper_answers_which_item_when_it_was_omitted(env):
 
 
 def test_shopper_denies_a_wrong_item_and_confirms_the_right_one(env):
-    find(env, lambda e: len(e.world.orders) >= 3 and plain(e), d=8, axes=NO_OMISSION)
+    """By title (what the shopper bought) it confirms or denies; asked about ids it was
+    never given it does not know them and repeats its description, at the agent's cost."""
+    find(env, lambda e: len(e.world.orders) >= 3 and plain(e) and "order W" not in e.goal.item_ref, d=8,
+         axes=NO_OMISSION)
     g = env.goal
-    wrong = next(o for o in env.world.orders if o.order_id != g.order_id)
+    line = env.world.order(g.order_id).lines
+    mine = next(ln for ln in line if ln.line_id == g.line_id)
+    wrong = next(ln for o in env.world.orders for ln in o.lines if ln.title != mine.title)
     step(env, tool("order_list"))
-    step(env, message=f"Is it the item from order {wrong.order_id}?")
+    step(env, message=f'Is it the "{wrong.title}"?')
     assert env.utterances[-1].clean_text == f"No, that's not it. I mean {g.item_ref}."
-    step(env, tool("ask_user", question=f"Do you mean line {g.line_id} of order {g.order_id}?"))
+    step(env, tool("ask_user", question=f'Do you mean the "{mine.title}"?'))
     assert env.utterances[-1].clean_text == "Yes, that's the one."
+    assert env.shopper.annoyance == 0
+    for text in (f"Is it order {g.order_id}?", f"Do you mean line {g.line_id}?", f"Is it {g.product_id}?"):
+        step(env, tool("ask_user", question=text))
+        assert env.utterances[-1].clean_text == f"Sorry, I don't know order numbers. I mean {g.item_ref}."
+        assert env.utterances[-1].kind == "unknown_id"
+    assert env.shopper.caused_turns == set()
 
 
 def test_shopper_pushes_back_on_refusing_an_eligible_item(env):

@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 
 from envs import make_env
-from envs.orders import OPEN_STATUSES, unique_item_phrases
+from envs.orders import OPEN_STATUSES, known_ids, unique_item_phrases
 from envs.status import normalise_status
 from envs.world import ORDER_STATUSES
 from policies import OraclePolicy
@@ -189,7 +189,8 @@ def test_shopper_says_which_order_when_asked(env):
 
 
 def test_shopper_denies_a_wrong_order_and_confirms_the_right_one(env):
-    find(env, lambda e: len(e.world.orders) >= 3, d=8, axes=NO_OMISSION)
+    """With its order id in its own words the shopper confirms it and denies other ids."""
+    find(env, lambda e: len(e.world.orders) >= 3, d=8, axes={"p_ref": 0.0, **NO_OMISSION})
     other = next(o for o in env.world.orders if o.order_id != env.goal.order_id)
     env.step({"tool_calls": [tool("order_list")]})
     env.step({"assistant_message": f"Is it order {other.order_id}?"})
@@ -197,3 +198,30 @@ def test_shopper_denies_a_wrong_order_and_confirms_the_right_one(env):
     env.step({"tool_calls": [tool("ask_user", question=f"Is it order {env.goal.order_id}?")]})
     assert env.utterances[-1].clean_text == "Yes, that's the one."
     assert env.shopper.annoyance == 0
+
+
+def test_shopper_does_not_know_order_ids_it_was_never_given(env):
+    """Described by item or date, the shopper cannot confirm ids: the right one and a wrong
+    one get the same reply (it does not know order numbers, and repeats its description);
+    those turns are the agent's. Its items named by title it does recognise."""
+    find(env, lambda e: len(e.world.orders) >= 3, d=8, axes={"p_ref": 1.0, **NO_OMISSION})
+    g = env.goal
+    assert known_ids(g.order_ref) == frozenset()
+    other = next(o for o in env.world.orders if o.order_id != g.order_id)
+    env.step({"tool_calls": [tool("order_list")]})
+    replies = []
+    for order_id in (other.order_id, g.order_id):
+        env.step({"assistant_message": f"Is it order {order_id}?"})
+        replies.append(env.utterances[-1].clean_text)
+    assert replies == [f"Sorry, I don't know order numbers. I mean {g.order_ref}."] * 2
+    assert env.shopper.caused_turns == set() and env.shopper.annoyance == 2
+    title = target(env).lines[0].title
+    env.step({"tool_calls": [tool("ask_user", question=f'Is it the order with the "{title}"?')]})
+    assert env.utterances[-1].clean_text in ("Yes, that's the one.", f"It's {g.order_ref}.")
+
+
+def test_shopper_does_not_reveal_an_omitted_reference_to_an_id_question(env):
+    find(env, lambda e: "order" in e.shopper.omitted, d=8, axes={"p_ref": 1.0})
+    env.step({"assistant_message": f"Is it order {env.goal.order_id}?"})
+    assert env.utterances[-1].clean_text == "Sorry, I don't know order numbers."
+    assert "order" in env.shopper.omitted and env.shopper.caused_turns == set()

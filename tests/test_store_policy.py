@@ -89,31 +89,46 @@ def test_rule_texts_state_every_case_and_number():
 
 
 def test_return_windows_match_the_rule_texts():
+    """The eligibility rule's notes state the windows, its decision list (whatever its form)
+    says exactly "returnable iff not final sale and delivered at most window + bonus days
+    ago", and the bonus rule states every tier's extra days."""
     for seed in SEEDS:
         p = policy(seed)
         rules = {r.rule_id: r for r in p.rules}
         bonus = p.membership_bonus_days
         assert set(p.return_windows) == set(DEPARTMENTS)
-        assert bonus["standard"] == 0 and 0 < bonus["plus"] < bonus["premium"]
+        assert 0 < bonus["standard"] < bonus["plus"] < bonus["premium"]
         final_sale = set()
         for dept in DEPARTMENTS:
             r = rules[f"returns-eligibility-{dept.replace(' & ', '-').replace(' ', '-')}"]
             w = p.return_windows[dept]
             assert r.param("window") == w
-            assert (r.param("plus_bonus"), r.param("premium_bonus")) == (bonus["plus"], bonus["premium"])
-            assert f"delivered at most {w} days ago: returnable" in r.text
-            assert f"Plus members and items delivered at most {w + bonus['plus']} days ago: returnable" in r.text
-            assert f"Premium members and items delivered at most {w + bonus['premium']} days ago: returnable" in r.text
-            assert "Otherwise: not returnable" in r.text
+            assert (r.param("standard_bonus"), r.param("plus_bonus"), r.param("premium_bonus")) == (
+                bonus["standard"], bonus["plus"], bonus["premium"])
+            assert f"The base window is {w} days from delivery" in r.text
+            for tier, name in (("standard", "standard accounts"), ("plus", "Plus members"),
+                               ("premium", "Premium members")):
+                assert f"{name} {bonus[tier]} extra days" in r.text or f"{name} get {bonus[tier]} extra days" in r.text
+                assert f"({w + bonus[tier]} in total)" in r.text
             fs = r.param("final_sale")
             assert set(fs) <= set(FINAL_SALE_POOL[dept][0])
             for leaf in fs:
                 assert leaf.lower() in r.text
             final_sale |= set(fs)
+            leaves = DEPARTMENT_LEAVES[dept][:2] + tuple(fs)
+            for leaf in leaves:
+                for tier in ("standard", "plus", "premium"):
+                    limit = w + bonus[tier]
+                    for days in (1, w - 1, w, w + 1, limit - 1, limit, limit + 1, limit + 40):
+                        ctx = {"question": "return_allowed", "department": dept, "item": leaf, "tier": tier,
+                               "days_delivered": days}
+                        want = "yes" if leaf not in fs and days <= limit else "no"
+                        assert evaluate(r, ctx)[0] == want, (seed, dept, leaf, tier, days, r.text)
         assert final_sale == set(p.non_returnable_l3)
         b = rules["membership-return-bonus"]
-        assert f"Premium members: {bonus['premium']} extra days" in b.text
-        assert f"Plus members: {bonus['plus']} extra days" in b.text
+        for tier in ("standard", "plus", "premium"):
+            assert evaluate(b, {"question": "return_bonus_days", "tier": tier})[0] == bonus[tier]
+            assert f"{bonus[tier]} extra days" in b.text
 
 
 def test_eligibility_rule_agrees_with_the_return_tools():
