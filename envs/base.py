@@ -316,12 +316,14 @@ class ShopEnv:
         self.claims_false += 0 if true else 1
 
     def _hallucination(self) -> float:
-        """r_hall = -min(1, hallucinated ids / max(1, ids used) + (false claims + ungrounded) / 2)
-        (see `envs.reward`): nothing true enters it, so true sentences cannot dilute it."""
+        """r_hall = -min(1, hallucinated ids / max(1, ids used) + false claims / 2 + ungrounded
+        answers) (see `envs.reward`): nothing true enters it, so true sentences cannot dilute
+        it, and an answer no retrieved fact supports is a whole hallucination."""
         ids_used = len(self.used_ids)
         bad_ids = sum(self.used_ids.values())
-        bad_statements = self.claims_false + len(self.ungrounded)
-        return -min(1.0, bad_ids / max(1, ids_used) + bad_statements / 2) if bad_ids or bad_statements else 0.0
+        if not (bad_ids or self.claims_false or self.ungrounded):
+            return 0.0
+        return -min(1.0, bad_ids / max(1, ids_used) + self.claims_false / 2 + len(self.ungrounded))
 
     def _verdict(self, task: TaskScore, reason: str) -> RewardBreakdown:
         if reason != "answered" and task.is_correct:

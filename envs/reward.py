@@ -34,12 +34,13 @@ The reward is built so that no policy earns more by not doing the task:
   spent one more turn of its own (T_eff = 3), r_eff = 1 - 2 * 1 / 2 = 0 and r_total = 0.75.
 * **Hallucination** (r_hall <= 0), computed by `ShopEnv._hallucination`:
 
-      r_hall = -min(1, H / max(1, N) + (F + U) / 2)
+      r_hall = -min(1, H / max(1, N) + F / 2 + U)
 
   H = distinct ids the agent used (in an answer field or a write tool's id arguments) that no
   tool output or shopper message had shown it; N = distinct ids it used; F = false claims in
   its text (prices, stock, order status: `envs.claims`); U = answers not grounded in retrieved
-  facts (`ShopEnv.ungrounded`). Only bad things enter the numerator and only ids the agent
+  facts (`ShopEnv.ungrounded`, e.g. an E_POLICY answer without its rule: a whole answer made
+  up scores -1). Only bad things enter the numerator and only ids the agent
   acted on enter the denominator, so no true sentence can move r_hall: padding a message with
   true statements changes nothing, and an honest agent (no unseen id, no false claim) scores 0.
   Example: an E_PD answer of 4 ids, 1 never shown, with one false price claim and 150 true

@@ -102,16 +102,15 @@ def test_write_tools_count_unseen_line_ids(catalog):
 
 
 def test_each_ungrounded_answer_counts_as_hallucinated(catalog):
-    env = make_env("E_POLICY", catalog)
+    env = make_env("E_CART", catalog)
     env.reset(seed=0, options={"difficulty": 0})
-    env.ungrounded.append("policy_answer: no retrieved rule")
-    _, _, _, _, info = env.step({"answer": {"policy_answer": "no"}})
-    assert info["reward"]["r_hall"] == -0.5
+    env.ungrounded.append("an answer no retrieved fact supports")
+    _, _, _, _, info = env.step({"answer": {"done": True}})
+    assert info["reward"]["r_hall"] == -1.0  # a whole answer made up: the most hallucinated there is
     env.reset(seed=0, options={"difficulty": 0})
     assert env.ungrounded == []
-    env.ungrounded += ["a", "b"]
-    _, _, _, _, info = env.step({"answer": {"policy_answer": "no"}})
-    assert info["reward"]["r_hall"] == -1.0
+    _, _, _, _, info = env.step({"answer": {"done": True}})
+    assert info["reward"]["r_hall"] == 0.0
 
 
 def test_journey_sub_tasks_share_the_ungrounded_list(catalog):
