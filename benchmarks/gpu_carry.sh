@@ -24,7 +24,7 @@ LIMIT=$((64 * 1024 * 1024))
 INSTALL='python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;'
 CALL1="$INSTALL"' nvidia-smi -L; python3 -c "import torch; assert torch.cuda.is_available(); print(torch.__version__, torch.cuda.get_device_name())" || exit; ls -l .gguf-part1; PYTHONUNBUFFERED=1 timeout 120 python3 benchmarks/gpu_run.py --smoke --out $OUT'
 CALL1_CARRY='[".whl", ".gguf-part1"]'
-CALL2="$INSTALL"' mkdir -p /tmp/model && cat .gguf-part1/'$GGUF_NAME'.part1 .gguf-part2/'$GGUF_NAME'.part2 > /tmp/model/'$GGUF_NAME' && sha256sum /tmp/model/'$GGUF_NAME' | cut -c1-64 | cmp -s - .gguf-part2/SHA256 || { echo "join failed: piece 1 missing or corrupt (machine not warm?): run call 1, then call 2 at once"; exit 3; }; set -o pipefail; PYTHONUNBUFFERED=1 timeout 330 python3 benchmarks/gpu_run.py --model /tmp/model/'$GGUF_NAME' --work /tmp/gpu_run --out $OUT --bench-compile'
+CALL2="$INSTALL"' mkdir -p /tmp/model && cat .gguf-part1/'$GGUF_NAME'.part1 .gguf-part2/'$GGUF_NAME'.part2 > /tmp/model/'$GGUF_NAME' && sha256sum /tmp/model/'$GGUF_NAME' | cut -c1-64 | cmp -s - .gguf-part2/SHA256 || { echo "join failed: piece 1 missing or corrupt (machine not warm?): run call 1, then call 2 at once"; exit 3; }; set -o pipefail; PYTHONUNBUFFERED=1 timeout 400 python3 benchmarks/gpu_run.py --model /tmp/model/'$GGUF_NAME' --work /tmp/gpu_run --out $OUT'
 CALL2_CARRY='[".whl", ".gguf-part2"]'
 
 tree_bytes() {  # what travels without carry: tracked files + untracked files git does not ignore
@@ -79,7 +79,7 @@ cmd_commands() {
   echo "call 1 (timeout_s 180), carry $CALL1_CARRY:"
   echo "$CALL1"
   echo
-  echo "call 2 (timeout_s 360, at once after call 1: piece 1 stays only while the machine is warm), carry $CALL2_CARRY:"
+  echo "call 2 (timeout_s 420, at once after call 1: piece 1 stays only while the machine is warm), carry $CALL2_CARRY:"
   echo "$CALL2"
 }
 

@@ -14,21 +14,22 @@ Phases (the JSON is rewritten after each, so a run cut short still reports what 
    warm start on them (`actors.train.run_sft`);
 3. benchmarks on the free GPU: generation at ``--bench-batch`` x ``--bench-context`` tokens,
    eager (dynamic KV cache) against the fast path (static KV cache, decode step replayed as a
-   CUDA graph; no host sync per step), and the DAPO update's tokens/s;
+   CUDA graph; no host sync per step; with ``--bench-compile`` also the torch.compile
+   mode="reduce-overhead" decode step), and the DAPO update's tokens/s;
 4. multi-turn DAPO (`actors.train.Trainer`, the in-process runner: no Ray) from the SFT model,
    in one process per schedule on the same device: ``adaptive`` (the curriculum), ``static-low``
    (d = 0) and ``static-high`` (d = 6). The processes step in lockstep (the parent starts step
-   k + 1 when every process finished step k) until ``--train-seconds`` have passed, so every
-   schedule gets the same number of steps;
+   k + 1 when every process finished step k, and only if it should end within the budget), so
+   every schedule gets the same number of steps. The budget is ``--train-seconds``, cut so the
+   whole run ends by ``--deadline`` seconds;
 5. each process evaluates its final model greedily on held-out seeds (`actors.evaluate`'s
    range, disjoint from training seeds) at d in ``--eval-difficulties``;
-6. optionally (``--bench-compile``, if the deadline allows) the torch.compile
-   (mode="reduce-overhead") variant of the fast path;
-7. ``gpu_run.json`` (per step: reward, success, curriculum window, generation and training
-   tokens/s, share of step time outside the LLM; benchmarks; held-out success), plots
-   (``training.png``, ``heldout.png``, ``throughput.png``) and ``gpu_run.log`` in ``--out``
-   (default ``$OUT``, else ``benchmarks/results/gpu_run``). Models and run directories go
-   to ``--work`` (default a fresh temporary directory), not to ``--out``.
+6. ``gpu_run.json`` (per step: reward, success, curriculum window, generation and training
+   tokens/s, share of step time outside the LLM; benchmarks; held-out success; a summary
+   against the issue's targets), plots (``training.png``, ``heldout.png``,
+   ``throughput.png``) and ``gpu_run.log`` in ``--out`` (default ``$OUT``, else
+   ``benchmarks/results/gpu_run``). Models and run directories go to ``--work`` (default a
+   fresh temporary directory), not to ``--out``.
 
 "Outside the LLM" is the step's wall time minus the engine's generate time and the learner's
 update time: environment steps, prompt rendering and reply parsing, rewards, the curriculum,
@@ -59,14 +60,15 @@ RESULTS = ROOT / "benchmarks" / "results" / "gpu_run"
 SCHEDULES = ("adaptive", "static-low", "static-high")
 STEP_FIELDS = ("step", "reward_mean", "success_rate", "window", "generation_tokens_per_s", "training_tokens_per_s",
                "outside_llm_share", "step_s", "gen_s", "update_s", "sync_s", "env_s", "episodes", "stepped")
+EVAL_RESERVE_S = 45.0  # the deadline keeps this much for the held-out evaluation, plots and JSON
 ORACLE_SEED_BASE = 500_000_000  # SFT traces: apart from training seeds (0..) and evaluation seeds (10**9..)
 
 # (full run, --tiny) defaults; a flag given on the command line wins
 DEFAULTS = {
     "train_seconds": (240.0, 600.0), "max_steps": (10_000, 2), "group_size": (8, 2), "tasks_per_step": (4, 1),
-    "max_new_tokens": (256, 6), "catalog_size": (20_000, 2000), "sft_episodes": (224, 7), "sft_steps": (60, 2),
-    "sft_batch": (16, 2), "eval_seeds": (32, 1), "bench_batch": (256, 4), "bench_context": (1024, 48),
-    "bench_new_tokens": (128, 4), "update_batch": (32, 4), "update_context": (1024, 48), "deadline": (330.0, 1800.0),
+    "max_new_tokens": (256, 6), "catalog_size": (20_000, 2000), "sft_episodes": (224, 7), "sft_steps": (60, 1),
+    "sft_batch": (16, 1), "eval_seeds": (32, 1), "bench_batch": (256, 4), "bench_context": (1024, 48),
+    "bench_new_tokens": (128, 4), "update_batch": (32, 4), "update_context": (1024, 48), "deadline": (370.0, 3000.0),
     "max_rounds": (3, 1),
 }
 
@@ -111,14 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bench-context", type=int, help="generation benchmark prompt tokens (1024)")
     ap.add_argument("--bench-new-tokens", type=int, help="generation benchmark new tokens per row (128)")
     ap.add_argument("--bench-compile", action="store_true",
-                    help="also time the torch.compile(mode='reduce-overhead') decode step, last, if time allows")
+                    help="also time the torch.compile(mode='reduce-overhead') decode step (its compile time comes "
+                         "out of the training budget)")
     ap.add_argument("--update-batch", type=int, help="DAPO update benchmark sequences (32)")
     ap.add_argument("--update-context", type=int, help="DAPO update benchmark tokens per sequence (1024)")
     ap.add_argument("--micro-batch-tokens", type=int, default=None,
                     help="DAPO micro-batch size in tokens (default 16384 on CUDA, the project's 4096 on CPU)")
     ap.add_argument("--engine", choices=("fast", "eager"), default="fast",
                     help="training engine: fast (static KV cache, CUDA graphs on CUDA) or eager")
-    ap.add_argument("--deadline", type=float, help="seconds after start by which optional phases are skipped")
+    ap.add_argument("--deadline", type=float,
+                    help="seconds after start by which the run should be done: training gets what is left of it "
+                         "minus a reserve for the evaluation (default 370; --tiny 3000)")
     ap.add_argument("--seed", type=int, default=0)
     return ap
 
@@ -172,6 +177,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.out = os.environ.get("OUT") or str(RESULTS)
     if args.micro_batch_tokens is None:
         args.micro_batch_tokens = 16384 if args.device.startswith("cuda") else 4096
+    args.axes = {"T_max": 2} if args.tiny else {}  # --tiny: at most two agent turns per episode
     return args
 
 
@@ -513,7 +519,7 @@ def evaluate(tr, difficulties, seeds: int) -> dict:
     return out
 
 
-def train_schedules(args, sft_dir: str, work: Path, log, result: dict, save) -> None:
+def train_schedules(args, sft_dir: str, work: Path, log, result: dict, save, t_start: float) -> None:
     """Phases 4-5: one process per schedule, lockstep steps until the time budget, then a
     held-out evaluation in each."""
     import multiprocessing as mp
@@ -523,7 +529,7 @@ def train_schedules(args, sft_dir: str, work: Path, log, result: dict, save) -> 
             "dtype": _dtype(args.device), "group_size": args.group_size, "tasks_per_step": args.tasks_per_step,
             "max_sampling_rounds": args.max_rounds, "max_new_tokens": args.max_new_tokens,
             "catalog_size": args.catalog_size, "seed": args.seed, "checkpoint_every": 10**9, "ray": False,
-            "engine_opts": _engine_opts(args), "dapo": _dapo(args)}
+            "engine_opts": _engine_opts(args), "dapo": _dapo(args), "axes": dict(args.axes)}
     procs = {}
     runs = result.setdefault("runs", {})
     for name in args.schedules:
@@ -543,10 +549,14 @@ def train_schedules(args, sft_dir: str, work: Path, log, result: dict, save) -> 
         else:
             runs[name]["window_start"] = msg["window"]
             live[name] = (p, conn)
-    log(f"training {', '.join(live)} in lockstep for {args.train_seconds:.0f} s (at most {args.max_steps} steps)")
+    budget = min(args.train_seconds, args.deadline - (time.perf_counter() - t_start) - EVAL_RESERVE_S)
+    result["train_budget_s"] = budget
+    log(f"training {', '.join(live)} in lockstep for {budget:.0f} s (at most {args.max_steps} steps)")
     t0 = time.perf_counter()
     step = 0
-    while live and step < args.max_steps and time.perf_counter() - t0 < args.train_seconds:
+    last = 0.0  # the last lockstep step's duration: no step starts that would end past the budget
+    while live and step < args.max_steps and (step == 0 or time.perf_counter() - t0 + last <= budget):
+        ts = time.perf_counter()
         for name, (p, conn) in live.items():
             conn.send({"cmd": "step"})
         step += 1
@@ -563,6 +573,7 @@ def train_schedules(args, sft_dir: str, work: Path, log, result: dict, save) -> 
                 f"{m['window']} | gen {m['generation_tokens_per_s']:,.0f} tok/s, update "
                 f"{m['training_tokens_per_s']:,.0f} tok/s, outside LLM {m['outside_llm_share']:.1%}, "
                 f"step {m['step_s']:.1f} s")
+        last = time.perf_counter() - ts
         save()
     result["train_seconds_used"] = time.perf_counter() - t0
     result["lockstep_steps"] = step
@@ -829,19 +840,12 @@ def run(args) -> dict:
     variants = {"eager": {}, "static_cache": {"static_cache": True, "graphs": False}}
     if args.device.startswith("cuda"):
         variants["static_cache_cuda_graphs"] = {"static_cache": True, "graphs": True}
+    if args.bench_compile:
+        variants["static_cache_compile"] = {"static_cache": True, "compile": "reduce-overhead"}
     result["generation_benchmark"] = phase("generation_benchmark", lambda: gen_bench(variants))
     prompts_u = bench_prompts(tok, catalog, args.env_ids, 8, args.update_context)
     result["update_benchmark"] = phase("update_benchmark", lambda: bench_update(sft_dir, tok, prompts_u, args, log))
-    phase("train", lambda: train_schedules(args, sft_dir, work, log, result, save))
-    if args.bench_compile:
-        if time.perf_counter() - t_start < args.deadline:
-            extra = phase("generation_benchmark_compile",
-                          lambda: gen_bench({"static_cache_compile": {"static_cache": True, "compile": "reduce-overhead"}}))
-            if extra:
-                result["generation_benchmark"] = {**(result.get("generation_benchmark") or {}),
-                                                  "static_cache_compile": extra.get("static_cache_compile")}
-        else:
-            result["skipped"] = ["generation_benchmark_compile (past --deadline)"]
+    phase("train", lambda: train_schedules(args, sft_dir, work, log, result, save, t_start))
     result["summary"] = summarize(result, args)
     result["plots"] = phase("plots", lambda: write_plots(result, out))
     result["status"] = "complete" if "errors" not in result and all(

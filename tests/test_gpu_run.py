@@ -121,3 +121,14 @@ def test_tiny_rehearsal_writes_every_promised_field(tmp_path):
         assert (out / png).stat().st_size > 1000
     assert (out / "gpu_run.log").exists()
     assert len(list(out.iterdir())) <= 8  # what the device tool brings back from $OUT
+
+
+def test_docs_carry_the_exact_device_command_lines():
+    """docs/training.md shows the two calls exactly as benchmarks/gpu_carry.sh makes them."""
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_carry.sh"), "commands"], capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("python3 -m pip install")]
+    assert len(lines) == 2 and all(len(ln) <= 2000 for ln in lines)  # the device tool's command limit
+    doc = (ROOT / "docs" / "training.md").read_text()
+    assert all(ln in doc for ln in lines)
