@@ -219,7 +219,10 @@ def _dtype(device: str) -> str:
 
 
 def _engine_opts(args) -> dict:
-    return {"static_cache": True, "max_batch": 256} if args.engine == "fast" else {"max_batch": 256}
+    """The training / evaluation engine: 64 rows per batched generate at most (a turn of G x
+    tasks episodes is 32; the held-out evaluation's 128 episodes go in two batches, which
+    bounds the prefill's attention memory in each of the three processes)."""
+    return {"static_cache": True, "max_batch": 64} if args.engine == "fast" else {"max_batch": 64}
 
 
 def _dapo(args) -> dict:
@@ -368,6 +371,7 @@ def bench_generation(model, tok, prompts, new_tokens: int, device: str, variants
             _sync(device)
             dt = time.perf_counter() - t0
             n = sum(len(c.ids) for c in res)
+            syncs, steps = eng.host_syncs - syncs0, eng.decode_steps - steps0
             greedy = eng.generate(prompts[:8], temperature=0, max_new_tokens=min(new_tokens, 16), seed=0, stop_ids=[])
             ids = [c.ids for c in greedy]
             if first is None:
@@ -376,7 +380,7 @@ def bench_generation(model, tok, prompts, new_tokens: int, device: str, variants
             out[name] = {"options": opts, "tokens": n, "seconds": dt, "tokens_per_s": n / dt, "prefill_s": prefill,
                          "decode_tokens_per_s": (n - len(prompts)) / max(dt - prefill, 1e-9),
                          "decode_ms_per_step": 1e3 * max(dt - prefill, 0.0) / max(1, new_tokens - 1),
-                         "host_syncs": eng.host_syncs - syncs0, "decode_steps": eng.decode_steps - steps0,
+                         "host_syncs": syncs, "decode_steps": steps,
                          "graph_captures": eng.captures,
                          "greedy_tokens_equal_to_first_variant": same / max(1, sum(len(x) for x in first))}
             log(f"generation {name}: {n / dt:,.0f} tokens/s ({n} tokens in {dt:.2f} s; prefill {prefill:.2f} s; "
@@ -530,6 +534,8 @@ def train_schedules(args, sft_dir: str, work: Path, log, result: dict, save, t_s
             "max_sampling_rounds": args.max_rounds, "max_new_tokens": args.max_new_tokens,
             "catalog_size": args.catalog_size, "seed": args.seed, "checkpoint_every": 10**9, "ray": False,
             "engine_opts": _engine_opts(args), "dapo": _dapo(args), "axes": dict(args.axes)}
+    if not args.device.startswith("cuda"):  # the processes share the CPU cores
+        base["threads"] = max(1, (os.cpu_count() or 1) // len(args.schedules))
     procs = {}
     runs = result.setdefault("runs", {})
     for name in args.schedules:
@@ -744,7 +750,7 @@ def smoke(args, log) -> dict:
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
-    model = transformers.LlamaForCausalLM(cfg).to(args.device, dtype=getattr(torch, _dtype(args.device))).eval()
+    model = transformers.LlamaForCausalLM(cfg).to(args.device).eval()  # float32: greedy ties are rare
     prompts = [[(7 * i + j) % 250 + 3 for j in range(20 + 9 * i)] for i in range(5)]
     eager = HFEngine(model, pad_id=0, stop_ids=[], device=args.device).generate(prompts, temperature=0,
                                                                                max_new_tokens=24)
