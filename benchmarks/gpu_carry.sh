@@ -86,7 +86,7 @@ cmd_commands() {
 cmd_dryrun() {
   # Both calls here, in a temp copy of what would travel: CPU instead of CUDA (nvidia-smi and the
   # torch.cuda assert are skipped; the wheels install for cp312 with pip's target flags and are not
-  # put on PYTHONPATH, since this machine's Python may differ; --smoke and --tiny run on CPU with
+  # put on PYTHONPATH, since this machine's Python may differ; --smoke and a one-schedule, one-step --tiny run on CPU with
   # Ray made unimportable, as on the box).
   local sim out repo block
   sim=$(mktemp -d)
@@ -107,7 +107,7 @@ cmd_dryrun() {
   local join="${CALL2#*"$INSTALL"}"
   join="${join%%; set -o pipefail*}"
   join="${join//\/tmp\/model/$sim/model}"
-  (cd "$repo" && OUT=$sim/out2 bash -c "${install} ${join}; echo joined and verified: \$(ls -l $sim/model); PYTHONUNBUFFERED=1 timeout 1500 python3 benchmarks/gpu_run.py --tiny --device cpu --model $sim/model/$GGUF_NAME --work $sim/work --out \$OUT") \
+  (cd "$repo" && OUT=$sim/out2 bash -c "${install} ${join}; echo joined and verified: \$(ls -l $sim/model); PYTHONUNBUFFERED=1 timeout 1500 python3 benchmarks/gpu_run.py --tiny --device cpu --schedules adaptive --max-steps 1 --model $sim/model/$GGUF_NAME --work $sim/work --out \$OUT") \
     || { echo "dry run call 2 FAILED" >&2; exit 1; }
   echo "dry run OK; results in $sim/out1 and $sim/out2:"
   ls -l "$sim/out1" "$sim/out2"

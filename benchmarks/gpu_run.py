@@ -850,7 +850,8 @@ def run(args) -> dict:
         variants["static_cache_compile"] = {"static_cache": True, "compile": "reduce-overhead"}
     result["generation_benchmark"] = phase("generation_benchmark", lambda: gen_bench(variants))
     prompts_u = bench_prompts(tok, catalog, args.env_ids, 8, args.update_context)
-    result["update_benchmark"] = phase("update_benchmark", lambda: bench_update(sft_dir, tok, prompts_u, args, log))
+    result["update_benchmark"] = phase("update_benchmark", lambda: bench_update(sft_dir, tok, prompts_u, args, log,
+                                                                                repeats=1 if args.tiny else 3))
     phase("train", lambda: train_schedules(args, sft_dir, work, log, result, save, t_start))
     result["summary"] = summarize(result, args)
     result["plots"] = phase("plots", lambda: write_plots(result, out))
