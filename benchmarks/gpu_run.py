@@ -65,10 +65,10 @@ ORACLE_SEED_BASE = 500_000_000  # SFT traces: apart from training seeds (0..) an
 
 # (full run, --tiny) defaults; a flag given on the command line wins
 DEFAULTS = {
-    "train_seconds": (240.0, 600.0), "max_steps": (10_000, 2), "group_size": (8, 2), "tasks_per_step": (4, 1),
+    "train_seconds": (240.0, 5000.0), "max_steps": (10_000, 2), "group_size": (8, 2), "tasks_per_step": (4, 1),
     "max_new_tokens": (256, 6), "catalog_size": (20_000, 2000), "sft_episodes": (224, 7), "sft_steps": (60, 1),
     "sft_batch": (16, 1), "eval_seeds": (32, 1), "bench_batch": (256, 4), "bench_context": (1024, 48),
-    "bench_new_tokens": (128, 4), "update_batch": (32, 4), "update_context": (1024, 48), "deadline": (370.0, 3000.0),
+    "bench_new_tokens": (128, 4), "update_batch": (32, 4), "update_context": (1024, 48), "deadline": (370.0, 6000.0),
     "max_rounds": (3, 1),
 }
 
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training engine: fast (static KV cache, CUDA graphs on CUDA) or eager")
     ap.add_argument("--deadline", type=float,
                     help="seconds after start by which the run should be done: training gets what is left of it "
-                         "minus a reserve for the evaluation (default 370; --tiny 3000)")
+                         "minus a reserve for the evaluation (default 370; --tiny 6000)")
     ap.add_argument("--seed", type=int, default=0)
     return ap
 

@@ -96,7 +96,7 @@ def test_tiny_rehearsal_writes_every_promised_field(tmp_path):
     out = tmp_path / "out"
     res = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--out", str(out), "--work",
                           str(tmp_path / "work")], env=_no_ray_env(tmp_path), capture_output=True, text=True,
-                         timeout=3000)
+                         timeout=7200)
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
     result = json.loads((out / "gpu_run.json").read_text())
     assert result["status"] == "complete" and result["lockstep_steps"] == 2
