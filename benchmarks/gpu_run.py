@@ -381,7 +381,7 @@ def bench_generation(model, tok, prompts, new_tokens: int, device: str, variants
                          "decode_tokens_per_s": (n - len(prompts)) / max(dt - prefill, 1e-9),
                          "decode_ms_per_step": 1e3 * max(dt - prefill, 0.0) / max(1, new_tokens - 1),
                          "host_syncs": syncs, "decode_steps": steps,
-                         "graph_captures": eng.captures,
+                         "graph_captures": eng.captures, "graph_error": eng.graph_error,
                          "greedy_tokens_equal_to_first_variant": same / max(1, sum(len(x) for x in first))}
             log(f"generation {name}: {n / dt:,.0f} tokens/s ({n} tokens in {dt:.2f} s; prefill {prefill:.2f} s; "
                 f"{out[name]['decode_ms_per_step']:.1f} ms per decode step; {out[name]['host_syncs']} host syncs in "
@@ -494,7 +494,7 @@ def _train_step(tr, env_id: str) -> dict:
                 "outside_llm_share": max(0.0, step_s - gen_s - upd) / step_s if step_s else 0.0,
                 "sync_share": float(m.get("sync_s", 0.0)) / step_s if step_s else 0.0,
                 "env_s": float(m.get("env_s", 0.0)), "stepped": bool(m.get("stepped", False)),
-                "graph_captures": eng.captures})
+                "graph_captures": eng.captures, "graph_error": eng.graph_error})
     return out
 
 
@@ -758,7 +758,8 @@ def smoke(args, log) -> dict:
     t0 = time.perf_counter()
     fast = fast_eng.generate(prompts, temperature=0, max_new_tokens=24)
     same = sum(a == b for x, y in zip(eager, fast) for a, b in zip(x.ids, y.ids))
-    out["fast_path"] = {"graphs": fast_eng.graphs, "captures": fast_eng.captures, "seconds": time.perf_counter() - t0,
+    out["fast_path"] = {"graphs": fast_eng.graphs, "captures": fast_eng.captures, "graph_error": fast_eng.graph_error,
+                        "seconds": time.perf_counter() - t0,
                         "greedy_tokens_equal": same / sum(len(x.ids) for x in eager),
                         "host_syncs": fast_eng.host_syncs, "decode_steps": fast_eng.decode_steps}
     log(f"smoke: imports {out['imports']}; ray imported: {out['ray_imported']}; fast path {out['fast_path']}")

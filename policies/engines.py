@@ -178,7 +178,8 @@ class HFEngine:
     - ``static_cache=True``: a `transformers.StaticCache` of ``bucket(prompt + max_new_tokens)``
       slots and an explicit boolean attention mask over them; on CUDA the decode step (forward,
       cache write, mask and position update) is captured once per (batch bucket, cache bucket)
-      as a CUDA graph and replayed (``graphs=False`` turns that off), or, with ``compile=True``
+      as a CUDA graph and replayed (``graphs=False`` turns that off; a capture that fails turns
+      it off too and says why in ``graph_error``), or, with ``compile=True``
       (or a mode string), compiled by ``torch.compile(mode="reduce-overhead")`` instead. The
       batch is padded to a power of two (at least 8) and the cache to a multiple of
       ``cache_bucket`` tokens so that few graphs serve every call; at most ``max_graphs`` are
@@ -226,6 +227,7 @@ class HFEngine:
         self.decode_steps = 0
         self.host_syncs = 0
         self.captures = 0
+        self.graph_error: str | None = None  # why CUDA graphs were turned off, if a capture failed
         self._static: dict = {}  # (batch bucket, cache length) -> _StaticDecoder, least recently used first
         self._forward = model
         if compile and not self.static_cache:
@@ -513,9 +515,14 @@ class _StaticDecoder:
         """Write `feed` (the sampled ids, pad for finished rows) at the next slot and return
         the next logits (a view that the following step overwrites)."""
         self.tok.copy_(feed[:, None])
-        if self.engine.graphs:
-            if self.graph is None:
+        if self.engine.graphs and self.graph is None:
+            try:
                 self._capture()
+            except Exception as exc:  # noqa: BLE001 - a model whose step cannot be captured runs eagerly
+                self.engine.graphs = False
+                self.engine.graph_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.graph = None
+        if self.graph is not None:
             self.graph.replay()
             return self.out
         out = self._run()
@@ -528,20 +535,23 @@ class _StaticDecoder:
 
         saved = [t.clone() for t in (self.kv_valid, self.pos, self.slot)]
         lengths = [layer.cumulative_length.clone() for layer in self.cache.layers]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._step_eager()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = self._step_eager()
-        for t, s in zip((self.kv_valid, self.pos, self.slot), saved):
-            t.copy_(s)
-        for layer, n in zip(self.cache.layers, lengths):
-            layer.cumulative_length.copy_(n)
-        self.engine.captures += 1
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._step_eager()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.out = self._step_eager()
+            self.graph = graph
+            self.engine.captures += 1
+        finally:  # the warm-up (and a failed capture) advanced the state: put it back
+            for t, s in zip((self.kv_valid, self.pos, self.slot), saved):
+                t.copy_(s)
+            for layer, n in zip(self.cache.layers, lengths):
+                layer.cumulative_length.copy_(n)
 
 
 # --------------------------------------------------------------------------- vLLM

@@ -263,6 +263,19 @@ def test_static_cache_with_filler_rows_and_sparse_host_checks_matches_the_loop(t
     assert static.host_syncs < static.decode_steps
 
 
+def test_a_failed_graph_capture_falls_back_to_the_eager_static_step(tiny_llama):
+    """On CPU a CUDA graph cannot be captured: forcing graphs on gives the eager static
+    step's result, with the reason kept, and the warm-up's state changes undone."""
+    from policies.engines import HFEngine
+
+    want = HFEngine(tiny_llama, pad_id=0, stop_ids=[]).generate(PROMPTS, temperature=0, max_new_tokens=6)
+    eng = HFEngine(tiny_llama, pad_id=0, stop_ids=[], static_cache=True, cache_bucket=16)
+    eng.graphs = eng.bucket_rows = True
+    got = eng.generate(PROMPTS, temperature=0, max_new_tokens=6)
+    assert [c.ids for c in got] == [c.ids for c in want]
+    assert not eng.graphs and eng.graph_error and eng.captures == 0
+
+
 def test_engine_options_are_validated(tiny_llama):
     from policies.engines import HFEngine
 
