@@ -154,12 +154,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     scheds = [s.strip() for s in args.schedules.split(",") if s.strip()]
     bad = [s for s in scheds if s not in SCHEDULES]
     if bad or not scheds:
-        raise ValueError(f"--schedules must be a comma-separated subset of {','.join(SCHEDULES)}, got {args.schedules!r}")
+        raise ValueError(f"--schedules must be a comma-separated subset of {','.join(SCHEDULES)}, "
+                         f"got {args.schedules!r}")
     args.schedules = scheds
     try:
         diffs = sorted({int(x) for x in args.eval_difficulties.split(",") if x.strip()})
     except ValueError:
-        raise ValueError(f"--eval-difficulties must be comma-separated integers, got {args.eval_difficulties!r}") from None
+        raise ValueError(f"--eval-difficulties must be comma-separated integers, "
+                         f"got {args.eval_difficulties!r}") from None
     if not diffs or diffs[0] < 0 or diffs[-1] > 30:
         raise ValueError(f"--eval-difficulties must be difficulties in [0, 30], got {args.eval_difficulties!r}")
     args.eval_difficulties = diffs
@@ -640,7 +642,7 @@ def summarize(result: dict, args) -> dict:
             others = [held[n][d] for n in held if n != "adaptive" and d in held[n]]
             if d in held["adaptive"] and others:
                 s[f"adaptive_above_static_at_d{d}"] = all(held["adaptive"][d] > o for o in others)
-    gen = result.get("generation_benchmark", {})
+    gen = result.get("generation_benchmark") or {}
     eager = gen.get("eager", {}).get("tokens_per_s")
     fast = max((v.get("tokens_per_s", 0.0) for k, v in gen.items() if k != "eager" and isinstance(v, dict)),
                default=0.0)
@@ -649,7 +651,7 @@ def summarize(result: dict, args) -> dict:
         s["generation_fast_tokens_per_s"] = fast
         s["generation_fast_over_eager"] = fast / eager
         s["target_generation_20k"] = fast >= 20_000
-    upd = result.get("update_benchmark", {}).get("tokens_per_s")
+    upd = (result.get("update_benchmark") or {}).get("tokens_per_s")
     if upd:
         s["update_tokens_per_s"] = upd
         s["target_update_100k"] = upd >= 100_000
@@ -708,7 +710,8 @@ def write_plots(result: dict, out: Path) -> list[str]:
         axes[0].plot(x, [m["generation_tokens_per_s"] for m in st], label=name)
         axes[1].plot(x, [m["training_tokens_per_s"] for m in st], label=name)
         axes[2].plot(x, [m["outside_llm_share"] for m in st], label=name)
-    gen = {k: v for k, v in result.get("generation_benchmark", {}).items() if isinstance(v, dict) and "tokens_per_s" in v}
+    gen = {k: v for k, v in (result.get("generation_benchmark") or {}).items()
+           if isinstance(v, dict) and "tokens_per_s" in v}
     for k, v in gen.items():
         axes[0].axhline(v["tokens_per_s"], ls="--", lw=0.8, color="gray")
         axes[0].annotate(f"bench {k}", (0, v["tokens_per_s"]), fontsize=7)
@@ -854,7 +857,7 @@ def run(args) -> dict:
     result["update_benchmark"] = phase("update_benchmark", lambda: bench_update(sft_dir, tok, prompts_u, args, log,
                                                                                 repeats=1 if args.tiny else 3))
     phase("train", lambda: train_schedules(args, sft_dir, work, log, result, save, t_start))
-    result["summary"] = summarize(result, args)
+    result["summary"] = phase("summary", lambda: summarize(result, args))
     result["plots"] = phase("plots", lambda: write_plots(result, out))
     result["status"] = "complete" if "errors" not in result and all(
         "error" not in r for r in result.get("runs", {}).values()) else "partial"

@@ -132,3 +132,30 @@ def test_docs_carry_the_exact_device_command_lines():
     assert len(lines) == 2 and all(len(ln) <= 2000 for ln in lines)  # the device tool's command limit
     doc = (ROOT / "docs" / "training.md").read_text()
     assert all(ln in doc for ln in lines)
+
+
+def test_summary_compares_the_figures_with_the_targets():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_run
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def run(windows, shares, held):
+        return {"window_start": windows[0], "eval": {"by_difficulty": {d: {"success_rate": v} for d, v in held.items()}},
+                "steps": [{"window": w, "outside_llm_share": s} for w, s in zip(windows[1:], shares)]}
+
+    result = {"lockstep_steps": 3, "runs": {
+        "adaptive": run([[0, 0], [0, 1], [0, 2], [0, 3]], [0.02, 0.04, 0.03], {"2": 0.5, "4": 0.25}),
+        "static-low": run([[0, 0]] * 4, [0.01, 0.01, 0.01], {"2": 0.25, "4": 0.25}),
+        "static-high": run([[6, 6]] * 4, [0.06, 0.07, 0.08], {"2": 0.125, "4": 0.0})},
+        "generation_benchmark": {"eager": {"tokens_per_s": 3000.0}, "static_cache": {"tokens_per_s": 9000.0},
+                                 "static_cache_cuda_graphs": {"tokens_per_s": 24000.0}, "batch": 256},
+        "update_benchmark": {"tokens_per_s": 90000.0}}
+    s = gpu_run.summarize(result, None)
+    assert (s["adaptive_frontier_start"], s["adaptive_frontier_end"], s["adaptive_frontier_rise"]) == (0, 3, 3)
+    assert s["target_frontier_rise_2"] and s["adaptive_above_static_at_d2"]
+    assert not s["adaptive_above_static_at_d4"]  # a tie with static-low is not above it
+    assert s["generation_fast_over_eager"] == 8.0 and s["target_generation_20k"]
+    assert not s["target_update_100k"]
+    assert s["outside_llm_share_median"] == 0.03 and s["target_outside_llm_5pct"]
