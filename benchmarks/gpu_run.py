@@ -536,8 +536,7 @@ def train_schedules(args, sft_dir: str, work: Path, log, result: dict, save, t_s
             "max_sampling_rounds": args.max_rounds, "max_new_tokens": args.max_new_tokens,
             "catalog_size": args.catalog_size, "seed": args.seed, "checkpoint_every": 10**9, "ray": False,
             "engine_opts": _engine_opts(args), "dapo": _dapo(args), "axes": dict(args.axes)}
-    if not args.device.startswith("cuda"):  # the processes share the CPU cores
-        base["threads"] = max(1, (os.cpu_count() or 1) // len(args.schedules))
+    base["threads"] = max(1, (os.cpu_count() or 1) // len(args.schedules))  # the processes share the CPU cores
     procs = {}
     runs = result.setdefault("runs", {})
     for name in args.schedules:
