@@ -376,7 +376,7 @@ class Trainer:
         if cfg.engine != "hf":
             raise ValueError("the in-process trainer runs the hf engine; drop --in-process for vllm")
         emodel, _ = load_model(model_src, device=cfg.device, dtype=cfg.dtype)
-        self.engine = HFEngine(emodel, tok, device=cfg.device)
+        self.engine = HFEngine(emodel, tok, device=cfg.device, **cfg.engine_opts)
         self.tokenizer = tok
         from policies.codec import ChatCodec
 

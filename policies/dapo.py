@@ -48,6 +48,7 @@ class DAPOConfig:
     epochs: int = 1  # passes over the batch per update (1: ratio == 1 at the first token-step)
     lora_r: int = 0  # >0: train LoRA adapters (needs peft)
     lora_alpha: int = 32
+    autocast: str = ""  # "bfloat16" / "float16": forward and backward under torch.autocast (weights stay as they are)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -269,6 +270,7 @@ def dapo_update(model, optimizer, trajectories: Sequence[Trajectory], cfg: DAPOC
                              "adv_abs_mean": sum(abs(a) for a in advs) / len(advs) if advs else 0.0}
     if not rows or n_tok == 0:
         return stats
+    amp = _autocast(cfg.autocast, device)
     model.train()
     agg: dict[str, float] = defaultdict(float)
     total_loss = 0.0
@@ -276,7 +278,8 @@ def dapo_update(model, optimizer, trajectories: Sequence[Trajectory], cfg: DAPOC
         optimizer.zero_grad(set_to_none=True)
         for mb in _micro_batches(rows, cfg.micro_batch_tokens):
             ids, attn, mask, old, adv = make_batch(mb, pad_id, device)
-            logp = token_logprobs(model, ids, attn, cfg.temperature, mask)
+            with amp():
+                logp = token_logprobs(model, ids, attn, cfg.temperature, mask)
             loss, st = dapo_loss(logp, old, adv, mask, cfg.eps_low, cfg.eps_high, num_tokens=n_tok)
             loss.backward()
             total_loss += float(loss.detach())
@@ -290,6 +293,20 @@ def dapo_update(model, optimizer, trajectories: Sequence[Trajectory], cfg: DAPOC
     stats.update({k: v / max(1, cfg.epochs) for k, v in agg.items()})
     stats.update({"loss": total_loss / max(1, cfg.epochs), "grad_norm": float(gnorm), "stepped": True})
     return stats
+
+
+def _autocast(dtype: str, device):
+    """A context factory: ``torch.autocast`` on `device`'s type in `dtype`, or a no-op for ""."""
+    import contextlib
+
+    import torch
+
+    if not dtype:
+        return contextlib.nullcontext
+    if dtype not in ("bfloat16", "float16"):
+        raise ValueError(f"autocast must be '', 'bfloat16' or 'float16', got {dtype!r}")
+    kind = torch.device(device).type
+    return lambda: torch.autocast(kind, dtype=getattr(torch, dtype))
 
 
 def sft_loss(model, ids, attn, mask):

@@ -165,13 +165,33 @@ def _merged_lora_weights(model, dtype, names):
 
 
 class HFEngine:
-    """transformers generation, batched with left padding (see module docstring)."""
+    """transformers generation, batched with left padding (see module docstring).
+
+    Both paths keep the sampled ids, their logprobs and the finished flags in device
+    tensors and look at the flags on the host once every `sync_every` decode steps (one
+    ``done.all()`` check); the ids and logprobs come back in one transfer at the end. So a
+    batch runs at most ``sync_every - 1`` decode steps past its last stop token, and no
+    decode step waits for the host.
+
+    - default: a decode loop over transformers' dynamic KV cache (``compile=True`` wraps the
+      forward in ``torch.compile``).
+    - ``static_cache=True``: a `transformers.StaticCache` of ``bucket(prompt + max_new_tokens)``
+      slots and an explicit boolean attention mask over them; on CUDA the decode step (forward,
+      cache write, mask and position update) is captured once per (batch bucket, cache bucket)
+      as a CUDA graph and replayed (``graphs=False`` turns that off; a capture that fails turns
+      it off too and says why in ``graph_error``), or, with ``compile=True``
+      (or a mode string), compiled by ``torch.compile(mode="reduce-overhead")`` instead. The
+      batch is padded to a power of two (at least 8) and the cache to a multiple of
+      ``cache_bucket`` tokens so that few graphs serve every call; at most ``max_graphs`` are
+      kept (least recently used dropped).
+    """
 
     token_level = True
 
     def __init__(self, model, tokenizer=None, device: str | None = None, pad_id: int | None = None,
                  stop_ids: Sequence[int] | None = None, max_batch: int = 64, static_cache: bool = False,
-                 compile: bool = False):
+                 compile: bool | str = False, graphs: bool | None = None, sync_every: int | None = None,
+                 cache_bucket: int = 512, max_graphs: int = 8):
         import torch
 
         self.model = model
@@ -182,15 +202,37 @@ class HFEngine:
         self.pad_id = int(pad_id if pad_id is not None else 0)
         eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
         self.stop_ids = list(stop_ids) if stop_ids is not None else ([int(eos)] if eos is not None else [])
-        self.max_batch = max(1, int(max_batch))
-        self.static_cache = static_cache
+        on_cuda = self.device.type == "cuda"
+        if sync_every is None:
+            sync_every = 8 if on_cuda else 1  # a host check costs nothing on CPU
+        for name, v in (("max_batch", max_batch), ("sync_every", sync_every), ("cache_bucket", cache_bucket),
+                        ("max_graphs", max_graphs)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(compile, (bool, str)):
+            raise ValueError(f"compile must be true, false or a torch.compile mode, got {compile!r}")
+        self.max_batch = max_batch
+        self.static_cache = bool(static_cache)
+        self.sync_every = sync_every
+        self.cache_bucket = cache_bucket
+        self.max_graphs = max_graphs
+        self.compile_mode = (compile if isinstance(compile, str) else "reduce-overhead") if compile else None
+        self.graphs = bool(on_cuda if graphs is None else graphs) and on_cuda and self.static_cache \
+            and self.compile_mode is None
+        self.bucket_rows = self.graphs or bool(self.compile_mode and self.static_cache)  # pad batches to a bucket
         self.version = 0
         self.checksum: str | None = None
         self.generated_tokens = 0
         self.generate_s = 0.0
+        self.decode_steps = 0
+        self.host_syncs = 0
+        self.captures = 0
+        self.graph_error: str | None = None  # why CUDA graphs were turned off, if a capture failed
+        self._static: dict = {}  # (batch bucket, cache length) -> _StaticDecoder, least recently used first
         self._forward = model
-        if compile:
-            self._forward = torch.compile(model)
+        if compile and not self.static_cache:
+            self._forward = torch.compile(model) if compile is True else torch.compile(model, mode=compile)
+        self._cache_kw = _cache_keyword(model)
         self.model.eval()
 
     # ---- generation
@@ -210,7 +252,7 @@ class HFEngine:
             chunk = prompts[start:start + self.max_batch]
             cseed = None if seed is None else int(seed) + start
             if self.static_cache:
-                out += self._generate_hf(chunk, temperature, max_new_tokens, cseed, stops)
+                out += self._generate_static(chunk, temperature, max_new_tokens, cseed, stops)
             else:
                 out += self._generate_loop(chunk, temperature, max_new_tokens, cseed, stops)
         self.generate_s += time.perf_counter() - t0
@@ -219,15 +261,19 @@ class HFEngine:
             c.version = self.version
         return out
 
-    def _batch(self, prompts):
+    def _batch(self, prompts, rows: int | None = None):
+        """Left-padded (ids, attention) on the device; `rows` > len(prompts) adds filler
+        rows of one real token (their results are dropped)."""
         import torch
 
         n = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), n), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(prompts), n), dtype=torch.long)
+        rows = rows or len(prompts)
+        ids = torch.full((rows, n), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((rows, n), dtype=torch.long)
         for i, p in enumerate(prompts):
             ids[i, n - len(p):] = torch.tensor(p, dtype=torch.long)
             attn[i, n - len(p):] = 1
+        attn[len(prompts):, -1] = 1
         return ids.to(self.device), attn.to(self.device)
 
     def _logits(self, **kwargs):
@@ -236,82 +282,91 @@ class HFEngine:
         except TypeError:
             return self._forward(**kwargs)
 
+    def _generator(self, seed):
+        import torch
+
+        if seed is None:
+            return None
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed))
+        return gen
+
+    def _completions(self, state, n_rows: int) -> list[Completion]:
+        """One device -> host transfer of the whole decode state."""
+        toks, lps, length, done = (t[:n_rows].cpu() for t in (state.toks, state.lps, state.length, state.done))
+        toks, lps, length, done = toks.tolist(), lps.tolist(), length.tolist(), done.tolist()
+        return [Completion(toks[i][:length[i]], lps[i][:length[i]], "stop" if done[i] else "length")
+                for i in range(n_rows)]
+
+    def _finished(self, state, step: int, max_new_tokens: int) -> bool:
+        """True when the loop should stop after `step`: the last step, or (checked on the
+        host only every `sync_every` steps) every row has stopped."""
+        if step == max_new_tokens - 1:
+            return True
+        if (step + 1) % self.sync_every:
+            return False
+        self.host_syncs += 1
+        return bool(state.done.all())
+
     def _generate_loop(self, prompts, temperature, max_new_tokens, seed, stops):
         import torch
 
         ids, attn = self._batch(prompts)
         B = ids.shape[0]
-        gen = None
-        if seed is not None:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(int(seed))
-        stop_t = torch.tensor(stops or [-1], device=self.device)
+        gen = self._generator(seed)
+        state = _DecodeState(B, max_new_tokens, stops, self.device)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        toks: list[list[int]] = [[] for _ in range(B)]
-        lps: list[list[float]] = [[] for _ in range(B)]
-        finish = ["length"] * B
-        done = torch.zeros(B, dtype=torch.bool, device=self.device)
         with torch.inference_mode():
             out = self._logits(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
             past = out.past_key_values
             logits = out.logits[:, -1, :]
             last_pos = pos[:, -1:]
             for step in range(max_new_tokens):
-                logits = logits.float()
-                if temperature == 0:
-                    logp = torch.log_softmax(logits, -1)
-                    nxt = logp.argmax(-1)
-                else:
-                    logp = torch.log_softmax(logits / temperature, -1)
-                    nxt = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(-1)
-                chosen = logp.gather(-1, nxt[:, None]).squeeze(-1)
-                nxt_l, chosen_l, done_l = nxt.tolist(), chosen.tolist(), done.tolist()
-                for i in range(B):
-                    if not done_l[i]:
-                        toks[i].append(nxt_l[i])
-                        lps[i].append(chosen_l[i])
-                hit = torch.isin(nxt, stop_t) & ~done
-                for i in torch.nonzero(hit).flatten().tolist():
-                    finish[i] = "stop"
-                done = done | hit
-                if bool(done.all()) or step == max_new_tokens - 1:
+                nxt = state.record(step, logits, temperature, gen)
+                self.decode_steps += 1
+                if self._finished(state, step, max_new_tokens):
                     break
-                feed = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
+                feed = torch.where(state.done, torch.full_like(nxt, self.pad_id), nxt)
                 attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=self.device)], dim=1)
                 last_pos = last_pos + 1
                 out = self._logits(input_ids=feed[:, None], attention_mask=attn, position_ids=last_pos,
-                                   past_key_values=past, use_cache=True)
+                                   use_cache=True, **{self._cache_kw: past})
                 past = out.past_key_values
                 logits = out.logits[:, -1, :]
-        return [Completion(toks[i], lps[i], finish[i]) for i in range(B)]
+        return self._completions(state, B)
 
-    def _generate_hf(self, prompts, temperature, max_new_tokens, seed, stops):
-        """``model.generate`` with a static KV cache (GPU); logprobs from the processed scores."""
+    def _decoder(self, rows: int, cache_len: int) -> "_StaticDecoder":
+        key = (rows, cache_len)
+        dec = self._static.pop(key, None)
+        if dec is None:
+            while len(self._static) >= self.max_graphs:
+                self._static.pop(next(iter(self._static)))  # least recently used
+            dec = _StaticDecoder(self, rows, cache_len)
+        self._static[key] = dec  # most recently used last
+        return dec
+
+    def _generate_static(self, prompts, temperature, max_new_tokens, seed, stops):
+        """The static-KV-cache path (see the class docstring)."""
         import torch
 
-        ids, attn = self._batch(prompts)
-        if seed is not None:
-            torch.manual_seed(int(seed))
-        kwargs = dict(do_sample=temperature > 0, max_new_tokens=max_new_tokens, eos_token_id=stops or None,
-                      pad_token_id=self.pad_id, output_scores=True, return_dict_in_generate=True,
-                      cache_implementation="static", top_k=0, top_p=1.0)
-        if temperature > 0:
-            kwargs["temperature"] = temperature
+        B = len(prompts)
+        rows = _bucket_rows(B) if self.bucket_rows else B
+        P = max(len(p) for p in prompts)
+        cache_len = -(-(P + max_new_tokens) // self.cache_bucket) * self.cache_bucket
+        ids, attn = self._batch(prompts, rows)
+        gen = self._generator(seed)
+        state = _DecodeState(rows, max_new_tokens, stops, self.device)
+        state.done[B:] = True  # filler rows never hold the batch back
+        dec = self._decoder(rows, cache_len)
         with torch.inference_mode():
-            res = self.model.generate(input_ids=ids, attention_mask=attn, **kwargs)
-        seqs = res.sequences[:, ids.shape[1]:]
-        out = []
-        for i in range(len(prompts)):
-            toks, lps, finish = [], [], "length"
-            for s, score in enumerate(res.scores):
-                t = int(seqs[i, s])
-                toks.append(t)
-                lps.append(float(torch.log_softmax(score[i].float(), -1)[t]))
-                if t in stops:
-                    finish = "stop"
+            logits = dec.prefill(ids, attn)
+            for step in range(max_new_tokens):
+                nxt = state.record(step, logits, temperature, gen)
+                self.decode_steps += 1
+                if self._finished(state, step, max_new_tokens):
                     break
-            out.append(Completion(toks, lps, finish))
-        return out
+                logits = dec.step(torch.where(state.done, torch.full_like(nxt, self.pad_id), nxt))
+        return self._completions(state, B)
 
     # ---- weights
     def load_weights(self, state_dict: Mapping[str, Any], version: int, checksum: str | None = None) -> str:
@@ -347,6 +402,156 @@ class HFEngine:
     def stats(self) -> dict:
         return {"version": self.version, "generated_tokens": self.generated_tokens, "generate_s": self.generate_s,
                 "tokens_per_s": self.generated_tokens / self.generate_s if self.generate_s else 0.0}
+
+
+def _bucket_rows(n: int) -> int:
+    """Batch rows for a captured decode step: the next power of two, at least 8."""
+    return max(8, 1 << (int(n) - 1).bit_length())
+
+
+def _cache_keyword(model) -> str:
+    """The forward's KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+class _DecodeState:
+    """Device tensors of one batched decode: sampled ids and logprobs per step, each row's
+    length (its stop token included) and whether it stopped."""
+
+    def __init__(self, rows: int, max_new_tokens: int, stops, device):
+        import torch
+
+        self.toks = torch.zeros((rows, max_new_tokens), dtype=torch.long, device=device)
+        self.lps = torch.zeros((rows, max_new_tokens), dtype=torch.float32, device=device)
+        self.length = torch.zeros(rows, dtype=torch.long, device=device)
+        self.done = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.stop_t = torch.tensor(list(stops) or [-1], device=device)
+
+    def record(self, step: int, logits, temperature: float, gen):
+        """Sample from softmax(logits / T) (argmax at T = 0), store the token and its
+        logprob, update lengths and stop flags; returns the sampled ids. No host sync."""
+        import torch
+
+        logits = logits.float()
+        if temperature == 0:
+            logp = torch.log_softmax(logits, -1)
+            nxt = logp.argmax(-1)
+        else:
+            logp = torch.log_softmax(logits / temperature, -1)
+            nxt = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(-1)
+        self.toks[:, step] = nxt
+        self.lps[:, step] = logp.gather(-1, nxt[:, None]).squeeze(-1)
+        live = ~self.done
+        self.length += live.long()
+        self.done |= torch.isin(nxt, self.stop_t) & live
+        return nxt
+
+
+class _StaticDecoder:
+    """A `StaticCache` of `rows` x `cache_len` slots with its decode step: the new token
+    attends to every valid prompt slot and every generated one (a boolean [rows, 1, 1,
+    cache_len] mask). On CUDA with `engine.graphs` the step is one captured CUDA graph;
+    with `engine.compile_mode` it is compiled by torch.compile."""
+
+    def __init__(self, engine: "HFEngine", rows: int, cache_len: int):
+        import torch
+        from transformers import StaticCache
+
+        self.engine = engine
+        self.model = engine.model
+        self.rows, self.cache_len = rows, cache_len
+        dev = engine.device
+        self.cache = StaticCache(config=self.model.config, max_cache_len=cache_len)
+        self.kv_valid = torch.zeros((rows, cache_len), dtype=torch.bool, device=dev)
+        self.tok = torch.zeros((rows, 1), dtype=torch.long, device=dev)
+        self.pos = torch.zeros((rows, 1), dtype=torch.long, device=dev)
+        self.slot = torch.zeros(1, dtype=torch.long, device=dev)  # the cache slot the next token goes to
+        self.graph = None
+        self.out = None
+        self._run = self._step_eager
+        if engine.compile_mode:
+            for t in (self.kv_valid, self.tok, self.pos, self.slot):
+                torch._dynamo.mark_static_address(t)
+            self._run = torch.compile(self._step_eager, mode=engine.compile_mode, dynamic=False)
+
+    def _forward(self, ids, mask, pos):
+        kw = {self.engine._cache_kw: self.cache}
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                          **kw).logits[:, -1, :]
+
+    def _step_eager(self):
+        self.kv_valid.index_fill_(1, self.slot, True)
+        logits = self._forward(self.tok, self.kv_valid[:, None, None, :], self.pos)
+        self.slot += 1
+        self.pos += 1
+        return logits
+
+    def prefill(self, ids, attn):
+        """Reset the cache, run the prompt (eager), leave the state at the first decode
+        slot; returns the last position's logits."""
+        import torch
+
+        P = ids.shape[1]
+        self.cache.reset()
+        self.kv_valid.zero_()
+        self.kv_valid[:, :P] = attn.bool()
+        causal = torch.ones((P, self.cache_len), dtype=torch.bool, device=ids.device).tril()
+        eye = torch.eye(P, self.cache_len, dtype=torch.bool, device=ids.device)
+        # a pad query attends to itself, so no row of the mask is empty (an empty row gives NaN)
+        mask = (causal[None] & self.kv_valid[:, None, :]) | eye[None]
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        logits = self._forward(ids, mask[:, None], pos)
+        self.pos.copy_(pos[:, -1:] + 1)
+        self.slot.fill_(P)
+        return logits
+
+    def step(self, feed):
+        """Write `feed` (the sampled ids, pad for finished rows) at the next slot and return
+        the next logits (a view that the following step overwrites)."""
+        self.tok.copy_(feed[:, None])
+        if self.engine.graphs and self.graph is None:
+            try:
+                self._capture()
+            except Exception as exc:  # noqa: BLE001 - a model whose step cannot be captured runs eagerly
+                self.engine.graphs = False
+                self.engine.graph_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.graph = None
+        if self.graph is not None:
+            self.graph.replay()
+            return self.out
+        out = self._run()
+        return out.clone() if self.engine.compile_mode else out
+
+    def _capture(self):
+        """Warm up on a side stream, capture the step, then restore the state the warm-up
+        advanced (the cache position, slot, positions and mask)."""
+        import torch
+
+        saved = [t.clone() for t in (self.kv_valid, self.pos, self.slot)]
+        lengths = [layer.cumulative_length.clone() for layer in self.cache.layers]
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._step_eager()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.out = self._step_eager()
+            self.graph = graph
+            self.engine.captures += 1
+        finally:  # the warm-up (and a failed capture) advanced the state: put it back
+            for t, s in zip((self.kv_valid, self.pos, self.slot), saved):
+                t.copy_(s)
+            for layer, n in zip(self.cache.layers, lengths):
+                layer.cumulative_length.copy_(n)
 
 
 # --------------------------------------------------------------------------- vLLM

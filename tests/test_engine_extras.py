@@ -218,3 +218,68 @@ def test_lora_push_loads_into_a_plain_engine_and_matches_peft_forward(tiny_lora)
         got = engine.model(input_ids=ids).logits
     assert torch.allclose(got, want_merged, atol=1e-5)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- decode paths
+
+
+@pytest.fixture()
+def tiny_llama():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+PROMPTS = [[5, 9, 11, 3, 7, 20, 21], [8, 2], [30, 31, 32, 33]]
+
+
+def test_static_cache_with_filler_rows_and_sparse_host_checks_matches_the_loop(tiny_llama):
+    """The static-cache path with the batch padded to its bucket (filler rows, as CUDA
+    graphs use) and the stop flags read every 4 steps gives the decode loop's ids,
+    logprobs, lengths and finish reasons, greedy and seeded sampling alike; a row stops on
+    its first stop token, which it keeps."""
+    from policies.engines import HFEngine
+
+    loop = HFEngine(tiny_llama, pad_id=0, stop_ids=[])
+    greedy = loop.generate(PROMPTS, temperature=0, max_new_tokens=12)
+    stop = greedy[1].ids[3]  # row 1's 4th greedy token: every row's first occurrence ends it
+    loop.stop_ids = [stop]
+    static = HFEngine(tiny_llama, pad_id=0, stop_ids=[stop], static_cache=True, sync_every=4, cache_bucket=16)
+    static.bucket_rows = True
+    for kw in ({"temperature": 0}, {"temperature": 1.0, "seed": 7}):
+        want = loop.generate(PROMPTS, max_new_tokens=12, **kw)
+        got = static.generate(PROMPTS, max_new_tokens=12, **kw)
+        assert [c.finish_reason for c in got] == [c.finish_reason for c in want]
+        for a, b in zip(got, want):
+            if kw["temperature"] == 0:
+                assert a.ids == b.ids
+                assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+            assert (a.finish_reason == "stop") == (stop in a.ids) and (stop not in a.ids[:-1])
+    assert greedy[1].ids[:4] == static.generate(PROMPTS, temperature=0, max_new_tokens=12)[1].ids
+    assert static._static and next(iter(static._static)) == (8, 32)  # 3 rows -> 8; 7 + 12 tokens -> 32 slots
+    assert static.host_syncs < static.decode_steps
+
+
+def test_a_failed_graph_capture_falls_back_to_the_eager_static_step(tiny_llama):
+    """On CPU a CUDA graph cannot be captured: forcing graphs on gives the eager static
+    step's result, with the reason kept, and the warm-up's state changes undone."""
+    from policies.engines import HFEngine
+
+    want = HFEngine(tiny_llama, pad_id=0, stop_ids=[]).generate(PROMPTS, temperature=0, max_new_tokens=6)
+    eng = HFEngine(tiny_llama, pad_id=0, stop_ids=[], static_cache=True, cache_bucket=16)
+    eng.graphs = eng.bucket_rows = True
+    got = eng.generate(PROMPTS, temperature=0, max_new_tokens=6)
+    assert [c.ids for c in got] == [c.ids for c in want]
+    assert not eng.graphs and eng.graph_error and eng.captures == 0
+
+
+def test_engine_options_are_validated(tiny_llama):
+    from policies.engines import HFEngine
+
+    for kw, field in (({"sync_every": 0}, "sync_every"), ({"max_batch": 0}, "max_batch"),
+                      ({"cache_bucket": -1}, "cache_bucket"), ({"compile": 3}, "compile")):
+        with pytest.raises(ValueError, match=field):
+            HFEngine(tiny_llama, pad_id=0, **kw)
