@@ -195,6 +195,7 @@ class CartEnv(ShopEnv):
         self.plan_caused = ({int(self.axes.B_tool == 1)} if self.shopper.omitted else set()) | (
             {1} if goal.stockout else set())
         self._cart_shown = -1  # the turn of the last cart_view
+        self._confirmed: dict = {}  # the cart the shopper last confirmed (it volunteers that once)
         return self._opening()
 
     def _opening(self) -> Utterance:
@@ -220,6 +221,7 @@ class CartEnv(ShopEnv):
             victim = self.goal.items[so.index]
             if not self.world.in_stock(victim.row):
                 so.announced = True
+                so.alternative.quantity = victim.quantity  # as many as it wants now (a journey may have changed it)
                 self.goal.items[so.index] = so.alternative
                 alt = so.alternative
                 text = f"Oh no. Then please get {alt.phrase} I also looked at instead"
@@ -289,6 +291,9 @@ class CartEnv(ShopEnv):
                 name = brand_item(self.catalog.value("brand", row), self.catalog.value("category_l3", row) or "")
                 parts.append(f"I didn't ask for {name}, please take {_pronoun(name)} out.")
         if not parts:
+            if units != self._confirmed:  # a confirmation it volunteers: the agent's next turn is the shopper's
+                self._confirmed = dict(units)
+                self.shopper.caused_turns.add(self.world.clock.turn + 1)
             return self.shopper.say(self.shopper.choose(CART_RIGHT if thanks else CART_RIGHT_UNTHANKED), "confirm")
         said = [n for n in dict.fromkeys(said) if n in self.shopper.slots]
         for n in said:

@@ -27,11 +27,14 @@ The reward is built so that no policy earns more by not doing the task:
   confirmation it volunteered, the turn it reacted to a stock-out in, and the turn it switched
   intent in. A correct, hallucination-free episode within the plan scores exactly 0.90.
 
-  Worked example (E_CART, T_max = 4, T_min = 2): the agent reads the visit history (turn 0),
-  adds the item and says so (turn 1); the shopper volunteers "That looks right, thanks!";
-  the agent answers done (turn 2). Three agent turns, one caused by the shopper's
-  confirmation, so T_eff = 2 = T_min: r_eff = 1 and r_total = 0.75 + 0.15 = 0.90. Had the agent
-  spent one more turn of its own (T_eff = 3), r_eff = 1 - 2 * 1 / 2 = 0 and r_total = 0.75.
+  Worked example (E_CART at d = 0: T_max = 4, T_min = 3, the oracle reading the visit
+  history, then the item's variants, then adding it and answering done): an agent reads the
+  history (turn 0) and the variants (turn 1), adds the item and says so (turn 2); the shopper
+  volunteers "That looks right, thanks!"; the agent answers done (turn 3). Four agent turns,
+  one caused by the shopper's confirmation, so T_eff = 3 = T_min: r_eff = 1 and r_total =
+  0.75 + 0.15 = 0.90. Had the fourth turn been the agent's own (nothing to answer), T_eff = 4:
+  r_eff = 1 - 2 * (4 - 3) / (4 - 3) = -1 and r_total = 0.60. The shopper volunteers a
+  confirmation once per cart: the same cart confirmed again is the agent's turn.
 * **Hallucination** (r_hall <= 0), computed by `ShopEnv._hallucination`:
 
       r_hall = -min(1, H / max(1, N) + F / 2 + U)

@@ -242,3 +242,56 @@ def test_answering_with_more_than_k_ids_is_penalised(catalog):
         extra = len(padded) - env.goal.k
         assert not r["is_correct"] and r["details"]["n_extra"] == extra
         assert r["r_total"] < 0.9 * 0.25  # an incorrect episode's ceiling
+
+
+def test_the_reward_modules_worked_example(catalog):
+    """E_CART at d = 0 (T_max 4, minimal plan 3: history, variants, add + done). The agent adds
+    the item and says so; the shopper volunteers "That looks right"; the agent answers done in
+    a fourth turn, which is the shopper's: T_eff = 3 = T_min, r_eff = 1, r_total = 0.90. Saying
+    the same thing again earns no second free turn."""
+    env = make_env("E_CART", catalog)
+    for seed in range(50):
+        env.reset(seed=seed, options={"difficulty": 0, "axes": {"p_oos": 0.0}})
+        item = env.goal.items[0]
+        if env.shopper.omitted or item.quantity != 1 or not env.world.variants_of(item.product_id):
+            continue
+        assert (env.axes.T_max, env._minimal_turns()) == (4, 3)
+        variant = item.variant_id or env.world.variants_of(item.product_id)[0].variant_id
+        env.step({"tool_calls": [{"name": "user_get_visit_history", "args": {}}]})
+        env.step({"tool_calls": [{"name": "catalog_get_variants", "args": {"product_id": item.product_id}}]})
+        env.step({"assistant_message": "I've added it.", "tool_calls": [
+            {"name": "cart_add", "args": {"product_id": item.product_id, "variant_id": variant, "quantity": 1}}]})
+        assert env.utterances[-1].kind == "confirm"
+        *_, info = env.step({"answer": {"done": True}})
+        r = info["reward"]
+        assert r["is_correct"] and r["r_eff"] == 1.0 and r["r_total"] == pytest.approx(0.9)
+        return
+    raise AssertionError("no plain one-item cart among 50 seeds")
+
+
+def test_a_repeated_confirmation_is_not_a_free_turn(catalog):
+    env = make_env("E_CART", catalog)
+    oracle = OraclePolicy(env)
+    for seed in range(50):
+        obs, _ = env.reset(seed=seed, options={"difficulty": 6, "axes": {"p_oos": 0.0}})
+        actions = []
+        while True:
+            action = oracle.act(obs)
+            if action.get("answer"):
+                break
+            obs, *_ = env.step(action)
+            actions.append(action)
+        if env.turn + 3 > env.axes.T_max:
+            continue
+        calls = action.get("tool_calls", [])
+        if calls:
+            obs, *_ = env.step({"tool_calls": calls, "assistant_message": "Added."})
+        if env.utterances[-1].kind != "confirm":
+            continue
+        env.step({"assistant_message": "Is that everything?"})  # the first confirmation's turn: free
+        env.step({"assistant_message": "Anything else?"})  # the same cart confirmed again: the agent's
+        *_, info = env.step({"answer": {"done": True}})
+        r = info["reward"]
+        assert r["is_correct"] and r["r_eff"] < 1.0
+        return
+    raise AssertionError("no episode with room for the check")
