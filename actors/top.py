@@ -194,12 +194,16 @@ def cmd_top(args) -> int:
     if run not in runs:
         print_error(err, f"--run: no running run {run!r}; running: {', '.join(runs)}")
         return 2
-    if args.once:  # two readings `interval` apart, so episodes/s has a value
-        first = read_frame(run, latencies=False)
-        time.sleep(args.interval)
-        console.print(render(read_frame(run, first)))
-        return 0
-    frame = read_frame(run)
+    try:
+        if args.once:  # two readings `interval` apart, so episodes/s has a value
+            first = read_frame(run, latencies=False)
+            time.sleep(args.interval)
+            console.print(render(read_frame(run, first)))
+            return 0
+        frame = read_frame(run)
+    except ValueError:  # the scheduler is gone: the run ended between the listing and the reading
+        print_error(err, f"run {run} has ended")
+        return 1
     try:
         with Live(render(frame), console=console, refresh_per_second=4) as live:
             while True:

@@ -48,7 +48,7 @@ def test_run_to_a_uri_with_top_watching_it(ray_session, tmp_path, capsys):
     from actors.top import list_runs, scrape_latencies
 
     dest = tmp_path / "shared" / "run1"
-    episodes = 300
+    episodes = 3000  # long enough that top reads it while it runs, on a fast machine too
     codes = []
     runner = threading.Thread(target=lambda: codes.append(
         cli.main(["run", *SMALL, "--episodes", str(episodes), "--out", dest.as_uri()])))
