@@ -13,36 +13,8 @@ import json
 import re
 from typing import Callable
 
-from envs.bundle import BUDGET_HINT
-from envs.cart import QUANTITY_HINT
-from envs.constraints import ATTRIBUTE_HINTS, KIND_HINTS
-from envs.policy import FACT_HINTS
-from envs.returns import METHOD_HINT, REASON_HINT, UNNAMED_ITEM
-from envs.status import UNNAMED_ORDER
+from .questions import open_choice_question
 
-
-def _your(hint: str) -> str:
-    return re.sub(r"\bI've\b", "you've", re.sub(r"\bI\b", "you", re.sub(r"\bmy\b", "your", hint)))
-
-
-# what the shopper says while a detail is still open -> the question words that ask for it
-OPEN_CHOICES: dict[str, str] = {
-    **{hint: "which " + hint.split("particular ")[-1] for hint in ATTRIBUTE_HINTS.values()},
-    KIND_HINTS["price_max"]: "your budget", KIND_HINTS["brand"]: "which brand",
-    KIND_HINTS["rating_min"]: "the minimum rating", KIND_HINTS["ship_days_max"]: "how fast it must ship",
-    QUANTITY_HINT: "how many units", BUDGET_HINT: "your budget", REASON_HINT: "the reason",
-    METHOD_HINT: "how you'd send it back", UNNAMED_ITEM: "which item", UNNAMED_ORDER: "which order",
-    **{hint: _your(hint) for hint in FACT_HINTS.values()},
-}
-
-
-def open_choice_question(text: str) -> str | None:
-    """A question naming every detail the shopper's text (lower case) says is still open,
-    or None when it says none is."""
-    asks = list(dict.fromkeys(q for hint, q in OPEN_CHOICES.items() if hint.lower() in text))
-    if not asks:
-        return None
-    return "Could you tell me " + ", ".join(asks[:-1]) + (" and " if len(asks) > 1 else "") + asks[-1] + "?"
 NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5}
 _BUDGET = re.compile(r"at most (\d+) tool calls per turn and (\d+) turns")
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-\.]*")

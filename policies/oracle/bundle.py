@@ -17,9 +17,8 @@ import numpy as np
 
 from envs.bundle import ORACLE_PRICE_RANK, Requirement
 from envs.constraints import to_filters
-from envs.shopper import join_phrases
 
-from .common import Planner, call, listing
+from .common import Planner, call, listing, slot_question
 
 SEARCH_TOP_K = 200
 
@@ -33,9 +32,7 @@ class BundlePlanner(Planner):
 
     # ------------------------------------------------------------------ pieces
     def _question(self) -> str:
-        sh = self.env.shopper
-        words = list(dict.fromkeys(sh.slots[n].keywords[0] for n in sh.omitted if sh.slots[n].keywords))
-        return f"Before I pick the products: what {join_phrases(words)} do you have in mind?"
+        return slot_question(self.env.shopper)
 
     def _blocked(self, req: Requirement) -> bool:
         """Whether a stated constraint of `req` is still unknown to the agent."""

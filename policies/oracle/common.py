@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from envs.catalog import ATTRIBUTE_COLUMNS
-from envs.shopper import join_phrases
+from envs.shopper import names_slot
+
+from ..questions import OPEN_CHOICES, ask_for
 
 
 def narrowing(env, rows: list[int], filters: dict) -> dict:
@@ -34,11 +36,18 @@ def narrowing(env, rows: list[int], filters: dict) -> dict:
 
 
 def slot_question(shopper) -> str:
-    """One `ask_user` question naming every slot the shopper has left open (by each slot's
-    first question word), so that one question reveals them all: the privileged oracle knows
-    which are open; an agent reads the shopper's hints ("in a particular color")."""
-    words = list(dict.fromkeys(shopper.slots[n].keywords[0] for n in shopper.omitted if shopper.slots[n].keywords))
-    return f"So I get this right, could you tell me {join_phrases(words)}?"
+    """One `ask_user` question naming every slot the shopper has left open, in the words an
+    agent reading the shopper's hints would use (`policies.questions`), so that one question
+    reveals them all: the privileged oracle knows which are open."""
+    asks = []
+    for name in shopper.omitted:
+        slot = shopper.slots[name]
+        hint = slot.hint.lower()
+        ask = next((q for h, q in OPEN_CHOICES.items() if h.lower() in hint), None) if hint else None
+        if ask is None or not names_slot(ask.lower(), slot):
+            ask = slot.keywords[0]
+        asks.append(ask)
+    return ask_for(list(dict.fromkeys(asks)))
 
 
 def call(name: str, **args) -> dict:

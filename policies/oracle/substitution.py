@@ -12,9 +12,9 @@ answered.
 from __future__ import annotations
 
 from envs.constraints import to_filters
-from envs.shopper import is_plural, join_phrases, top_k
+from envs.shopper import is_plural, top_k
 
-from .common import Planner, call, listing, narrowing
+from .common import Planner, call, listing, narrowing, slot_question
 
 SEARCH_TOP_K = 200
 
@@ -28,9 +28,7 @@ class SubstitutionPlanner(Planner):
         self.rechecked = False
 
     def _question(self) -> str:
-        sh = self.env.shopper
-        words = list(dict.fromkeys(sh.slots[n].keywords[0] for n in sh.omitted if sh.slots[n].keywords))
-        return f"So I can find the right substitute: what {join_phrases(words)} do you need?"
+        return slot_question(self.env.shopper)
 
     def _search(self) -> dict:
         goal = self.env.goal
