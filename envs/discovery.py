@@ -344,7 +344,7 @@ class DiscoveryEnv(ShopEnv):
             return None
         met = np.zeros(len(rows), dtype=np.int64)
         for c in goal.constraints:
-            met += c.mask(cat)[rows]
+            met += c.mask_rows(cat, rows)
         shown = np.isin(rows, [r for r in (self.world.row(i) for i in shown_ids) if r is not None])
         order = np.lexsort((rows, -self.utility(rows), ~shown, -met))
         return int(rows[order[0]])
