@@ -338,6 +338,11 @@ class DiscoveryEnv(ShopEnv):
         constraints (valid ones first), then shown in `shown_ids`, then of highest utility,
         then of lowest row. None when the leaf has no such product."""
         goal, cat = self.goal, self.catalog
+        valid = self._compatible_rows()  # meeting every constraint: the first choices when any is left
+        valid = valid[self.world.stock_mask(valid, exclude_pending=True) & (valid != goal.target_row)]
+        if len(valid):
+            shown = np.isin(valid, [r for r in (self.world.row(i) for i in shown_ids) if r is not None])
+            return int(valid[np.lexsort((valid, -self.utility(valid), ~shown))[0]])
         rows = np.asarray(cat.category_rows(goal.leaf), dtype=np.int64)
         rows = rows[self.world.stock_mask(rows, exclude_pending=True) & (rows != goal.target_row)]
         if not len(rows):
