@@ -41,6 +41,8 @@ points (tests/test_policy_balance.py).
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -480,6 +482,44 @@ def _varied(dr: _Draws, options: tuple, k: int) -> list:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _eligibility_shape(final_sale: bool, n_thresholds: int, limit_index: tuple[int, ...]) -> tuple[int, int, tuple]:
+    """(number of cells, the "returnable" cells, every pool condition with the cells it
+    covers) for `_eligibility_clauses`. The cells depend only on the shape of the store
+    (whether a department has final-sale items, how many day thresholds, which threshold is
+    each tier's limit), so conditions name thresholds by index here and the few shapes are
+    computed once per process."""
+    finals = (True, False) if final_sale else (False,)
+    cells = [(f, t, k) for f in finals for t in TIERS for k in range(n_thresholds + 1)]
+    bit = {c: 1 << i for i, c in enumerate(cells)}
+    limit_of = dict(zip(TIERS, limit_index))
+
+    def mask(pred) -> int:
+        return sum(bit[c] for c in cells if pred(*c))
+
+    yes = mask(lambda f, t, k: not f and k <= limit_of[t])
+    atom_mask = {("item", "in"): mask(lambda f, t, k: f), ("item", "nin"): mask(lambda f, t, k: not f)}
+    for t in TIERS:
+        atom_mask[("tier", t)] = mask(lambda f, u, k, t=t: u == t)
+    for j in range(n_thresholds):
+        atom_mask[("le", j)] = mask(lambda f, t, k, j=j: k <= j)
+        atom_mask[("gt", j)] = mask(lambda f, t, k, j=j: k > j)
+
+    def cover(atoms) -> int:
+        out = (1 << len(cells)) - 1
+        for slot, op, v in atoms:
+            out &= atom_mask[(slot, op)] if slot == "item" else atom_mask[("tier", v)] if slot == "tier" \
+                else atom_mask[(op, v)]
+        return out
+
+    days = [(("days_delivered", op, j),) for j in range(n_thresholds) for op in ("le", "gt")]
+    pool = [(("tier", "eq", t),) for t in TIERS] + days
+    pool += [(("tier", "eq", t),) + d for t in TIERS for d in days]
+    if final_sale:  # "not final sale" lets a returnable case come before the final-sale one
+        pool += [atoms + (("item", "nin", None),) for atoms in pool] + [(("item", "in", None),)]
+    return len(cells), yes, tuple((atoms, cover(atoms)) for atoms in pool)
+
+
 def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dict) -> tuple[tuple, tuple]:
     """A decision list (clauses, default) for "returnable iff not final sale and delivered at
     most `limits[tier]` days ago", drawn at random among the lists that say exactly that.
@@ -489,38 +529,15 @@ def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dic
     share one outcome; the outcome of the next case is a fair coin among those available, so
     every position of the list says "returnable" or "not returnable" about equally often."""
     thresholds = sorted({window, *limits.values()})
-    finals = (True, False) if final_sale else (False,)
-    cells = [(f, t, k) for f in finals for t in TIERS for k in range(len(thresholds) + 1)]
-    bit = {c: 1 << i for i, c in enumerate(cells)}
-
-    def mask(pred) -> int:
-        return sum(bit[c] for c in cells if pred(*c))
-
-    yes = mask(lambda f, t, k: not f and k <= thresholds.index(limits[t]))
-    atom_mask = {("item", "in"): mask(lambda f, t, k: f), ("item", "nin"): mask(lambda f, t, k: not f)}
-    for t in TIERS:
-        atom_mask[("tier", t)] = mask(lambda f, u, k, t=t: u == t)
-    for j, v in enumerate(thresholds):
-        atom_mask[("le", v)] = mask(lambda f, t, k, j=j: k <= j)
-        atom_mask[("gt", v)] = mask(lambda f, t, k, j=j: k > j)
-
-    def cover(atoms) -> int:
-        out = (1 << len(cells)) - 1
-        for slot, op, v in atoms:
-            out &= atom_mask[(slot, op)] if slot == "item" else atom_mask[("tier", v)] if slot == "tier" \
-                else atom_mask[(op, v)]
-        return out
+    n_cells, yes, shape_covers = _eligibility_shape(bool(final_sale), len(thresholds),
+                                                    tuple(thresholds.index(limits[t]) for t in TIERS))
+    covers = [(tuple((slot, op, final_sale if slot == "item" else thresholds[v] if slot == "days_delivered" else v)
+                     for slot, op, v in atoms), cov) for atoms, cov in shape_covers]
 
     def outcomes_of(m: int) -> set:
         return {o for o, part in (("yes", m & yes), ("no", m & ~yes)) if part}
 
-    days = [(("days_delivered", op, v),) for v in thresholds for op in ("le", "gt")]
-    pool = [(("tier", "eq", t),) for t in TIERS] + days
-    pool += [(("tier", "eq", t),) + d for t in TIERS for d in days]
-    if final_sale:  # "not final sale" lets a returnable case come before the final-sale one
-        pool += [atoms + (("item", "nin", final_sale),) for atoms in pool] + [(("item", "in", final_sale),)]
-    covers = [(atoms, cover(atoms)) for atoms in pool]
-    remaining = (1 << len(cells)) - 1
+    remaining = (1 << n_cells) - 1
     clauses: list = []
     while not (len(outcomes_of(remaining)) == 1 and len(clauses) >= 3):
         options: dict[str, list] = {}
