@@ -3,7 +3,7 @@
     from actors.driver import RunConfig, Driver
     result = Driver(RunConfig(collection="C1", episodes=20, policy="oracle")).run()
 
-What it builds (DESIGN.md section 2):
+What it builds (docs/operations.md, "What runs where"):
 
 - the catalog (synthetic, or a built directory) and its global BM25 index, published once
   (object store, or the directory path for memory-mapped loading);

@@ -28,7 +28,7 @@ Reset parameters: ``seed`` (int >= 0), ``episode_id``, ``env_id`` (default: the 
 ``--env``), ``difficulty`` (default ``--difficulty``), ``axes`` (axis overrides). Unknown
 parameters are rejected with a 422 / VALIDATION_ERROR naming them.
 
-Actions: the data of a step is the agent's action object (DESIGN.md §4); a ``metadata`` key
+Actions: the data of a step is the agent's action object (docs/architecture.md, "Agent action"); a ``metadata`` key
 (which OpenEnv's typed Action base class adds) is dropped; ``{"raw": "<text>"}`` sends the
 text as is (the env parses it: malformed JSON is an invalid action). A bad *agent* action is
 a normal observation with reward -1 and done (the env contract); a bad *request* (body not
@@ -324,7 +324,7 @@ class EnvServer:
     @staticmethod
     def schema() -> dict:
         action = AgentAction.model_json_schema()
-        action.setdefault("description", "One agent action per step (DESIGN.md §4); or {\"raw\": \"<JSON text>\"}.")
+        action.setdefault("description", "One agent action per step (docs/architecture.md); or {\"raw\": \"<JSON text>\"}.")
         return {"action": action, "observation": ObservationModel.model_json_schema(),
                 "state": StateModel.model_json_schema()}
 

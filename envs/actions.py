@@ -1,4 +1,4 @@
-"""The agent's action: one JSON object per turn (DESIGN.md §4), parsed strictly.
+"""The agent's action: one JSON object per turn (docs/architecture.md, "Agent action"), parsed strictly.
 
 `parse_action` turns a dict or a JSON string into an `Action` or raises `InvalidAction`
 whose message names the problem (the field path for schema errors). Tool arguments are

@@ -1,4 +1,4 @@
-"""One integer difficulty d drives every axis of an episode (DESIGN.md §6).
+"""One integer difficulty d drives every axis of an episode (docs/architecture.md, "Difficulty").
 
 `axes_for(d)` returns the values; `axes_for(d, overrides)` replaces named axes so a user
 can vary one axis alone (`env.reset(options={"difficulty": 6, "axes": {"p_noise": 0}})`).

@@ -15,7 +15,7 @@ ASCII (chars 32..127):
 - observation: the env's observation dict (``messages``, ``tools``, ``turn``, ``env_id``) as
   JSON with non-ASCII characters escaped (``json.dumps(obs, ensure_ascii=True)``);
   `decode_observation` turns it back into the dict.
-- action: one JSON action object (DESIGN.md §4). `step` also accepts the action as a dict
+- action: one JSON action object (docs/architecture.md, "Agent action"). `step` also accepts the action as a dict
   (or any JSON string), exactly like `ShopEnv.step`; a malformed action is a normal terminal
   transition with reward -1, never an exception. ``action_space.sample()`` returns a valid
   action: a random assistant message.
@@ -24,7 +24,7 @@ Seeds. ``reset(seed=s)`` runs the episode of seed ``s`` (the same transcript as
 ``make_env(...).reset(seed=s)``); ``reset()`` without a seed draws the episode seed from
 the Gymnasium RNG (``self.np_random``), so a seeded sequence of resets is reproducible.
 
-Catalog. `envs` must not import `catalog_service` (dependency direction, DESIGN.md §1), so
+Catalog. `envs` must not import `catalog_service` (dependency direction, docs/architecture.md), so
 the catalog comes from the caller: ``catalog=`` (any `CatalogLike`, shared, never copied),
 or ``catalog_factory=`` (a callable or a ``"module:attr"`` string, called with
 ``catalog_kwargs``). With neither, the default factory ``"catalog_service:Catalog.synthetic"``

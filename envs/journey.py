@@ -16,7 +16,7 @@ r_task is the mean of the scored sub-tasks' r_task (an intent never reached scor
 correct only if every scored sub-task is.
 
 Turn budget: each sub-task gets the standard T_max(d), so the journey's budget is
-L(d) * T_max(d) (a deliberate extension of DESIGN.md §6, which sizes one intent).
+L(d) * T_max(d) (the per-intent budget of `envs/difficulty.py`, once per request).
 """
 
 from __future__ import annotations

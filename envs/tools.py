@@ -1,4 +1,4 @@
-"""The shop tools (DESIGN.md §5): small typed functions over the episode's `World`.
+"""The shop tools (docs/architecture.md, "Tools"): small typed functions over the episode's `World`.
 
 Each tool is one pydantic argument model plus one function `fn(ctx, args) -> dict`. The
 OpenAI function schema is generated from the argument model, never written twice. A tool

@@ -1,5 +1,5 @@
 """Prompt / tool-call codec: observations -> token ids with the model's own chat template,
-replies -> the DESIGN.md section 4 action, and token-in/token-out episode records.
+replies -> the agent action of docs/architecture.md, and token-in/token-out episode records.
 
 Rendering (`ChatCodec.render`):
 

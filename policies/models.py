@@ -13,7 +13,7 @@ so the first load converts it once to a plain safetensors directory under the ca
 under a second. The package is located with `importlib.util.find_spec`, never imported
 (its own imports need the ``llm`` CLI and llama-cpp, which we do not use).
 
-No downloads (DESIGN.md section 9): a Hugging Face id is loaded with
+No downloads at run time: a Hugging Face id is loaded with
 ``local_files_only=True`` unless ``ECOMRLVE_ALLOW_DOWNLOAD=1`` is set.
 """
 

@@ -1,4 +1,4 @@
-"""The adaptive difficulty curriculum (RLVE's rule, DESIGN.md section 8), as a plain class.
+"""The adaptive difficulty curriculum (RLVE's rule, docs/architecture.md "Curriculum"), as a plain class.
 
 No Ray, no torch: the Ray actor in `scheduler.actor` wraps this class, and tests drive it
 directly.

@@ -1,4 +1,4 @@
-"""Every difficulty axis changes what it claims to change (DESIGN.md §6), and
+"""Every difficulty axis changes what it claims to change (`envs/difficulty.py`), and
 `options={"axes": {...}}` varies one axis alone."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The curriculum rule of DESIGN.md section 8, exactly (no Ray)."""
+"""The curriculum rule of docs/architecture.md, exactly (no Ray)."""
 
 from __future__ import annotations
 
