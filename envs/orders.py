@@ -45,7 +45,7 @@ import numpy as np
 
 from .catalog import CatalogLike
 from .constraints import attribute_phrase
-from .shopper import TemplateShopper, Utterance, singular
+from .shopper import TemplateShopper, Utterance, merge_utterances, names_slot, singular
 from .world import ORDER_STATUSES, Order, OrderLine, SimClock, World
 
 CARRIERS: tuple[str, ...] = ("UPS", "FedEx", "USPS", "DHL")
@@ -428,7 +428,7 @@ class OrderShopper(TemplateShopper):
         """Take over `shopper`'s state (shared `caused_turns` set included)."""
         return cls(rand=shopper.rand, p_noise=shopper.p_noise, slots=shopper.slots, omitted=shopper.omitted,
                    patience=shopper.patience, annoyance=shopper.annoyance, caused_turns=shopper.caused_turns,
-                   quit=shopper.quit, reference_hook=hook)
+                   quit=shopper.quit, question_excused=shopper.question_excused, reference_hook=hook)
 
     def say(self, clean: str, kind: str, slots: tuple[str, ...] = (), ids: tuple[str, ...] = ()) -> Utterance:
         """As `TemplateShopper.say`; order ids in the text count as mentioned (seen)."""
@@ -440,18 +440,6 @@ class OrderShopper(TemplateShopper):
         if reply is None:
             return super().answer(question, turn)
         q = question.lower()
-        if any(any(k in q for k in self.slots[n].keywords) for n in self.omitted):
+        if any(names_slot(q, self.slots[n]) for n in self.omitted):
             return merge_utterances([reply, super().answer(question, turn)])
         return reply
-
-
-def merge_utterances(parts: list[Utterance]) -> Utterance:
-    if len(parts) == 1:
-        return parts[0]
-    return Utterance(
-        text=" ".join(p.text for p in parts),
-        clean_text=" ".join(p.clean_text for p in parts),
-        kind="+".join(p.kind for p in parts),
-        slots=tuple(s for p in parts for s in p.slots),
-        mentioned_ids=tuple(i for p in parts for i in p.mentioned_ids),
-    )

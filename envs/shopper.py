@@ -56,6 +56,19 @@ class Slot:
     hint: str = ""
 
 
+def merge_utterances(parts: list[Utterance]) -> Utterance:
+    """Several shopper replies of one turn as one message (texts joined, slots and ids kept)."""
+    if len(parts) == 1:
+        return parts[0]
+    return Utterance(
+        text=" ".join(p.text for p in parts),
+        clean_text=" ".join(p.clean_text for p in parts),
+        kind="+".join(p.kind for p in parts),
+        slots=tuple(s for p in parts for s in p.slots),
+        mentioned_ids=tuple(i for p in parts for i in p.mentioned_ids),
+    )
+
+
 def names_slot(question: str, slot: Slot) -> bool:
     """Whether `question` (lower case) names `slot`: one of its keywords at a word start."""
     return any(re.search(r"(?<![a-z0-9])" + re.escape(k), question) for k in slot.keywords if k)
@@ -143,6 +156,7 @@ class TemplateShopper:
     annoyance: int = 0
     caused_turns: set[int] = field(default_factory=set)
     quit: bool = False
+    question_excused: bool = False  # a question's answer has already excused one turn
 
     # ---- composing
     def choose(self, options: list[str] | tuple[str, ...]) -> str:
@@ -188,14 +202,18 @@ class TemplateShopper:
     # ---- answering questions
     def answer(self, question: str, turn: int) -> Utterance:
         """Answer an `ask_user` question. The omitted slots the question names
-        (`names_slot`) are revealed with their true values and the turn is shopper-caused;
-        a question that names none gets a non-committal reply and stays the agent's turn."""
+        (`names_slot`) are revealed with their true values, and the first such answer makes
+        the turn shopper-caused: one question could have named every open slot, so asking
+        them one turn at a time excuses no further turn. A question that names none gets a
+        non-committal reply and stays the agent's turn."""
         q = question.lower()
         asked = [n for n in self.omitted if names_slot(q, self.slots[n])]
         if asked:
             for n in asked:
                 self.omitted.remove(n)
-            self.caused_turns.add(turn)
+            if not self.question_excused:
+                self.question_excused = True
+                self.caused_turns.add(turn)
             clean = " ".join(self.slots[n].reply for n in asked)
             return self.say(clean, "answer", tuple(asked))
         known = [n for n, s in self.slots.items() if n not in self.omitted and names_slot(q, s)]

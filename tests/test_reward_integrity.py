@@ -295,3 +295,24 @@ def test_a_repeated_confirmation_is_not_a_free_turn(catalog):
         assert r["is_correct"] and r["r_eff"] < 1.0
         return
     raise AssertionError("no episode with room for the check")
+
+
+def test_asking_one_open_slot_a_turn_excuses_only_one_turn(catalog):
+    """One question could name every open slot, so an agent that asks them one turn at a time
+    (to make each working turn look shopper-caused) is excused one turn, not one per slot."""
+    checked = 0
+    for env_id in NESTED_SHOPPER_ENVS:
+        env = make_env(env_id, catalog)
+        for seed in range(25):
+            env.reset(seed=seed, options={"difficulty": 8, "axes": {"p_missing": 1.0, "T_max": 12}})
+            if len(env.shopper.omitted) < 2:
+                continue
+            for turn, name in enumerate(list(env.shopper.omitted)[:2]):
+                slot = env.shopper.slots[name]
+                if name not in env.shopper.omitted:
+                    break
+                env.step({"tool_calls": [{"name": "ask_user", "args": {"question": f"Which {slot.keywords[0]}?"}}]})
+            else:
+                assert env.shopper.caused_turns & {0, 1} == {0}, (env_id, seed, env.shopper.caused_turns)
+                checked += 1
+    assert checked >= 20
