@@ -33,7 +33,7 @@ from .difficulty import Axes, axes_for
 from .reward import RewardBreakdown, TaskScore, combine, efficiency, invalid
 from .rng import EpisodeRandom
 from .store_policy import generate_policy
-from .shopper import QUIT, TemplateShopper, Utterance
+from .shopper import QUIT, TemplateShopper, Utterance, merge_utterances
 from .tools import TOOLS, Args, ToolContext, tool_schemas, validate_call
 from .world import SimClock, World
 
@@ -219,7 +219,7 @@ class ShopEnv:
             self._user(self.shopper.say(self.shopper.choose(QUIT), "quit"))
             return self._finish(self._verdict(self._score(None), "user_quit"), terminated=True)
         if replies:
-            self._user(_merge(replies))
+            self._user(merge_utterances(replies))
         return self._next_turn()
 
     def _answered(self, answer: Answer, turn: int) -> TaskScore | None:
@@ -391,15 +391,3 @@ def _answer_ids(answer: Answer) -> list[str]:
         value = getattr(answer, name, None)
         ids += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and v]
     return ids
-
-
-def _merge(replies: list[Utterance]) -> Utterance:
-    if len(replies) == 1:
-        return replies[0]
-    return Utterance(
-        text=" ".join(r.text for r in replies),
-        clean_text=" ".join(r.clean_text for r in replies),
-        kind="+".join(r.kind for r in replies),
-        slots=tuple(s for r in replies for s in r.slots),
-        mentioned_ids=tuple(i for r in replies for i in r.mentioned_ids),
-    )

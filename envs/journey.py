@@ -220,9 +220,9 @@ class JourneyEnv(ShopEnv):
         for t in self.subtasks:
             if t.dropped:
                 continue
-            sub = t.env
-            caused = sub.plan_caused | ({0} if t.switched and t.modified else set())  # the switch: its first turn
-            total += sub.plan_turns + sub.replan_turns - len(caused)
+            # a modifying switch makes the sub-task's first turn the shopper's, unless its plan's was already
+            switch_turn = t.switched and t.modified and 0 not in t.env.plan_caused
+            total += t.env._minimal_turns() - int(switch_turn)
         return total
 
     def _score(self, answer: Answer | None) -> TaskScore:

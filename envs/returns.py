@@ -375,7 +375,7 @@ class ReturnEnv(ShopEnv):
         names every wrong line in one message: more than one replacement, a product that
         misses a wanted feature (each missed feature said), anything when no replacement was
         asked for. None when the cart gained nothing wrong (or nothing yet)."""
-        g, world, sh = self.goal, self.world, self.shopper
+        g, sh = self.goal, self.shopper
         added = [(k, q) for k, q in self._cart_changes().items() if q > 0]
         if not added:
             return None
