@@ -661,6 +661,14 @@ def summarize(result: dict, args) -> dict:
     return s
 
 
+def _save(plt, fig, out: Path, name: str) -> str:
+    """Lay out, write and close one figure; returns its file name."""
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def write_plots(result: dict, out: Path) -> list[str]:
     import matplotlib
 
@@ -681,10 +689,7 @@ def write_plots(result: dict, out: Path) -> list[str]:
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "training.png", dpi=110)
-    plt.close(fig)
-    files.append("training.png")
+    files.append(_save(plt, fig, out, "training.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [n for n in runs if "eval" in runs[n]]
@@ -697,10 +702,7 @@ def write_plots(result: dict, out: Path) -> list[str]:
     ax.set_ylim(0, 1)
     ax.set_title(f"held-out success after {result.get('lockstep_steps', 0)} steps (greedy)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "heldout.png", dpi=110)
-    plt.close(fig)
-    files.append("heldout.png")
+    files.append(_save(plt, fig, out, "heldout.png"))
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for name, r in runs.items():
@@ -718,10 +720,7 @@ def write_plots(result: dict, out: Path) -> list[str]:
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=110)
-    plt.close(fig)
-    files.append("throughput.png")
+    files.append(_save(plt, fig, out, "throughput.png"))
     return files
 
 
