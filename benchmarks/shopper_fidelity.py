@@ -1,6 +1,13 @@
-"""How much the shopper and the oracle read like a real support chat (issue 11, items 4, 6, 7).
+"""How plausible the world is and how much the shopper and the oracle read like a real
+support chat, every figure of the shopper-fidelity work in one run.
 
 Measured in one run, written to benchmarks/results/shopper_fidelity.json (or --out):
+
+- ``world`` (items 1, 2, 5, from `shopper_fidelity_world`): the share of variant values in
+  the product's leaf vocabulary, implausible (category, attribute, value) hits, the
+  variant-required rate and the E_PD stock-out rate per d against their axes.
+- ``omitted_quantity`` (item 3): E_CART requests whose quantity (> 1) is omitted, and how
+  many of them read like a request for one unit (the hint "a few of" missing).
 
 - ``corrections`` (item 4): E_CART carts built with deliberate mistakes (a wrong variant or
   quantity, a wrong quantity, a missing item, an extra item), then one agent turn that
@@ -18,6 +25,8 @@ Measured in one run, written to benchmarks/results/shopper_fidelity.json (or --o
   itself carries the request, e.g. "I'd like to send it back by mail").
 
     PYTHONPATH=$PWD python benchmarks/shopper_fidelity.py --seeds 50 --label after
+
+(`benchmarks/shopper_fidelity_world.py` alone measures only the world figures.)
 """
 
 from __future__ import annotations
@@ -34,7 +43,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from catalog_service import Catalog  # noqa: E402
 from dialogue_lint import RULES, episode_texts, lint  # noqa: E402
 from envs import ENV_IDS, make_env  # noqa: E402
+from envs.shopper import plural_phrase  # noqa: E402
 from policies import OraclePolicy  # noqa: E402
+from shopper_fidelity_world import measure_implausible, measure_stockouts, measure_variants  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "shopper_fidelity.json"
 DIFFICULTIES = (0, 4, 8, 12)
@@ -208,10 +219,26 @@ def llm_figures(catalog, seeds: int) -> dict:
             "phraser_stats": {k: v for k, v in phraser.stats.items() if k != "by_kind"}}
 
 
+def omitted_quantity_figures(catalog, seeds: int) -> dict:
+    """Multi-unit requests whose quantity is omitted, and those that read as one unit."""
+    env = make_env("E_CART", catalog)
+    omitted = reads_as_one = 0
+    for d in range(13):
+        for seed in range(seeds):
+            env.reset(seed=seed, options={"difficulty": d})
+            opening = env.utterances[0].clean_text.lower()
+            for i, item in enumerate(env.goal.items):
+                if item.quantity > 1 and f"quantity:{i}" in env.shopper.omitted:
+                    omitted += 1
+                    reads_as_one += f"a few of {plural_phrase(item.phrase)}".lower() not in opening
+    return {"omitted_multi_unit": omitted, "reads_as_one": reads_as_one}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=50, help="seeds per env x difficulty for the oracle sweep")
     ap.add_argument("--correction-seeds", type=int, default=60, help="seeds per difficulty for the cart corrections")
+    ap.add_argument("--world-episodes", type=int, default=300, help="episodes per d for the world figures")
     ap.add_argument("--label", default="current", help="a name for this measurement (e.g. before / after)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -223,6 +250,12 @@ def main() -> None:
         "corrections": correction_figures(catalog, args.correction_seeds),
         "oracle": oracle_figures(catalog, args.seeds),
         "llm_bare_name": llm_figures(catalog, min(args.seeds, 25)),
+        "omitted_quantity": omitted_quantity_figures(catalog, args.seeds),
+        "world": {
+            **measure_variants(catalog, args.world_episodes),
+            "stockout": measure_stockouts(catalog, args.world_episodes),
+            "implausible": measure_implausible(catalog),
+        },
     }
     result["elapsed_s"] = round(time.perf_counter() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
