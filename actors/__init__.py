@@ -1,7 +1,7 @@
 """The Ray actor system: env workers, the shopper Serve deployment, the driver, metrics,
 run directories and the ``ecomrlve`` command line.
 
-Submodules import Ray; import them directly (``from actors.driver import Driver,
+Submodules import Ray; import them directly (``from ecomrlve.actors.driver import Driver,
 RunConfig``). The names below are resolved lazily so ``import actors`` stays cheap.
 """
 
@@ -10,19 +10,19 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "Driver": "actors.driver",
-    "RunConfig": "actors.driver",
-    "RunResult": "actors.driver",
-    "EnvWorker": "actors.env_worker",
-    "PolicyClient": "actors.env_worker",
-    "LocalPolicyClient": "actors.env_worker",
-    "ActorPolicyClient": "actors.env_worker",
-    "deploy_shopper": "actors.shopper_service",
-    "ShopperClient": "actors.shopper_service",
-    "TrajectoryWriter": "actors.run_dir",
-    "get_metrics": "actors.metrics",
-    "init_ray": "actors.cli",
-    "main": "actors.cli",
+    "Driver": "ecomrlve.actors.driver",
+    "RunConfig": "ecomrlve.actors.driver",
+    "RunResult": "ecomrlve.actors.driver",
+    "EnvWorker": "ecomrlve.actors.env_worker",
+    "PolicyClient": "ecomrlve.actors.env_worker",
+    "LocalPolicyClient": "ecomrlve.actors.env_worker",
+    "ActorPolicyClient": "ecomrlve.actors.env_worker",
+    "deploy_shopper": "ecomrlve.actors.shopper_service",
+    "ShopperClient": "ecomrlve.actors.shopper_service",
+    "TrajectoryWriter": "ecomrlve.actors.run_dir",
+    "get_metrics": "ecomrlve.actors.metrics",
+    "init_ray": "ecomrlve.actors.cli",
+    "main": "ecomrlve.actors.cli",
 }
 
 __all__ = sorted(_LAZY)
@@ -31,5 +31,5 @@ __all__ = sorted(_LAZY)
 def __getattr__(name):
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'actors' has no attribute {name!r}")
+        raise AttributeError(f"module 'ecomrlve.actors' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)

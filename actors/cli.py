@@ -295,13 +295,13 @@ register_command(_add_run)
 # A module that is absent is skipped; one that fails to import is reported, and the rest of
 # the CLI keeps working.
 OPTIONAL_COMMANDS: list[tuple[str, str]] = [
-    ("catalog_service.build", "add_catalog_commands"),  # catalog build|info
-    ("actors.train", "add_train_commands"),
-    ("actors.evaluate", "add_eval_commands"),
-    ("actors.openenv_server", "add_serve_commands"),
-    ("actors.play", "add_play_commands"),
-    ("actors.replay", "add_replay_commands"),
-    ("actors.top", "add_top_commands"),
+    ("ecomrlve.catalog_service.build", "add_catalog_commands"),  # catalog build|info
+    ("ecomrlve.actors.train", "add_train_commands"),
+    ("ecomrlve.actors.evaluate", "add_eval_commands"),
+    ("ecomrlve.actors.openenv_server", "add_serve_commands"),
+    ("ecomrlve.actors.play", "add_play_commands"),
+    ("ecomrlve.actors.replay", "add_replay_commands"),
+    ("ecomrlve.actors.top", "add_top_commands"),
 ]
 
 
@@ -339,7 +339,7 @@ def check_common_args(args) -> str | None:
     not resuming) must resolve. Returns a one-line problem naming the flag, or None."""
     catalog_dir = getattr(args, "catalog_dir", None)
     if catalog_dir is not None:
-        from catalog_service.catalog import MANIFEST_FILE
+        from ecomrlve.catalog_service.catalog import MANIFEST_FILE
 
         path = os.path.expanduser(catalog_dir)
         if not os.path.isdir(path):
@@ -348,7 +348,7 @@ def check_common_args(args) -> str | None:
             return f"--catalog: {catalog_dir} is not a catalog directory (no {MANIFEST_FILE})"
     if args.command in ("train", "sft") and isinstance(getattr(args, "model", None), str) \
             and not getattr(args, "resume", None):
-        from policies.models import ModelNotFound, locate_model
+        from ecomrlve.policies.models import ModelNotFound, locate_model
 
         try:
             locate_model(args.model)

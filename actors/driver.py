@@ -1,6 +1,6 @@
 """The rollout driver behind ``ecomrlve run``: builds the actor system and drives it.
 
-    from actors.driver import RunConfig, Driver
+    from ecomrlve.actors.driver import RunConfig, Driver
     result = Driver(RunConfig(collection="C1", episodes=20, policy="oracle")).run()
 
 What it builds (docs/operations.md, "What runs where"):
@@ -52,7 +52,7 @@ from typing import Any, Callable
 import ray
 from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
-from envs import env_class, resolve_envs
+from ecomrlve.envs import env_class, resolve_envs
 
 from . import run_dir as rd
 from .metrics import get_metrics
@@ -162,9 +162,9 @@ class Driver:
 
     # ------------------------------------------------------------------ build
     def _catalog_source(self, log: Callable[[str], None]):
-        from catalog_service import Catalog
-        from catalog_service.search import read_meta
-        from catalog_service.shards import CatalogSource
+        from ecomrlve.catalog_service import Catalog
+        from ecomrlve.catalog_service.search import read_meta
+        from ecomrlve.catalog_service.shards import CatalogSource
 
         cfg = self.config
         if cfg.catalog_dir:
@@ -221,15 +221,15 @@ class Driver:
         config's local policy). `run_dir`: an existing run directory owned by the caller
         (its config.json is left alone; `append` keeps the trajectories already there).
         `reserved_cpus`: logical CPUs the caller's own actors take (engine, learner)."""
-        from catalog_service.shards import start_shards
-        from scheduler.actor import SCHEDULER_NAME, create_scheduler
+        from ecomrlve.catalog_service.shards import start_shards
+        from ecomrlve.scheduler.actor import SCHEDULER_NAME, create_scheduler
 
         from .env_worker import EnvWorker, LocalPolicyClient
         from .run_dir import _writer_actor
 
         cfg = self.config
         if not ray.is_initialized():
-            raise RuntimeError("call ray.init() (or actors.cli.init_ray()) before starting the driver")
+            raise RuntimeError("call ray.init() (or ecomrlve.actors.cli.init_ray()) before starting the driver")
         if run_dir is None:
             self.output = rd.RunOutput(cfg.out)
             self.run_dir = self.output.local
@@ -533,7 +533,7 @@ def _episode_id(task: dict) -> int:
 def _manifest_digest(directory: str) -> str | None:
     """blake2b of a catalog directory's manifest (which names its rows and files), or None
     when the directory has none."""
-    from catalog_service.catalog import MANIFEST_FILE
+    from ecomrlve.catalog_service.catalog import MANIFEST_FILE
 
     try:
         return hashlib.blake2b((Path(directory) / MANIFEST_FILE).read_bytes(), digest_size=16).hexdigest()

@@ -13,7 +13,7 @@ others go on, and the router batches their searches. Remote calls that are natur
 
 Policies: `PolicyClient` is the seam. `LocalPolicyClient` runs ``oracle`` / ``heuristic`` in
 the worker; `ActorPolicyClient` forwards observations to any actor with an ``act(obs)``
-method; `actors.policy_engine.EngineClient` sends them to a `PolicyEngine` (an LLM) and, for
+method; `ecomrlve.actors.policy_engine.EngineClient` sends them to a `PolicyEngine` (an LLM) and, for
 training, turns each finished episode's token record into a learner `Trajectory`.
 
 Training tasks carry ``rollout`` (0..G-1 within a group) and ``episode_id`` (``task_id * 1000
@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import ray
 
-from envs import make_env
+from ecomrlve.envs import make_env
 
 MAX_STEPS = 256  # safety net; environments end far earlier (T_max)
 POLICIES = ("oracle", "heuristic")
@@ -72,10 +72,10 @@ class LocalPolicyClient:
 
     def episode(self, env):
         if self.name == "oracle":
-            from policies.oracle import OraclePolicy
+            from ecomrlve.policies.oracle import OraclePolicy
 
             return OraclePolicy(env)
-        from policies.heuristic import HeuristicPolicy
+        from ecomrlve.policies.heuristic import HeuristicPolicy
 
         pol = HeuristicPolicy()
         pol.reset()
@@ -174,7 +174,7 @@ def run_episode_sync(env, policy, task: dict, phrase=None) -> list:
 class EnvWorkerImpl:
     def __init__(self, worker_id: int, source, router=None, policy: str | Any = "oracle", shopper=None,
                  scheduler=None, max_concurrent: int = 32, threads: int = 8):
-        from catalog_service.shards import RoutedCatalog
+        from ecomrlve.catalog_service.shards import RoutedCatalog
 
         self.worker_id = worker_id
         self.catalog = source.catalog()

@@ -27,7 +27,7 @@ Output directory (``--out``, default ``runs/eval-<UTC timestamp>``):
     config.json        the evaluation's settings (catalog included), read by ``ecomrlve replay``
 
 LLM policies (``hf:<model>``, ``openai:<base url>``, ``vllm:<path>``) are
-`policies.llm_policy.LLMPolicy` over `policies.engines`; per trial, all tasks of a cell advance
+`ecomrlve.policies.llm_policy.LLMPolicy` over `ecomrlve.policies.engines`; per trial, all tasks of a cell advance
 in lockstep (one batched ``act_batch`` per turn, generation seed = the trial index).
 
 Both parquet files load with ``datasets.load_dataset("parquet", data_files=...)``.
@@ -81,7 +81,7 @@ _catalog_lock = threading.Lock()
 
 def load_catalog(catalog_dir: str | None = None, catalog_size: int = DEFAULT_CATALOG_SIZE, catalog_seed: int = 0):
     """A built catalog directory, or the synthetic catalog (size, seed); cached per process."""
-    from catalog_service import Catalog
+    from ecomrlve.catalog_service import Catalog
 
     key = ("dir", str(catalog_dir)) if catalog_dir else ("synthetic", int(catalog_size), int(catalog_seed))
     with _catalog_lock:
@@ -136,10 +136,10 @@ def jsonable(obj: Any, _depth: int = 0) -> Any:
 
 class PolicySpec:
     """``heuristic``, ``oracle``, or an LLM engine spec: ``hf:<model>`` (a local directory or a
-    model name `policies.models.load_model` resolves; HF transformers), ``openai:<base url>``
+    model name `ecomrlve.policies.models.load_model` resolves; HF transformers), ``openai:<base url>``
     (any OpenAI-compatible chat server; the model name comes from ``engine["model"]``, default
     ``"default"``, the key from $OPENAI_API_KEY), ``vllm:<model path>`` (vLLM, GPU).
-    LLM policies are `policies.llm_policy.LLMPolicy` over `policies.engines`."""
+    LLM policies are `ecomrlve.policies.llm_policy.LLMPolicy` over `ecomrlve.policies.engines`."""
 
     def __init__(self, spec: str, engine: dict | None = None):
         spec = (spec or "").strip()
@@ -171,7 +171,7 @@ class PolicySpec:
 
         if not self.is_llm:
             return
-        for module in ("policies.engines", "policies.llm_policy"):
+        for module in ("ecomrlve.policies.engines", "ecomrlve.policies.llm_policy"):
             if importlib.util.find_spec(module) is None:
                 raise RuntimeError(f"policy {self.spec!r} needs the LLM engines ({module}), which this installation "
                                    "does not have; use --policy heuristic or oracle")
@@ -184,16 +184,16 @@ class PolicySpec:
         """(engine, tokenizer), loaded once."""
         if self._loaded is None:
             self.check_available()
-            from policies import engines
+            from ecomrlve.policies import engines
 
             opts = self.engine_options
             if self.kind == "hf":
-                from policies.models import load_model
+                from ecomrlve.policies.models import load_model
 
                 model, tok = load_model(self.target, device=opts.get("device") or "cpu", dtype=opts.get("dtype"))
                 self._loaded = (engines.HFEngine(model, tok), tok)
             elif self.kind == "vllm":
-                from policies.models import load_tokenizer
+                from ecomrlve.policies.models import load_tokenizer
 
                 tok = load_tokenizer(self.target)
                 kw = {"dtype": opts["dtype"]} if opts.get("dtype") else {}
@@ -207,7 +207,7 @@ class PolicySpec:
 
     def llm_policy(self, policy_seed: int):
         """A fresh `LLMPolicy` with generation seed `policy_seed` (tokens are not recorded)."""
-        from policies.llm_policy import LLMPolicy
+        from ecomrlve.policies.llm_policy import LLMPolicy
 
         engine, tok = self._load()
         opts = self.engine_options
@@ -218,11 +218,11 @@ class PolicySpec:
     def make(self, env, policy_seed: int):
         """A fresh per-episode policy for `env` (already reset)."""
         if self.kind == "oracle":
-            from policies import OraclePolicy
+            from ecomrlve.policies import OraclePolicy
 
             return OraclePolicy(env)
         if self.kind == "heuristic":
-            from policies import HeuristicPolicy
+            from ecomrlve.policies import HeuristicPolicy
 
             return HeuristicPolicy()
         return self.llm_policy(policy_seed)
@@ -233,7 +233,7 @@ class PolicySpec:
 
 def episode_schema() -> pa.Schema:
     try:
-        from actors.run_dir import TRAJECTORY_SCHEMA
+        from ecomrlve.actors.run_dir import TRAJECTORY_SCHEMA
     except ImportError:  # pragma: no cover - run_dir is part of this package
         TRAJECTORY_SCHEMA = pa.schema([])
     extra = [("trial", pa.int32()), ("task_index", pa.int64()), ("policy_seed", pa.int64()), ("replicated", pa.bool_())]
@@ -294,7 +294,7 @@ def _parse_difficulties(spec) -> tuple[int, ...]:
         ds = tuple(int(d) for d in spec)
     if not ds:
         raise ValueError("difficulties must not be empty")
-    from envs.difficulty import MAX_DIFFICULTY
+    from ecomrlve.envs.difficulty import MAX_DIFFICULTY
 
     bad = [d for d in ds if not 0 <= d <= MAX_DIFFICULTY]
     if bad:
@@ -322,7 +322,7 @@ class EvalConfig:
     env_ids: tuple[str, ...] = field(default=(), init=False)
 
     def validate(self) -> "EvalConfig":
-        from envs import resolve_envs
+        from ecomrlve.envs import resolve_envs
 
         self.env_ids = resolve_envs(self.envs)
         self.difficulties = _parse_difficulties(self.difficulties)
@@ -386,7 +386,7 @@ _SPECS: dict[tuple[str, str], PolicySpec] = {}  # loaded engines, one per policy
 
 def _run_cell(job: dict, cfg_dict: dict, catalog=None) -> list[dict]:
     """Play every task and trial of one (env, difficulty) cell."""
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     if catalog is None:
         catalog = load_catalog(cfg_dict["catalog_dir"], cfg_dict["catalog_size"], cfg_dict["catalog_seed"])
@@ -423,7 +423,7 @@ def _run_cell(job: dict, cfg_dict: dict, catalog=None) -> list[dict]:
 def _run_cell_batched(job: dict, cfg_dict: dict, catalog, spec: PolicySpec) -> list[dict]:
     """LLM policies: per trial, all tasks of the cell advance in lockstep, one batched
     ``act_batch`` per turn (policy seed = the trial index)."""
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     env_id, d, n, seeds = job["env_id"], job["difficulty"], job["n"], cfg_dict["seeds"]
     rows = []

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from policies.dapo import DAPOConfig, Trajectory, dapo_update, filter_groups, make_optimizer, maybe_lora
+from ecomrlve.policies.dapo import DAPOConfig, Trajectory, dapo_update, filter_groups, make_optimizer, maybe_lora
 
 __all__ = ["LearnerCore", "Learner", "flatten_trajectories"]
 
@@ -82,7 +82,7 @@ class LearnerCore:
 
     def weights(self, dtype=None, names: Sequence[str] | None = None) -> tuple[dict, int, str]:
         """(state dict in `dtype`, version, checksum) for the engines."""
-        from policies.engines import export_weights, weights_checksum
+        from ecomrlve.policies.engines import export_weights, weights_checksum
 
         sd = export_weights(self.model, dtype=dtype, names=names)
         return sd, self.version, weights_checksum(sd)
@@ -91,7 +91,7 @@ class LearnerCore:
     def save(self, directory) -> Path:
         import torch
 
-        from policies.models import save_model
+        from ecomrlve.policies.models import save_model
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ class LearnerImpl:
 
     def __init__(self, model_name: str, cfg: dict | None = None, device: str = "cpu", max_staleness: int = 1,
                  resume_dir: str | None = None, dtype: str | None = None, threads: int | None = None):
-        from policies.models import load_model, set_torch_threads
+        from ecomrlve.policies.models import load_model, set_torch_threads
 
         set_torch_threads(threads, device)
         src = str(Path(resume_dir) / "model") if resume_dir else model_name
@@ -162,7 +162,7 @@ class LearnerImpl:
         verifies the checksum. Returns {"version", "checksum", "engines": [checksums]}."""
         import ray
 
-        from policies.models import _dtype
+        from ecomrlve.policies.models import _dtype
 
         sd, version, checksum = self.core.weights(dtype=_dtype(dtype))
         ref = ray.put(sd)

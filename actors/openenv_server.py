@@ -53,9 +53,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from envs import ENV_IDS, make_env
-from envs.actions import Action as AgentAction
-from envs.difficulty import MAX_DIFFICULTY
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.envs.actions import Action as AgentAction
+from ecomrlve.envs.difficulty import MAX_DIFFICULTY
 
 from .evaluate import DEFAULT_CATALOG_SIZE, jsonable, load_catalog
 

@@ -30,9 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from envs import ENV_IDS, make_env
-from envs.actions import Answer
-from envs.difficulty import MAX_DIFFICULTY
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.envs.actions import Answer
+from ecomrlve.envs.difficulty import MAX_DIFFICULTY
 
 from .evaluate import DEFAULT_CATALOG_SIZE, jsonable, load_catalog
 from .openenv_server import MAX_BODY_BYTES, RequestError, install_error_handlers, read_json

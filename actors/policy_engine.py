@@ -32,17 +32,17 @@ __all__ = ["PolicyEngineImpl", "PolicyEngine", "EngineClient", "build_engine"]
 def build_engine(model_name: str, device: str = "cpu", engine: str = "hf", dtype: str | None = None,
                  **kwargs):
     """(engine, tokenizer) for `model_name` on `device`: ``hf`` or ``vllm``."""
-    from policies.models import load_model, load_tokenizer, local_dir
+    from ecomrlve.policies.models import load_model, load_tokenizer, local_dir
 
     if engine == "vllm":
-        from policies.engines import VLLMEngine
+        from ecomrlve.policies.engines import VLLMEngine
 
         path, _ = local_dir(model_name)
         tok = load_tokenizer(model_name)
         return VLLMEngine(path, dtype=dtype or "bfloat16", stop_ids=[tok.eos_token_id], **kwargs), tok
     if engine != "hf":
         raise ValueError(f"engine must be hf or vllm, got {engine!r}")
-    from policies.engines import HFEngine
+    from ecomrlve.policies.engines import HFEngine
 
     model, tok = load_model(model_name, device=device, dtype=dtype)
     return HFEngine(model, tok, device=device, **kwargs), tok
@@ -53,8 +53,8 @@ class PolicyEngineImpl:
                  temperature: float = 1.0, max_new_tokens: int = 256, prefill: str = "", tool_format: str = "auto",
                  lenient: bool = False, max_batch: int = 64, batch_wait_ms: float = 5.0, threads: int | None = None,
                  engine_kwargs: dict | None = None):
-        from policies.llm_policy import LLMPolicy
-        from policies.models import set_torch_threads
+        from ecomrlve.policies.llm_policy import LLMPolicy
+        from ecomrlve.policies.models import set_torch_threads
 
         set_torch_threads(threads, device)
         self.engine, self.tokenizer = build_engine(model_name, device, engine, dtype, **(engine_kwargs or {}))
@@ -168,7 +168,7 @@ class _EngineEpisode:
 
 
 class EngineClient:
-    """A `PolicyClient` (actors.env_worker's seam) that sends every observation to a
+    """A `PolicyClient` (ecomrlve.actors.env_worker's seam) that sends every observation to a
     PolicyEngine actor with a unique per-episode key (``<env_id>:<seed>:<uuid>``, also
     ``episode.key``).
 
@@ -199,7 +199,7 @@ class EngineClient:
 
         if self.max_new_tokens is None or tokens is None or is_error_reason(record["termination_reason"]):
             return None, {}
-        from policies.dapo import DAPOConfig
+        from ecomrlve.policies.dapo import DAPOConfig
 
         from .train import EpisodeResult, to_trajectory
 

@@ -76,7 +76,7 @@ def replay_episode(run_dir, episode_id: int, catalog=None, catalog_dir: str | No
                    catalog_size: int | None = None, catalog_seed: int | None = None,
                    check_messages: bool | None = None) -> ReplayResult:
     """Replay one recorded episode; `ReplayResult.diffs` lists every difference."""
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     row, config = load_episode(run_dir, episode_id)
     if catalog is None:

@@ -1,11 +1,11 @@
 """RLlib / Ray Tune registration of the eight environments.
 
-    from actors.rllib import register_rllib_envs
+    from ecomrlve.actors.rllib import register_rllib_envs
     register_rllib_envs()                   # ecomrlve/E_PD-v0 ... ecomrlve/E_JOURNEY-v0
     config = PPOConfig().environment("ecomrlve/E_CART-v0", env_config={"difficulty": 3})
 
-The names are the Gymnasium ids (`envs.gym_api.GYM_IDS`); each creator builds an
-`envs.gym_api.ShopGymEnv` (JSON text spaces) from ``env_config``:
+The names are the Gymnasium ids (`ecomrlve.envs.gym_api.GYM_IDS`); each creator builds an
+`ecomrlve.envs.gym_api.ShopGymEnv` (JSON text spaces) from ``env_config``:
 
 - ``difficulty`` (int, default 0)
 - the catalog, one of: ``catalog`` (a catalog object, pickled to every worker: fine for small
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from envs.gym_api import GYM_IDS, ShopGymEnv, resolve_catalog
+from ecomrlve.envs.gym_api import GYM_IDS, ShopGymEnv, resolve_catalog
 
 __all__ = ["EnvCreator", "register_rllib_envs", "make_gym_env", "ENV_CONFIG_KEYS"]
 
@@ -28,7 +28,7 @@ ENV_CONFIG_KEYS = ("difficulty", "catalog", "catalog_dir", "catalog_size", "cata
 
 
 def _load_dir(path: str):
-    from catalog_service import Catalog
+    from ecomrlve.catalog_service import Catalog
 
     return Catalog.load(path)
 
@@ -43,7 +43,7 @@ def make_gym_env(env_id: str, env_config: Mapping[str, Any] | None = None) -> Sh
     if catalog is None and cfg.get("catalog_dir"):
         catalog = resolve_catalog(_load_dir, {"path": str(cfg["catalog_dir"])})
     elif catalog is None:
-        catalog = resolve_catalog("catalog_service:Catalog.synthetic",
+        catalog = resolve_catalog("ecomrlve.catalog_service:Catalog.synthetic",
                                   {"n_products": int(cfg.get("catalog_size", 10_000)),
                                    "seed": int(cfg.get("catalog_seed", 0))})
     return ShopGymEnv(env_id, catalog=catalog, difficulty=int(cfg.get("difficulty", 0)),

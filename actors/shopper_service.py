@@ -1,6 +1,6 @@
 """The shopper (user simulator) as a Ray Serve deployment.
 
-Environments write what the shopper says (`envs.shopper.TemplateShopper` decides *what*
+Environments write what the shopper says (`ecomrlve.envs.shopper.TemplateShopper` decides *what*
 is said: which slots are disclosed, typos, quits). This service decides *how it is
 phrased*: env workers send every new shopper message through ``phrase(request) -> text``.
 
@@ -8,7 +8,7 @@ phrased*: env workers send every new shopper message through ``phrase(request) -
   byte-identical to an in-process run (the determinism contract).
 - an LLM backend plugs in behind the same interface (`ShopperBackend`): it gets the template
   text plus context (clean text, kind, disclosed slots, slot phrases, mentioned ids, env id,
-  turn) and returns a rephrasing. ``llm`` maps to `policies.shopper_llm.LLMShopperBackend`;
+  turn) and returns a rephrasing. ``llm`` maps to `ecomrlve.policies.shopper_llm.LLMShopperBackend`;
   any ``"module:Class"`` path works too; the deployment builds it in each replica.
 
 Batching: a backend that is not ``inline`` (every LLM backend) is called through Ray
@@ -85,7 +85,7 @@ class TemplateBackend:
 
 _BACKENDS: dict[str, Callable[..., ShopperBackend] | str] = {
     "template": TemplateBackend,
-    "llm": "policies.shopper_llm:LLMShopperBackend",  # imported in the replica, on first use
+    "llm": "ecomrlve.policies.shopper_llm:LLMShopperBackend",  # imported in the replica, on first use
 }
 
 

@@ -27,7 +27,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from scheduler.actor import SCHEDULER_NAME
+from ecomrlve.scheduler.actor import SCHEDULER_NAME
 
 NAMESPACE = "ecomrlve"
 RUN_PREFIX = f"{SCHEDULER_NAME}-"

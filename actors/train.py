@@ -13,7 +13,7 @@ verified -> outcomes reported to the curriculum -> checkpoint every K steps.
 
 Two runners share every piece:
 
-- Ray (default; `actors.train_ray`): the actor system of ``ecomrlve run`` (catalog shards,
+- Ray (default; `ecomrlve.actors.train_ray`): the actor system of ``ecomrlve run`` (catalog shards,
   the shopper Serve deployment, the curriculum scheduler, the trajectory writer, W env
   workers) with a `PolicyEngine` as the workers' policy and a `Learner` actor; rollouts of
   the next step overlap the update (bounded by ``--max-staleness``); metrics go to the Ray
@@ -77,7 +77,7 @@ class TrainConfig:
     max_staleness: int = 1
     checkpoint_every: int = 10
     resume: str | None = None  # a run directory to continue
-    ray: bool = True  # the actor system (actors.train_ray); False: the in-process Trainer
+    ray: bool = True  # the actor system (ecomrlve.actors.train_ray); False: the in-process Trainer
     workers: int = 2  # env worker actors
     shards: int = 2  # catalog shard actors
     shopper: str = "serve"  # serve | local | none (as in ecomrlve run)
@@ -95,7 +95,7 @@ class TrainConfig:
     threads: int | None = None  # torch threads
 
     def validate(self) -> "TrainConfig":
-        from envs import resolve_envs
+        from ecomrlve.envs import resolve_envs
 
         resolve_envs(self.collection)
         for name in ("steps", "group_size", "tasks_per_step", "max_new_tokens", "max_sampling_rounds", "workers",
@@ -125,10 +125,10 @@ class TrainConfig:
             raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms!r}")
         if self.catalog_dir is None and self.catalog_size < self.shards:
             raise ValueError(f"catalog_size must be >= shards ({self.shards}), got {self.catalog_size}")
-        from envs import axes_for
+        from ecomrlve.envs import axes_for
 
         axes_for(0, self.axes or None)  # names a bad axis
-        from policies.dapo import DAPOConfig
+        from ecomrlve.policies.dapo import DAPOConfig
 
         unknown = set(self.dapo) - {f.name for f in dataclasses.fields(DAPOConfig)}
         if unknown:
@@ -136,7 +136,7 @@ class TrainConfig:
         if self.catalog_dir is not None and not Path(self.catalog_dir).expanduser().is_dir():
             raise ValueError(f"--catalog: no catalog directory at {self.catalog_dir}")
         if not self.resume:  # a resumed run loads its checkpoint's model
-            from policies.models import ModelNotFound, locate_model
+            from ecomrlve.policies.models import ModelNotFound, locate_model
 
             try:
                 locate_model(self.model)
@@ -155,7 +155,7 @@ class TrainConfig:
         return self.batch_size or self.group_size
 
     def dapo_config(self):
-        from policies.dapo import DAPOConfig
+        from ecomrlve.policies.dapo import DAPOConfig
 
         return DAPOConfig(**{"group_size": self.group_size, "temperature": self.temperature, **self.dapo})
 
@@ -209,7 +209,7 @@ def rollout_groups(policy, catalog, tasks: Sequence[dict], group_size: int, axes
                    on_turn: Callable[[float, float, int], None] | None = None) -> list[EpisodeResult]:
     """Play every task `group_size` times at once: one `act_batch` per turn over all live
     episodes. Returns one `EpisodeResult` per episode (task order, then rollout)."""
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     live = []
     done: list[EpisodeResult] = []
@@ -269,8 +269,8 @@ def rollout_groups(policy, catalog, tasks: Sequence[dict], group_size: int, axes
 def to_trajectory(res: EpisodeResult, max_new_tokens: int, dapo_cfg) -> Any:
     """An `EpisodeResult` as a learner `Trajectory`: r_total plus the soft overlong penalty
     of its worst turn; the group is the task id."""
-    from policies.codec import EpisodeTokens
-    from policies.dapo import Trajectory, overlong_penalty
+    from ecomrlve.policies.codec import EpisodeTokens
+    from ecomrlve.policies.dapo import Trajectory, overlong_penalty
 
     ep = res.tokens if isinstance(res.tokens, EpisodeTokens) else EpisodeTokens.from_dict(res.tokens or {"turns": []})
     lengths = [len(t.completion_ids) for t in ep.turns]
@@ -317,7 +317,7 @@ def _outcomes(results: Sequence[EpisodeResult]) -> list[dict]:
 
 
 def _make_catalog(cfg: TrainConfig):
-    from catalog_service import Catalog
+    from ecomrlve.catalog_service import Catalog
 
     if cfg.catalog_dir:
         return Catalog.load(cfg.catalog_dir)
@@ -356,11 +356,11 @@ class Trainer:
     def setup(self) -> "Trainer":
         import torch
 
-        from envs import resolve_envs
-        from policies.engines import HFEngine
-        from policies.llm_policy import LLMPolicy
-        from policies.models import load_model
-        from scheduler import Curriculum, CurriculumConfig
+        from ecomrlve.envs import resolve_envs
+        from ecomrlve.policies.engines import HFEngine
+        from ecomrlve.policies.llm_policy import LLMPolicy
+        from ecomrlve.policies.models import load_model
+        from ecomrlve.scheduler import Curriculum, CurriculumConfig
 
         from .learner import LearnerCore
 
@@ -378,7 +378,7 @@ class Trainer:
         emodel, _ = load_model(model_src, device=cfg.device, dtype=cfg.dtype)
         self.engine = HFEngine(emodel, tok, device=cfg.device, **cfg.engine_opts)
         self.tokenizer = tok
-        from policies.codec import ChatCodec
+        from ecomrlve.policies.codec import ChatCodec
 
         self.codec = ChatCodec(tok, tool_format=cfg.tool_format, prefill=cfg.prefill, lenient=cfg.lenient)
         self.policy = LLMPolicy(self.engine, codec=self.codec, temperature=cfg.temperature,
@@ -417,7 +417,7 @@ class Trainer:
         trajs = []
         rounds = 0
         gen_s = env_s = 0.0
-        from policies.dapo import filter_groups
+        from ecomrlve.policies.dapo import filter_groups
 
         while rounds < cfg.max_sampling_rounds:
             rounds += 1
@@ -577,9 +577,9 @@ def _read_run_dir(run_dir) -> list[dict]:
 def sft_examples(rows: Sequence[dict], codec, only_correct: bool = True) -> tuple[list[tuple[list[int], list[int]]], dict]:
     """(ids, loss mask) per episode: every agent turn is the canonical action text after the
     codec's prefill, plus the stop token; only those tokens are in the mask."""
-    from envs import env_class
-    from envs.tools import tool_schemas
-    from policies.codec import EpisodeTokens, TurnTokens, action_to_text
+    from ecomrlve.envs import env_class
+    from ecomrlve.envs.tools import tool_schemas
+    from ecomrlve.policies.codec import EpisodeTokens, TurnTokens, action_to_text
 
     eos = codec.stop_ids[0]
     out, skipped = [], {"not_correct": 0, "prefill_mismatch": 0, "bad_row": 0}
@@ -628,9 +628,9 @@ def run_sft(run_dir, model: str = "smollm2", steps: int = 100, out: str | None =
 
     import torch
 
-    from policies.codec import ChatCodec
-    from policies.dapo import _micro_batches, make_batch, sft_loss
-    from policies.models import load_model, save_model
+    from ecomrlve.policies.codec import ChatCodec
+    from ecomrlve.policies.dapo import _micro_batches, make_batch, sft_loss
+    from ecomrlve.policies.models import load_model, save_model
 
     if model_obj is None:
         model_obj, tokenizer = load_model(model, device=device, dtype="float32")
@@ -852,7 +852,7 @@ def cmd_sft(args) -> int:
 
 
 def add_train_commands(subparsers) -> None:
-    """Register ``train`` and ``sft`` (actors.cli calls this through OPTIONAL_COMMANDS);
+    """Register ``train`` and ``sft`` (ecomrlve.actors.cli calls this through OPTIONAL_COMMANDS);
     a subcommand name already taken is left alone."""
     taken = set(getattr(subparsers, "choices", {}) or {})
     if "train" not in taken:
@@ -862,7 +862,7 @@ def add_train_commands(subparsers) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m actors.train train ...``) until the CLI registers us."""
+    """Stand-alone entry (``python -m ecomrlve.actors.train train ...``) until the CLI registers us."""
     parser = argparse.ArgumentParser(prog="ecomrlve")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_commands(sub)

@@ -5,7 +5,7 @@ agent and a DAPO learner.
 
 Actors:
 
-- everything `actors.driver.Driver` builds for ``ecomrlve run``: catalog shards and their
+- everything `ecomrlve.actors.driver.Driver` builds for ``ecomrlve run``: catalog shards and their
   router, the shopper Serve deployment, the `CurriculumScheduler`, the `TrajectoryWriter` and
   W `EnvWorker`s, whose policy is an `EngineClient`: every agent turn is an ``act`` call to
 - one `PolicyEngine` (HF or vLLM) that micro-batches the concurrent turns of all live
@@ -51,7 +51,7 @@ MAX_DISPATCH_FAILURES = 5
 
 def informative_groups(summaries: Sequence[dict]) -> int:
     """Groups (task ids) with at least two trajectories whose rewards differ: the ones
-    DAPO learns from (`policies.dapo.filter_groups` keeps exactly these)."""
+    DAPO learns from (`ecomrlve.policies.dapo.filter_groups` keeps exactly these)."""
     by_group: dict[int, list[float]] = {}
     for s in summaries:
         if "reward" in s:

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from catalog_service import Catalog  # noqa: E402
-from catalog_service.synthetic import generate_products  # noqa: E402
+from ecomrlve.catalog_service import Catalog  # noqa: E402
+from ecomrlve.catalog_service.synthetic import generate_products  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "catalog_generate.json"
 
@@ -51,11 +51,11 @@ def peak_rss_mb() -> float:
 def _load_phase(directory: Path, n: int) -> dict:
     """Load `directory` memory-mapped and touch it; run in a fresh process so that RSS
     figures are not blurred by the generator's freed memory."""
-    # Catalog.load looks for a saved index through catalog_service.search; that module's
+    # Catalog.load looks for a saved index through ecomrlve.catalog_service.search; that module's
     # one-time import cost is reported separately, not as load time.
     t0 = time.perf_counter()
     try:
-        import catalog_service.search  # noqa: F401
+        import ecomrlve.catalog_service.search  # noqa: F401
     except ImportError:
         pass
     search_import_s = time.perf_counter() - t0

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog_service import Catalog
-from envs import ENV_IDS, make_env
-from policies import HeuristicPolicy
+from ecomrlve.catalog_service import Catalog
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.policies import HeuristicPolicy
 
 OUT = Path(__file__).resolve().parent / "results" / "episodes.json"
 MAX_DIFFICULTY_CYCLE = 13  # episodes cycle over d = 0..12
@@ -192,7 +192,7 @@ def _touch_pages(catalog: Catalog) -> None:
     """Read every page of the memory-mapped columns and lookups episodes use once, as a
     long-running worker has them resident (a short benchmark would otherwise time first-touch
     page faults)."""
-    from envs.catalog import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+    from ecomrlve.envs.catalog import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 
     arrays = [catalog.numeric(c) for c in NUMERIC_COLUMNS] + [catalog.codes(c)[0] for c in CATEGORICAL_COLUMNS]
     lookups = catalog.lookups() if hasattr(catalog, "lookups") else None

@@ -11,18 +11,18 @@ Phases (the JSON is rewritten after each, so a run cut short still reports what 
    safetensors cache; the engines hold it in bf16 on CUDA, the optimizers fp32 master weights
    with bf16 autocast);
 2. oracle episodes of the collection (C1 = E_CART) at d = 0..6, generated here, and an SFT
-   warm start on them (`actors.train.run_sft`);
+   warm start on them (`ecomrlve.actors.train.run_sft`);
 3. benchmarks on the free GPU: generation at ``--bench-batch`` x ``--bench-context`` tokens,
    eager (dynamic KV cache) against the fast path (static KV cache, decode step replayed as a
    CUDA graph; no host sync per step; with ``--bench-compile`` also the torch.compile
    mode="reduce-overhead" decode step), and the DAPO update's tokens/s;
-4. multi-turn DAPO (`actors.train.Trainer`, the in-process runner: no Ray) from the SFT model,
+4. multi-turn DAPO (`ecomrlve.actors.train.Trainer`, the in-process runner: no Ray) from the SFT model,
    in one process per schedule on the same device: ``adaptive`` (the curriculum), ``static-low``
    (d = 0) and ``static-high`` (d = 6). The processes step in lockstep (the parent starts step
    k + 1 when every process finished step k, and only if it should end within the budget), so
    every schedule gets the same number of steps. The budget is ``--train-seconds``, cut so the
    whole run ends by ``--deadline`` seconds;
-5. each process evaluates its final model greedily on held-out seeds (`actors.evaluate`'s
+5. each process evaluates its final model greedily on held-out seeds (`ecomrlve.actors.evaluate`'s
    range, disjoint from training seeds) at d in ``--eval-difficulties``;
 6. ``gpu_run.json`` (per step: reward, success, curriculum window, generation and training
    tokens/s, share of step time outside the LLM; benchmarks; held-out success; a summary
@@ -165,7 +165,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not diffs or diffs[0] < 0 or diffs[-1] > 30:
         raise ValueError(f"--eval-difficulties must be difficulties in [0, 30], got {args.eval_difficulties!r}")
     args.eval_difficulties = diffs
-    from envs import resolve_envs
+    from ecomrlve.envs import resolve_envs
 
     try:
         args.env_ids = list(resolve_envs(args.collection))
@@ -266,8 +266,8 @@ def oracle_traces(env_ids, catalog, n: int, out_dir: Path, max_d: int = 6) -> di
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from envs import make_env
-    from policies import OraclePolicy
+    from ecomrlve.envs import make_env
+    from ecomrlve.policies import OraclePolicy
 
     rows = []
     for i in range(n):
@@ -294,8 +294,8 @@ def oracle_traces(env_ids, catalog, n: int, out_dir: Path, max_d: int = 6) -> di
 
 
 def warm_start(args, catalog, work: Path, log) -> dict:
-    from actors.train import run_sft
-    from policies.models import load_model
+    from ecomrlve.actors.train import run_sft
+    from ecomrlve.policies.models import load_model
 
     t0 = time.perf_counter()
     traces = oracle_traces(args.env_ids, catalog, args.sft_episodes, work / "oracle")
@@ -328,9 +328,9 @@ def bench_prompts(tok, catalog, env_ids, n: int, context: int) -> list[list[int]
     """`n` prompts of exactly `context` tokens: real mid-episode E_* prompts (the oracle's
     first two turns played), their tails kept (so each ends at the assistant prefill),
     repeated at the front when shorter."""
-    from envs import make_env
-    from policies import OraclePolicy
-    from policies.codec import ChatCodec
+    from ecomrlve.envs import make_env
+    from ecomrlve.policies import OraclePolicy
+    from ecomrlve.policies.codec import ChatCodec
 
     codec = ChatCodec(tok, prefill='{"')
     out = []
@@ -354,7 +354,7 @@ def bench_generation(model, tok, prompts, new_tokens: int, device: str, variants
     decodes `new_tokens`); a short warm-up first (CUDA graph capture, allocator)."""
     import torch
 
-    from policies.engines import HFEngine
+    from ecomrlve.policies.engines import HFEngine
 
     out: dict = {}
     first = None
@@ -401,8 +401,8 @@ def bench_generation(model, tok, prompts, new_tokens: int, device: str, variants
 def bench_update(model_dir: str, tok, prompts, args, log, repeats: int = 3) -> dict:
     """DAPO update tokens/s: `--update-batch` sequences of `--update-context` tokens, the
     last quarter policy tokens, groups of G with reward spread; one warm-up update."""
-    from policies.dapo import DAPOConfig, Trajectory, dapo_update, make_optimizer
-    from policies.models import load_model
+    from ecomrlve.policies.dapo import DAPOConfig, Trajectory, dapo_update, make_optimizer
+    from ecomrlve.policies.models import load_model
 
     model, _ = load_model(model_dir, device=args.device, dtype="float32")
     cfg = DAPOConfig(**{"group_size": args.group_size, **_dapo(args)})
@@ -437,7 +437,7 @@ def bench_update(model_dir: str, tok, prompts, args, log, repeats: int = 3) -> d
 
 def static_curriculum(env_ids, d: int, seed: int):
     """A curriculum pinned to difficulty `d`: window [d, d], never raised."""
-    from scheduler import Curriculum, CurriculumConfig
+    from ecomrlve.scheduler import Curriculum, CurriculumConfig
 
     cur = Curriculum(env_ids, CurriculumConfig(first_seed=seed * 1_000_000, max_difficulty=d), seed=seed)
     for lvl in cur.levels.values():
@@ -457,7 +457,7 @@ def _worker(conn, spec: dict) -> None:
 
 
 def _worker_loop(conn, spec: dict) -> None:
-    from actors.train import TrainConfig, Trainer
+    from ecomrlve.actors.train import TrainConfig, Trainer
 
     cfg = TrainConfig(**spec["config"])
     tr = Trainer(cfg, log=lambda s: None).setup()
@@ -503,9 +503,9 @@ def _train_step(tr, env_id: str) -> dict:
 def evaluate(tr, difficulties, seeds: int) -> dict:
     """Greedy held-out success of the trainer's current engine: every (d, seed) episode
     in one lockstep rollout (one batched generate per turn)."""
-    from actors.evaluate import EVAL_SEED_BASE
-    from actors.train import rollout_groups
-    from policies.llm_policy import LLMPolicy
+    from ecomrlve.actors.evaluate import EVAL_SEED_BASE
+    from ecomrlve.actors.train import rollout_groups
+    from ecomrlve.policies.llm_policy import LLMPolicy
 
     policy = LLMPolicy(tr.engine, codec=tr.codec, temperature=0.0, max_new_tokens=tr.cfg.max_new_tokens, seed=0)
     env_id = tr.curriculum.env_ids[0]
@@ -735,7 +735,7 @@ def smoke(args, log) -> dict:
 
     out: dict = {"imports": {}}
     for mod in ("pydantic", "bm25s", "Stemmer", "gguf", "numba", "pyarrow", "rich", "transformers", "peft",
-                "catalog_service.search", "actors.train", "actors.evaluate", "policies.engines"):
+                "ecomrlve.catalog_service.search", "ecomrlve.actors.train", "ecomrlve.actors.evaluate", "ecomrlve.policies.engines"):
         try:
             m = importlib.import_module(mod)
             out["imports"][mod] = getattr(m, "__version__", "ok")
@@ -746,7 +746,7 @@ def smoke(args, log) -> dict:
     import torch
     import transformers
 
-    from policies.engines import HFEngine
+    from ecomrlve.policies.engines import HFEngine
 
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -805,8 +805,8 @@ def run(args) -> dict:
 
     import torch
 
-    from catalog_service import Catalog
-    from policies.models import load_model
+    from ecomrlve.catalog_service import Catalog
+    from ecomrlve.policies.models import load_model
 
     result["machine"] = machine_info(args.device)
     if args.device.startswith("cuda"):

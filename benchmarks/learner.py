@@ -10,7 +10,7 @@ throughput; generation vs environment time per turn; update vs rollout time) and
 them to ``benchmarks/results/learner.json``. These machines are noisy; compare ratios, not
 absolute numbers across runs.
 
-``--ray-steps N`` runs `actors.train_ray` twice (N steps with rollouts overlapping updates,
+``--ray-steps N`` runs `ecomrlve.actors.train_ray` twice (N steps with rollouts overlapping updates,
 then N with ``--sync``) on the full actor system and reports where an episode's time goes
 (LLM vs env vs shopper vs the rest: Ray and the event loop) and the step time of both modes.
 It starts Ray: run it in a loopback-only namespace, as every Ray command here
@@ -37,7 +37,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "learner.json"
 
 
 def _prompt(codec, catalog):
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     env = make_env("E_CART", catalog)
     obs, _ = env.reset(seed=1, options={"difficulty": 0})
@@ -62,7 +62,7 @@ def bench_generation(engine, prompt, new_tokens: int) -> dict:
 
 
 def bench_update(model, tok, engine, prompt, new_tokens: int, device: str) -> dict:
-    from policies.dapo import DAPOConfig, Trajectory, dapo_update, make_optimizer
+    from ecomrlve.policies.dapo import DAPOConfig, Trajectory, dapo_update, make_optimizer
 
     res = engine.generate([prompt] * 8, temperature=1.0, max_new_tokens=new_tokens, seed=1, stop_ids=[])
     trajs = []
@@ -82,7 +82,7 @@ def bench_update(model, tok, engine, prompt, new_tokens: int, device: str) -> di
 
 
 def bench_train_run(model_name: str, device: str, new_tokens: int, threads) -> dict:
-    from actors.train import TrainConfig, Trainer
+    from ecomrlve.actors.train import TrainConfig, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         # the untrained model writes no valid action on its own; the prefill below writes the
@@ -113,8 +113,8 @@ def bench_ray_train(model_name: str, device: str, new_tokens: int, steps: int, t
     """Steps of the Ray runner, overlapped and then synchronous (fresh actors each)."""
     import ray
 
-    from actors.train import TrainConfig
-    from actors.train_ray import RayTrainer
+    from ecomrlve.actors.train import TrainConfig
+    from ecomrlve.actors.train_ray import RayTrainer
 
     out = {}
     for mode in ("overlap", "sync"):
@@ -159,10 +159,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from catalog_service import Catalog
-    from policies.codec import ChatCodec
-    from policies.engines import HFEngine
-    from policies.models import load_model
+    from ecomrlve.catalog_service import Catalog
+    from ecomrlve.policies.codec import ChatCodec
+    from ecomrlve.policies.engines import HFEngine
+    from ecomrlve.policies.models import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

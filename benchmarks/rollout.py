@@ -43,16 +43,16 @@ QUERIES = [
 
 
 def _tasks(collection: str, n: int, seed: int):
-    from envs import resolve_envs
-    from scheduler import Curriculum, CurriculumConfig
+    from ecomrlve.envs import resolve_envs
+    from ecomrlve.scheduler import Curriculum, CurriculumConfig
 
     cur = Curriculum(resolve_envs(collection), CurriculumConfig(first_seed=seed * 1_000_000), seed=seed)
     return [t.as_dict() for t in cur.lease(n)]
 
 
 def bench_in_process(catalog, collection: str, n: int, policy: str, seed: int) -> dict:
-    from actors.env_worker import LocalPolicyClient, run_episode_sync
-    from envs import make_env
+    from ecomrlve.actors.env_worker import LocalPolicyClient, run_episode_sync
+    from ecomrlve.envs import make_env
 
     client = LocalPolicyClient(policy)
     turns = 0
@@ -78,7 +78,7 @@ class _LazyPolicy:
 
 
 def bench_ray(args, workers: int, episodes: int, max_concurrent: int, batch: int, tag: str) -> dict:
-    from actors.driver import RunConfig, run
+    from ecomrlve.actors.driver import RunConfig, run
 
     cfg = RunConfig(collection=args.collection, episodes=episodes, workers=workers, shards=args.shards,
                     policy=args.policy, catalog_size=args.catalog_size, seed=args.seed,
@@ -94,7 +94,7 @@ def bench_ray(args, workers: int, episodes: int, max_concurrent: int, batch: int
 def bench_search(catalog, shards: int, repeats: int) -> dict:
     import ray
 
-    from catalog_service.shards import CatalogSource, start_shards
+    from ecomrlve.catalog_service.shards import CatalogSource, start_shards
 
     src = CatalogSource.from_catalog(catalog)
     router = start_shards(src, shards, num_cpus=0.1)
@@ -148,8 +148,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rollout.json"))
     args = p.parse_args(argv)
 
-    from actors.cli import init_ray
-    from catalog_service import Catalog
+    from ecomrlve.actors.cli import init_ray
+    from ecomrlve.catalog_service import Catalog
 
     catalog = Catalog.synthetic(n_products=args.catalog_size, seed=0)
     catalog.search("warm up")  # build the index outside the timed loops

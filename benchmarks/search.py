@@ -40,10 +40,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog_service import Catalog  # noqa: E402
-from catalog_service.filters import compile_filters  # noqa: E402
-from catalog_service.search import LexicalSearcher, coerce_filters  # noqa: E402
-from envs.catalog import ATTRIBUTE_COLUMNS  # noqa: E402
+from ecomrlve.catalog_service import Catalog  # noqa: E402
+from ecomrlve.catalog_service.filters import compile_filters  # noqa: E402
+from ecomrlve.catalog_service.search import LexicalSearcher, coerce_filters  # noqa: E402
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS  # noqa: E402
 
 GOAL_P50_MS = 5.0
 GOAL_P99_MS = 25.0
@@ -81,7 +81,7 @@ def _attr_values(catalog, row: int) -> list[tuple[str, str]]:
 
 
 def _row_filters(catalog, row: int, rng: np.random.Generator) -> dict:
-    """Filters the product at `row` satisfies, as `envs.constraints.to_filters` makes them."""
+    """Filters the product at `row` satisfies, as `ecomrlve.envs.constraints.to_filters` makes them."""
     f: dict = {"in_stock": True}
     price = float(catalog.numeric("price")[row])
     choices = ["price_max", "brand", "attributes", "rating_min", "ship_days_max", "category"]
@@ -307,8 +307,8 @@ def bench_lexical(catalog, requests: list[dict], log) -> dict:
 
 def bench_dense(catalog, requests: list[dict], n_dense: int, log) -> dict:
     try:
-        from catalog_service.dense import DenseIndex, HybridSearcher, SentenceEncoder, product_texts
-        from catalog_service.filters import CompiledFilters
+        from ecomrlve.catalog_service.dense import DenseIndex, HybridSearcher, SentenceEncoder, product_texts
+        from ecomrlve.catalog_service.filters import CompiledFilters
 
         encoder = SentenceEncoder(device="cpu")
     except ImportError as exc:

@@ -33,7 +33,7 @@ import json
 import time
 from pathlib import Path
 
-from actors.shopper_service import BATCH_WAIT_TIMEOUT_S
+from ecomrlve.actors.shopper_service import BATCH_WAIT_TIMEOUT_S
 
 OUT = Path(__file__).resolve().parent / "results" / "shopper_batching.json"
 
@@ -56,7 +56,7 @@ class SleepBackend:
 
 
 def tasks_for(n: int, first: int = 0) -> list[dict]:
-    from envs import ENV_IDS
+    from ecomrlve.envs import ENV_IDS
 
     return [{"env_id": ENV_IDS[i % len(ENV_IDS)], "difficulty": (i // len(ENV_IDS)) % 4, "seed": 1000 + i,
              "task_id": first + i} for i in range(n)]
@@ -79,8 +79,8 @@ async def shopper_episodes(client, episodes: int, concurrency: int, turns: int) 
 
 def measure(workload: str, source, episodes: int, concurrency: int, max_batch_size: int, delay_s: float | None,
             turns: int = 8, batch_wait_s: float = BATCH_WAIT_TIMEOUT_S) -> dict:
-    from actors.env_worker import EnvWorkerImpl
-    from actors.shopper_service import ShopperClient, deploy_shopper, shutdown_shopper
+    from ecomrlve.actors.env_worker import EnvWorkerImpl
+    from ecomrlve.actors.shopper_service import ShopperClient, deploy_shopper, shutdown_shopper
 
     backend = "template" if delay_s is None else "benchmarks.shopper_batching:SleepBackend"
     handle = deploy_shopper(backend, None if delay_s is None else {"delay_s": delay_s},
@@ -127,9 +127,9 @@ def main() -> None:
                     help=f"batch_wait_timeout_s of the batched runs, in ms (default {BATCH_WAIT_TIMEOUT_S * 1e3:g})")
     args = ap.parse_args()
 
-    from actors.cli import init_ray
-    from catalog_service import Catalog
-    from catalog_service.shards import CatalogSource
+    from ecomrlve.actors.cli import init_ray
+    from ecomrlve.catalog_service import Catalog
+    from ecomrlve.catalog_service.shards import CatalogSource
 
     init_ray(num_cpus=4, include_dashboard=False)
     import ray

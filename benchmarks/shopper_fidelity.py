@@ -40,11 +40,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from catalog_service import Catalog  # noqa: E402
+from ecomrlve.catalog_service import Catalog  # noqa: E402
 from dialogue_lint import RULES, episode_texts, lint  # noqa: E402
-from envs import ENV_IDS, make_env  # noqa: E402
-from envs.shopper import plural_phrase  # noqa: E402
-from policies import OraclePolicy  # noqa: E402
+from ecomrlve.envs import ENV_IDS, make_env  # noqa: E402
+from ecomrlve.envs.shopper import plural_phrase  # noqa: E402
+from ecomrlve.policies import OraclePolicy  # noqa: E402
 from shopper_fidelity_world import measure_implausible, measure_stockouts, measure_variants  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "shopper_fidelity.json"
@@ -122,7 +122,7 @@ def oracle_figures(catalog, seeds: int) -> dict:
 
 def _broken_cart(env) -> list[tuple[str, dict]]:
     """Fill the cart with mistakes; returns (kind, facts) for each wrong line."""
-    from envs.tools import TOOLS, ToolContext, validate_call
+    from ecomrlve.envs.tools import TOOLS, ToolContext, validate_call
 
     goal, world = env.goal, env.world
     errors, adds = [], []
@@ -194,7 +194,7 @@ class _BareNameEngine:
 
 
 def llm_figures(catalog, seeds: int) -> dict:
-    from policies.shopper_llm import ShopperPhraser
+    from ecomrlve.policies.shopper_llm import ShopperPhraser
 
     engine = _BareNameEngine()
     phraser = ShopperPhraser(engine)

@@ -35,12 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from catalog_service import Catalog  # noqa: E402
-from catalog_service.taxonomy import IMPLAUSIBLE_VALUES  # noqa: E402
-from envs import make_env  # noqa: E402
-from envs.difficulty import axes_for  # noqa: E402
-from envs.world import EPOCH, SimClock, World  # noqa: E402
-from policies import OraclePolicy  # noqa: E402
+from ecomrlve.catalog_service import Catalog  # noqa: E402
+from ecomrlve.catalog_service.taxonomy import IMPLAUSIBLE_VALUES  # noqa: E402
+from ecomrlve.envs import make_env  # noqa: E402
+from ecomrlve.envs.difficulty import axes_for  # noqa: E402
+from ecomrlve.envs.world import EPOCH, SimClock, World  # noqa: E402
+from ecomrlve.policies import OraclePolicy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "shopper_fidelity_world.json"
 VARIANT_DS = (0, 3, 6, 9)

@@ -2,10 +2,10 @@
 
 The data layer (this package minus its Ray actor module) imports without Ray or torch::
 
-    from catalog_service import Catalog
+    from ecomrlve.catalog_service import Catalog
     catalog = Catalog.synthetic(n_products=10_000, seed=0)
 """
 
-from catalog_service.catalog import PRODUCT_SCHEMA, SCHEMA_VERSION, Catalog
+from ecomrlve.catalog_service.catalog import PRODUCT_SCHEMA, SCHEMA_VERSION, Catalog
 
 __all__ = ["Catalog", "PRODUCT_SCHEMA", "SCHEMA_VERSION"]

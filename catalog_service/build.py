@@ -3,11 +3,11 @@
 Command line (also reachable as ``ecomrlve catalog ...`` once the top-level CLI calls
 `add_catalog_commands`)::
 
-    python -m catalog_service.build build --n 100000 --seed 0 --out catalogs/c100k [--dense]
-    python -m catalog_service.build info catalogs/c100k
+    python -m ecomrlve.catalog_service.build build --n 100000 --seed 0 --out catalogs/c100k [--dense]
+    python -m ecomrlve.catalog_service.build info catalogs/c100k
 
 A catalog directory holds what ``Catalog.save(dir, with_index=True)`` writes: the product
-table and the row lookups episodes use instead of scanning it (`catalog_service.lookups`;
+table and the row lookups episodes use instead of scanning it (`ecomrlve.catalog_service.lookups`;
 both memory-mappable) and, under ``search/``, the BM25 index (bm25s format) and, with
 ``--dense``, the embeddings and dense index. ``Catalog.load(dir)`` attaches the saved
 searcher, so no index is rebuilt at load time.
@@ -128,8 +128,8 @@ def add_catalog_commands(subparsers) -> argparse.ArgumentParser:
 
 
 def main_catalog(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m catalog_service.build {build,info} ...``."""
-    parser = argparse.ArgumentParser(prog="python -m catalog_service.build", description=__doc__.splitlines()[0])
+    """Entry point of ``python -m ecomrlve.catalog_service.build {build,info} ...``."""
+    parser = argparse.ArgumentParser(prog="python -m ecomrlve.catalog_service.build", description=__doc__.splitlines()[0])
     _add_leaf_commands(parser.add_subparsers(dest="catalog_command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,24 +1,24 @@
 """`Catalog`: the read-only product table every episode shares.
 
 A `Catalog` wraps one `pyarrow.Table` with `PRODUCT_SCHEMA` (the columns documented in
-`envs.catalog`) and implements `envs.catalog.CatalogLike`. The table is never copied per
+`ecomrlve.envs.catalog`) and implements `ecomrlve.envs.catalog.CatalogLike`. The table is never copied per
 episode; column views (`numeric`, `codes`, `category_rows`) are built once, cached, and
 returned read-only. Environments keep per-episode changes (stock, carts) in their own
 overlay.
 
 Constructors:
 
-- `Catalog.synthetic(n_products, seed)`: `catalog_service.synthetic.generate_products`.
+- `Catalog.synthetic(n_products, seed)`: `ecomrlve.catalog_service.synthetic.generate_products`.
 - `Catalog.from_table(table)`: validates and normalises any table with our columns
   (categoricals may be plain strings; numbers are cast when lossless). A missing or
   mistyped column raises ``ValueError`` naming it.
 - `Catalog.from_parquet(path)`: a parquet file in our schema.
 - `Catalog.from_amazebay(path)`: the public Amazebay-catalog-2M parquet schema, see
-  `catalog_service.loaders`; the skip report is kept at `catalog.load_report`.
+  `ecomrlve.catalog_service.loaders`; the skip report is kept at `catalog.load_report`.
 - `Catalog.load(directory)`: memory-maps ``products.arrow`` written by `Catalog.save`
   (near-zero resident memory; pages are shared between processes), the saved row lookups
-  (`catalog_service.lookups`) and attaches a saved search index when
-  `catalog_service.search` can load one.
+  (`ecomrlve.catalog_service.lookups`) and attaches a saved search index when
+  `ecomrlve.catalog_service.search` can load one.
 
 Row lookups (`lookups()`: per-leaf rows, per-leaf price order, brand / attribute postings
 per leaf) answer `category_rows`, `category_rows_by_price` and `category_postings` without
@@ -34,7 +34,7 @@ parent's values for the attributes the leaf carries, or every parent attribute w
 carries none. For a synthetic catalog this is the taxonomy leaf's own value pool (restricted
 to the values drawn).
 
-Search is delegated to `catalog_service.search` (built lazily on the first `search`).
+Search is delegated to `ecomrlve.catalog_service.search` (built lazily on the first `search`).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog_service.lookups import POSTING_COLUMNS, RowLookups, build_lookups, load_lookups, save_lookups
-from envs.catalog import (
+from ecomrlve.catalog_service.lookups import POSTING_COLUMNS, RowLookups, build_lookups, load_lookups, save_lookups
+from ecomrlve.envs.catalog import (
     ATTRIBUTE_COLUMNS,
     CATEGORICAL_COLUMNS,
     CATEGORY_SEP,
@@ -281,7 +281,7 @@ class Catalog:
     @classmethod
     def synthetic(cls, n_products: int = 10_000, seed: int = 0) -> "Catalog":
         """A deterministic synthetic catalog (`synthetic.generate_products`)."""
-        from catalog_service.synthetic import generate_products
+        from ecomrlve.catalog_service.synthetic import generate_products
 
         table = generate_products(n_products, seed)
         return cls(table, source="synthetic", seed=seed, validate=False, sequential_ids=True)
@@ -301,7 +301,7 @@ class Catalog:
     def from_amazebay(cls, path: str | os.PathLike, *, batch_size: int = 65_536) -> "Catalog":
         """A catalog from an Amazebay-catalog-2M parquet file; invalid rows are skipped
         and counted in `catalog.load_report` (`loaders.LoadReport`)."""
-        from catalog_service.loaders import load_amazebay
+        from ecomrlve.catalog_service.loaders import load_amazebay
 
         table, report = load_amazebay(path, batch_size=batch_size)
         catalog = cls(table, source="amazebay", validate=False)
@@ -311,7 +311,7 @@ class Catalog:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Catalog":
         """Memory-map a catalog written by `save` and attach its saved search index
-        (via `catalog_service.search.load_searcher`) when there is one."""
+        (via `ecomrlve.catalog_service.search.load_searcher`) when there is one."""
         directory = Path(directory)
         manifest_path = directory / MANIFEST_FILE
         if not manifest_path.is_file():
@@ -333,8 +333,8 @@ class Catalog:
             sequential_ids=True if manifest.get("sequential_ids") is True else None,
         )
         catalog._lookups = load_lookups(directory, len(table))
-        if importlib.util.find_spec("catalog_service.search") is not None:
-            search = importlib.import_module("catalog_service.search")
+        if importlib.util.find_spec("ecomrlve.catalog_service.search") is not None:
+            search = importlib.import_module("ecomrlve.catalog_service.search")
             loader = getattr(search, "load_searcher", None)
             if loader is not None:
                 searcher = loader(catalog, directory)
@@ -344,7 +344,7 @@ class Catalog:
 
     def save(self, directory: str | os.PathLike, with_index: bool = False) -> Path:
         """Write ``products.arrow`` (uncompressed Arrow IPC file), the row lookups
-        (`catalog_service.lookups`, built first if needed) and ``manifest.json`` to
+        (`ecomrlve.catalog_service.lookups`, built first if needed) and ``manifest.json`` to
         `directory` (created if needed); with `with_index`, also the search index (built
         first if needed) via ``searcher.save(directory)``. Returns the directory."""
         directory = Path(directory)
@@ -514,7 +514,7 @@ class Catalog:
     def _ids_are_sequential(self) -> bool:
         """Whether row i has id ``"p" + zero-padded i`` for every row (checked once)."""
         if self._sequential is None:
-            from catalog_service.synthetic import _format_ids, id_width
+            from ecomrlve.catalog_service.synthetic import _format_ids, id_width
 
             with self._lock:
                 if self._n == 0:
@@ -551,7 +551,7 @@ class Catalog:
         return self._id_to_row.get(product_id)
 
     def lookups(self) -> RowLookups:
-        """The row lookups (`catalog_service.lookups`): memory-mapped when the catalog was
+        """The row lookups (`ecomrlve.catalog_service.lookups`): memory-mapped when the catalog was
         loaded from a directory that has them, else built once on first use."""
         if self._lookups is None:
             with self._lock:
@@ -717,7 +717,7 @@ class Catalog:
         if self._searcher is None:
             with self._lock:
                 if self._searcher is None:
-                    from catalog_service.search import build_searcher
+                    from ecomrlve.catalog_service.search import build_searcher
 
                     self._searcher = build_searcher(self)
         return self._searcher

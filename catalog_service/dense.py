@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from envs.catalog import ATTRIBUTE_COLUMNS, SearchFilters, SearchHits
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS, SearchFilters, SearchHits
 
 from .filters import CompiledFilters, compile_filters
 from .search import (

@@ -16,7 +16,7 @@ property test checks that they agree):
   ``Electronics > Power``; a partial level (``"Electronics > Pow"``) matches nothing. An
   empty filter string adds no constraint.
 - ``attributes``: for each ``name: value``, the attribute column ``name`` (one of
-  `envs.catalog.ATTRIBUTE_COLUMNS`) must equal ``value`` case-insensitively; nulls never
+  `ecomrlve.envs.catalog.ATTRIBUTE_COLUMNS`) must equal ``value`` case-insensitively; nulls never
   match. An unknown attribute name raises ``ValueError`` naming it.
 - All given fields must hold (logical AND). A null categorical cell never matches.
 
@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from envs.catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP, SearchFilters
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP, SearchFilters
 
 __all__ = [
     "CompiledFilters",

@@ -21,7 +21,7 @@ Episodes never scan the catalog. What they look up instead, built once per catal
   brand b" is a slice.
 
 Codes are the catalog's dictionary codes (`Catalog.codes`; -1, null, sorts first). Cents are
-``round(price * 100)`` (half to even, as `envs.constraints` compares prices). All arrays are
+``round(price * 100)`` (half to even, as `ecomrlve.envs.constraints` compares prices). All arrays are
 read-only.
 
 Files (Arrow IPC, uncompressed, memory-mapped on load): ``row_lookups.arrow`` holds the
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from envs.catalog import ATTRIBUTE_COLUMNS
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS
 
 __all__ = ["RowLookups", "POSTING_COLUMNS", "build_lookups", "save_lookups", "load_lookups", "LOOKUP_FILES"]
 

@@ -15,7 +15,7 @@ What a search returns (the contract every searcher here keeps):
   catalog made from a slice of a bigger table (a shard) answers with rows relative to that
   slice (0 .. len(slice) - 1); a router adds the slice's start back. Built from the slice
   with `build_searcher`, its BM25 statistics (idf, average length) are the slice's own;
-  `catalog_service.shards` instead slices the global index (same scores as unsharded).
+  `ecomrlve.catalog_service.shards` instead slices the global index (same scores as unsharded).
 
 Indexed text, per product (`IndexConfig.fields`): title, brand, category levels and
 attribute values by default; ``features``, ``description`` and ``store`` can be added.
@@ -55,7 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
 
-from envs.catalog import ATTRIBUTE_COLUMNS, SearchFilters, SearchHits
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS, SearchFilters, SearchHits
 
 from .filters import CompiledFilters, compile_filters
 

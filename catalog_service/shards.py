@@ -12,7 +12,7 @@
   Concurrent queries from the worker's threads are micro-batched: while one fan-out is in
   flight the next requests queue up and go out together in one ``search_batch`` call per
   shard.
-- `RoutedCatalog` is a `envs.catalog.CatalogLike`: row data from a local (zero-copy) catalog,
+- `RoutedCatalog` is a `ecomrlve.envs.catalog.CatalogLike`: row data from a local (zero-copy) catalog,
   search from the router, so an environment runs unchanged on top of the shard service.
 
 Fault tolerance: shards are restartable actors (``max_restarts=-1``, ``max_task_retries=-1``):
@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import ray
 
-from envs.catalog import SearchFilters, SearchHits
+from ecomrlve.envs.catalog import SearchFilters, SearchHits
 
 from .search import IndexConfig, LexicalSearcher, clip_top_k, coerce_filters, empty_hits, load_searcher
 

@@ -2,7 +2,7 @@
 
 Three levels (``l1 > l2 > l3``) over nine departments. Every leaf (`Leaf`) says how its
 products look: the noun used in titles, a pool of realistic brands, which attribute
-columns (`envs.catalog.ATTRIBUTE_COLUMNS`) it has and the values each can take (most
+columns (`ecomrlve.envs.catalog.ATTRIBUTE_COLUMNS`) it has and the values each can take (most
 common first), a log-normal price (median dollars, sigma of log price) and a few feature
 phrases (lower-case noun phrases that read well both as a bullet and inside a sentence).
 A leaf's attribute pools are its whole vocabulary: every value a product of that kind (or one
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from envs.catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP
 
 __all__ = [
     "Leaf",

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from catalog_service import Catalog
-from envs import ENV_IDS, make_env
-from policies import OraclePolicy
+from ecomrlve.catalog_service import Catalog
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.policies import OraclePolicy
 
 OUT = Path(__file__).resolve().parent / "examples.md"
 DIFFICULTY = 4

@@ -2,7 +2,7 @@
 
 `parse_action` turns a dict or a JSON string into an `Action` or raises `InvalidAction`
 whose message names the problem (the field path for schema errors). Tool arguments are
-validated later against each tool's own model (`envs.tools`).
+validated later against each tool's own model (`ecomrlve.envs.tools`).
 
 Before any recursive code (the json module, pydantic, repr) sees it, an action's shape is
 bounded: at most MAX_ACTION_BYTES of text, MAX_DEPTH levels of nesting, MAX_NODES values,

@@ -337,7 +337,7 @@ def fuzz_episodes(catalog, n_actions: int, seed: int = 0, env_ids: tuple[str, ..
     action with probability 1 - `p_fuzz`, so episodes get deep before the fuzz hits them;
     those steps are extra. Every escape from `reset`/`step` and every contract violation is
     recorded with its action; step times cover every step."""
-    from envs import ENV_IDS, make_env
+    from ecomrlve.envs import ENV_IDS, make_env
 
     env_ids = tuple(env_ids or ENV_IDS)
     fz = Fuzzer(np.random.default_rng(seed))
@@ -426,8 +426,8 @@ def _play(env, policy, max_steps: int = 64) -> None:
 def fuzz_reset(catalog, n: int, seed: int = 0) -> dict:
     """`n` resets with adversarial axis overrides and difficulties: each must succeed or
     raise ValueError naming the axis. Returns counts, the slowest reset and the failures."""
-    from envs import ENV_IDS, make_env
-    from envs.difficulty import AXIS_NAMES
+    from ecomrlve.envs import ENV_IDS, make_env
+    from ecomrlve.envs.difficulty import AXIS_NAMES
 
     fz = Fuzzer(np.random.default_rng(seed))
     envs = {e: make_env(e, catalog) for e in ENV_IDS}
@@ -543,7 +543,7 @@ def claim_battery_env(catalog, seed: int = 0):
     """An E_STATUS episode prepared for `CLAIM_BATTERY`: two in-stock products and one sold
     out (none with variants), four orders with the statuses the battery names, every id
     shown to the agent. Returns (env, placeholder values)."""
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     env = make_env("E_STATUS", catalog)
     for s in range(seed, seed + 200):

@@ -305,7 +305,7 @@ class ShopEnv:
 
     def _check_claims(self, text: str) -> None:
         """Count the checkable factual claims in the agent's text, and the false ones (price,
-        stock and order-status statements about one id; see `envs.claims`: a sentence it
+        stock and order-status statements about one id; see `ecomrlve.envs.claims`: a sentence it
         cannot read unambiguously is not scored either way)."""
         for _, verdicts in sentence_verdicts(text, self.world, self.seen_ids, self.stockouts_unseen):
             for true in verdicts:
@@ -317,7 +317,7 @@ class ShopEnv:
 
     def _hallucination(self) -> float:
         """r_hall = -min(1, hallucinated ids / max(1, ids used) + false claims / 2 + ungrounded
-        answers) (see `envs.reward`): nothing true enters it, so true sentences cannot dilute
+        answers) (see `ecomrlve.envs.reward`): nothing true enters it, so true sentences cannot dilute
         it, and an answer no retrieved fact supports is a whole hallucination."""
         ids_used = len(self.used_ids)
         bad_ids = sum(self.used_ids.values())

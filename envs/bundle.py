@@ -15,7 +15,7 @@ leaves than S_req (a tiny catalog, or an axis override), the episode requires th
 
 Hidden goal. S_req(d) = min(12, 3 + d//2) leaves drawn from the project (`rand("goal")`),
 each with its rows (`catalog.category_rows`, cached) and its category path. Stated
-constraints (`envs.constraints.Constraint`) for n_c = min(S_req, (m(d) - 2) // 2) of the
+constraints (`ecomrlve.envs.constraints.Constraint`) for n_c = min(S_req, (m(d) - 2) // 2) of the
 categories, one each: a color or brand first (shuffled), else another attribute, taken
 from an in-stock anchor product and kept only when it leaves >= 2 in-stock options and
 actually excludes some. A total budget: per category a cheap-ish in-stock feasible price

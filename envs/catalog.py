@@ -3,7 +3,7 @@
 `envs` never imports `catalog_service`; it defines here what a catalog must offer and
 `catalog_service.Catalog` implements it. A catalog is read-only and shared by every
 episode: environments read rows and columns, never copy the table, and keep all
-per-episode changes (stock, variants, cart) in their own overlay (`envs.world`).
+per-episode changes (stock, variants, cart) in their own overlay (`ecomrlve.envs.world`).
 Episode code never scans the whole catalog: per-leaf rows, per-leaf price order and
 per-leaf brand / attribute postings and per-leaf in-stock rows (`category_rows`,
 `category_rows_by_price`, `category_rows_below`, `category_postings`,

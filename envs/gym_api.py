@@ -1,12 +1,12 @@
 """Gymnasium API for the eight environments (no Ray, no torch).
 
     import gymnasium as gym
-    import envs.gym_api  # registers ecomrlve/E_PD-v0 ... ecomrlve/E_JOURNEY-v0
+    import ecomrlve.envs.gym_api  # registers ecomrlve/E_PD-v0 ... ecomrlve/E_JOURNEY-v0
     env = gym.make("ecomrlve/E_CART-v0", catalog=catalog, difficulty=6)
     obs, info = env.reset(seed=7)           # obs: a JSON string (see below)
     obs, reward, terminated, truncated, info = env.step('{"tool_calls": [...]}')
 
-Without importing this module first, ``gym.make("envs.gym_api:ecomrlve/E_CART-v0")`` imports
+Without importing this module first, ``gym.make("ecomrlve.envs.gym_api:ecomrlve/E_CART-v0")`` imports
 it for you (Gymnasium's ``module:env_id`` form).
 
 Spaces. The environments speak JSON, so both spaces are `gymnasium.spaces.Text` over printable
@@ -27,7 +27,7 @@ the Gymnasium RNG (``self.np_random``), so a seeded sequence of resets is reprod
 Catalog. `envs` must not import `catalog_service` (dependency direction, docs/architecture.md), so
 the catalog comes from the caller: ``catalog=`` (any `CatalogLike`, shared, never copied),
 or ``catalog_factory=`` (a callable or a ``"module:attr"`` string, called with
-``catalog_kwargs``). With neither, the default factory ``"catalog_service:Catalog.synthetic"``
+``catalog_kwargs``). With neither, the default factory ``"ecomrlve.catalog_service:Catalog.synthetic"``
 with ``{"n_products": 10_000, "seed": 0}`` is resolved by name at the first ``make`` (the same
 late binding as Gymnasium's own entry points) and the catalog is cached per process, so many
 envs share one. `set_default_catalog_factory` changes the default.
@@ -61,7 +61,7 @@ CHARSET = frozenset(chr(i) for i in range(32, 128))  # JSON with ensure_ascii=Tr
 OBS_MAX_CHARS = 1 << 24
 SAMPLE_MESSAGE_CHARS = 80
 
-_default_factory: str | Callable[..., CatalogLike] = "catalog_service:Catalog.synthetic"
+_default_factory: str | Callable[..., CatalogLike] = "ecomrlve.catalog_service:Catalog.synthetic"
 _default_kwargs: dict[str, Any] = {"n_products": 10_000, "seed": 0}
 _cache: dict[tuple, CatalogLike] = {}
 _cache_lock = threading.Lock()
@@ -223,7 +223,7 @@ def register_envs() -> list[str]:
     for env_id in ENV_IDS:
         name = GYM_IDS[env_id]
         if name not in gym.registry:
-            gym.register(id=name, entry_point="envs.gym_api:ShopGymEnv", kwargs={"env_id": env_id},
+            gym.register(id=name, entry_point="ecomrlve.envs.gym_api:ShopGymEnv", kwargs={"env_id": env_id},
                          nondeterministic=False)
         ids.append(name)
     return ids

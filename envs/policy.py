@@ -1,6 +1,6 @@
 """E_POLICY: answer the shopper's question about the store policy, exactly.
 
-Hidden goal. The episode's store policy (`envs.store_policy.generate_policy`, 64 rules over
+Hidden goal. The episode's store policy (`ecomrlve.envs.store_policy.generate_policy`, 64 rules over
 returns, shipping, pricing, membership and warranty, every number drawn per episode) is the
 knowledge base. `sample_question` picks ONE rule and a shopper situation whose answer follows
 from exactly the first B_branch(d) = 1 + d//3 cases of that rule: cases 1..B-1 do not hold,
@@ -35,7 +35,7 @@ guess, scored wrong (r_task = -1) and counted as one hallucinated item in r_hall
 r_task = 1 if correct and grounded else -1; correct only with an answer.
 
 Answers are balanced by construction: every store draws its rules' case order and case
-outcomes, and `sample_question` draws the target answer first (see `envs.store_policy`),
+outcomes, and `sample_question` draws the target answer first (see `ecomrlve.envs.store_policy`),
 so neither the question's wording nor d predicts the answer; the episode seed stratifies
 the question type and the target answer, so over any run of seeds they are balanced.
 """

@@ -8,14 +8,14 @@ from .catalog import CatalogLike
 
 # env id -> "module:Class" (imported on first use)
 _ENTRY_POINTS: dict[str, str] = {
-    "E_PD": "envs.discovery:DiscoveryEnv",
-    "E_SUB": "envs.substitution:SubstitutionEnv",
-    "E_CART": "envs.cart:CartEnv",
-    "E_RETURN": "envs.returns:ReturnEnv",
-    "E_STATUS": "envs.status:StatusEnv",
-    "E_POLICY": "envs.policy:PolicyEnv",
-    "E_BUNDLE": "envs.bundle:BundleEnv",
-    "E_JOURNEY": "envs.journey:JourneyEnv",
+    "E_PD": "ecomrlve.envs.discovery:DiscoveryEnv",
+    "E_SUB": "ecomrlve.envs.substitution:SubstitutionEnv",
+    "E_CART": "ecomrlve.envs.cart:CartEnv",
+    "E_RETURN": "ecomrlve.envs.returns:ReturnEnv",
+    "E_STATUS": "ecomrlve.envs.status:StatusEnv",
+    "E_POLICY": "ecomrlve.envs.policy:PolicyEnv",
+    "E_BUNDLE": "ecomrlve.envs.bundle:BundleEnv",
+    "E_JOURNEY": "ecomrlve.envs.journey:JourneyEnv",
 }
 ENV_IDS: tuple[str, ...] = tuple(_ENTRY_POINTS)
 

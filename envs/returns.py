@@ -1,6 +1,6 @@
 """E_RETURN: return the item the shopper means, or refuse when the store policy does not allow it.
 
-Hidden goal. H(d) = 1 + d//2 orders are generated once at reset (`envs.orders`) and shared
+Hidden goal. H(d) = 1 + d//2 orders are generated once at reset (`ecomrlve.envs.orders`) and shared
 by the goal and the tools. One delivered (rarely: not yet delivered) line is the target.
 The shopper names it directly (its title) or, with p_ref(d), indirectly ("the blue Acme
 kettle I bought about a month ago"); the description always matches exactly that line. With
@@ -10,7 +10,7 @@ H >= 2 another order often holds a same-category distractor. With p_edge(d) =
 where `window = world.policy.return_window(line, tier)` (the per-category window of the
 episode's generated store policy). Otherwise it is clearly inside (60%) or clearly outside
 (expired well before, or not delivered yet). Eligibility is always decided by
-`envs.tools.return_eligibility`, the function the return tools enforce; the generator
+`ecomrlve.envs.tools.return_eligibility`, the function the return tools enforce; the generator
 checks it at reset and at a two-hour horizon, so a day boundary crossed mid-episode never
 flips it (near midnight the inside edge is `window - 1`).
 
@@ -20,7 +20,7 @@ The shopper states a reason and a method (phrases that map to one value each of
 
 Replacement (design choice): with p_replace(d) = 0.5 sigmoid((d-4)/2) the shopper also
 wants ONE replacement in the cart, described by E_PD-like constraints
-(`envs.constraints.constraints_for_target` on an in-stock same-category product, m =
+(`ecomrlve.envs.constraints.constraints_for_target` on an in-stock same-category product, m =
 max(2, m(d) - 2); the category is always said, other constraints may be omitted). The
 replacement is done with `cart_add` (quantity 1), not `return_exchange`: the return itself
 stays a refund with the stated reason and method, so every episode checks reason and

@@ -41,7 +41,7 @@ The reward is built so that no policy earns more by not doing the task:
 
   H = distinct ids the agent used (in an answer field or a write tool's id arguments) that no
   tool output or shopper message had shown it; N = distinct ids it used; F = false claims in
-  its text (prices, stock, order status: `envs.claims`); U = answers not grounded in retrieved
+  its text (prices, stock, order status: `ecomrlve.envs.claims`); U = answers not grounded in retrieved
   facts (`ShopEnv.ungrounded`, e.g. an E_POLICY answer without its rule: a whole answer made
   up scores -1). Only bad things enter the numerator and only ids the agent
   acted on enter the denominator, so no true sentence can move r_hall: padding a message with

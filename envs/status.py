@@ -1,6 +1,6 @@
 """E_STATUS: find the order the shopper means and report its status (and ETA when asked).
 
-Hidden goal. H(d) = 1 + d//2 orders (`envs.orders`), one of them the target, its status
+Hidden goal. H(d) = 1 + d//2 orders (`ecomrlve.envs.orders`), one of them the target, its status
 drawn over all of `ORDER_STATUSES`. The shopper names it by id ("order W1234567") or, with
 p_ref(d) = sigmoid((d-2)/1.5), indirectly: by an item in it ("my order with the blue Acme
 kettle") or by the day it was placed ("my order from Tuesday"); a reference always matches

@@ -5,7 +5,7 @@ sits in the visit history (with two distractors: a same-leaf product of another 
 product of another leaf). The shopper names it by brand and kind ("the Anker wall charger I
 was going to buy is sold out") and asks for its top k(d) alternatives.
 
-Compatibility constraints (`envs.constraints.Constraint`, m(d) of them at most), in order:
+Compatibility constraints (`ecomrlve.envs.constraints.Constraint`, m(d) of them at most), in order:
 the original's leaf category (always, always said), the first attribute that makes a
 substitute compatible in its department (`COMPAT_ATTRIBUTES`: electronics connector /
 wattage / capacity, clothing size, kitchen material / capacity, beauty scent, grocery

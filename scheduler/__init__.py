@@ -1,6 +1,6 @@
 """Adaptive difficulty curriculum.
 
-`scheduler.curriculum` is the pure algorithm (no Ray import); `scheduler.actor` holds the
+`ecomrlve.scheduler.curriculum` is the pure algorithm (no Ray import); `ecomrlve.scheduler.actor` holds the
 `CurriculumScheduler` Ray actor around it and is imported only when asked for, so
 ``import scheduler`` stays Ray-free.
 """

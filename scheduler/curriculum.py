@@ -1,6 +1,6 @@
 """The adaptive difficulty curriculum (RLVE's rule, docs/architecture.md "Curriculum"), as a plain class.
 
-No Ray, no torch: the Ray actor in `scheduler.actor` wraps this class, and tests drive it
+No Ray, no torch: the Ray actor in `ecomrlve.scheduler.actor` wraps this class, and tests drive it
 directly.
 
 The rule, per environment:

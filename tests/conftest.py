@@ -12,7 +12,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def catalog():
-    from catalog_service import Catalog
+    from ecomrlve.catalog_service import Catalog
 
     return Catalog.synthetic(n_products=20_000, seed=0)
 

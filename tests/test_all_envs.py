@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from envs import C1, C2, C4, C8, ENV_IDS, make_env, resolve_envs
-from policies import HeuristicPolicy, OraclePolicy
+from ecomrlve.envs import C1, C2, C4, C8, ENV_IDS, make_env, resolve_envs
+from ecomrlve.policies import HeuristicPolicy, OraclePolicy
 
 from conftest import run_episode
 

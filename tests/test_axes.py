@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from envs import AXIS_NAMES, axes_for, make_env
+from ecomrlve.envs import AXIS_NAMES, axes_for, make_env
 
 
 def test_axis_formulas_at_reference_difficulties():
@@ -129,7 +129,7 @@ def test_cart_axes_change_the_goal(catalog):
 
 
 def test_p_switch_makes_the_shopper_change_its_mind(catalog):
-    from policies import OraclePolicy
+    from ecomrlve.policies import OraclePolicy
 
     env = make_env("E_JOURNEY", catalog)
     counts = {}

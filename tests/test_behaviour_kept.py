@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from catalog_service import Catalog
-from envs import ENV_IDS, make_env
-from policies import HeuristicPolicy, OraclePolicy
+from ecomrlve.catalog_service import Catalog
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.policies import HeuristicPolicy, OraclePolicy
 
 DIFFICULTIES = (0, 6, 12)
 SEEDS = range(5)

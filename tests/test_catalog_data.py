@@ -10,12 +10,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from catalog_service import Catalog
-from catalog_service.catalog import PRODUCT_SCHEMA, normalize_table
-from catalog_service.loaders import LoadReport, parse_price, stock_and_ship_days
-from catalog_service.synthetic import generate_products, id_width
-from catalog_service.taxonomy import DEPARTMENTS, LEAVES, PROJECTS, leaf_by_name, validate_taxonomy
-from envs.catalog import (
+from ecomrlve.catalog_service import Catalog
+from ecomrlve.catalog_service.catalog import PRODUCT_SCHEMA, normalize_table
+from ecomrlve.catalog_service.loaders import LoadReport, parse_price, stock_and_ship_days
+from ecomrlve.catalog_service.synthetic import generate_products, id_width
+from ecomrlve.catalog_service.taxonomy import DEPARTMENTS, LEAVES, PROJECTS, leaf_by_name, validate_taxonomy
+from ecomrlve.envs.catalog import (
     ATTRIBUTE_COLUMNS,
     CATEGORICAL_COLUMNS,
     PRODUCT_COLUMNS,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from catalog_service import Catalog
-from catalog_service.lookups import LOOKUP_FILES, POSTING_COLUMNS
-from envs import make_env
-from envs.catalog import ATTRIBUTE_COLUMNS
-from envs.constraints import Constraint, compatible_rows, mask
+from ecomrlve.catalog_service import Catalog
+from ecomrlve.catalog_service.lookups import LOOKUP_FILES, POSTING_COLUMNS
+from ecomrlve.envs import make_env
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS
+from ecomrlve.envs.constraints import Constraint, compatible_rows, mask
 
 
 @pytest.fixture(scope="module")

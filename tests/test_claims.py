@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from envs import ENV_IDS, make_env
-from envs.adversarial import CLAIM_BATTERY, claim_battery_env, claim_verdict
-from envs.claims import sentence_verdicts, sentences
-from policies import OraclePolicy
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.envs.adversarial import CLAIM_BATTERY, claim_battery_env, claim_verdict
+from ecomrlve.envs.claims import sentence_verdicts, sentences
+from ecomrlve.policies import OraclePolicy
 
 from conftest import run_episode
 

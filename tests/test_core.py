@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from envs import ENV_IDS, make_env
-from envs.actions import MAX_ACTION_BYTES
-from envs.reward import efficiency, f1_score, graded_task, total_reward
-from policies.oracle import OraclePolicy
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.envs.actions import MAX_ACTION_BYTES
+from ecomrlve.envs.reward import efficiency, f1_score, graded_task, total_reward
+from ecomrlve.policies.oracle import OraclePolicy
 
 from conftest import run_episode
 
@@ -148,10 +148,10 @@ DETERMINISM_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, sys
     sys.path.insert(0, {root!r})
-    from catalog_service import Catalog
-    from envs import make_env, ENV_IDS
-    from envs.registry import env_class
-    from policies.oracle import OraclePolicy
+    from ecomrlve.catalog_service import Catalog
+    from ecomrlve.envs import make_env, ENV_IDS
+    from ecomrlve.envs.registry import env_class
+    from ecomrlve.policies.oracle import OraclePolicy
     catalog = Catalog.synthetic(n_products=5000, seed=1)
     digests = {{}}
     for env_id in {env_ids!r}:
@@ -177,10 +177,10 @@ def _available_envs() -> list[str]:
     out = []
     for env_id in ENV_IDS:
         try:
-            from envs.registry import env_class
+            from ecomrlve.envs.registry import env_class
 
             env_class(env_id)
-            import policies.oracle as oracle_mod
+            import ecomrlve.policies.oracle as oracle_mod
 
             module = oracle_mod._PLANNERS[env_id].split(":")[0]
             __import__(module)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from envs import make_env
-from envs.cart import CART_RIGHT, CART_RIGHT_UNTHANKED
+from ecomrlve.envs import make_env
+from ecomrlve.envs.cart import CART_RIGHT, CART_RIGHT_UNTHANKED
 
 SEED, D = 37, 8  # three items: 3 x diaper bag (Navy), 2 x body wash (any variant), 1 x hammer (22 oz, omitted)
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from scheduler import Curriculum, CurriculumConfig, Outcome, Task
+from ecomrlve.scheduler import Curriculum, CurriculumConfig, Outcome, Task
 
 
 def feed(cur: Curriculum, env_id: str, difficulty: int, correct: int, total: int) -> int:
@@ -18,7 +18,7 @@ def feed(cur: Curriculum, env_id: str, difficulty: int, correct: int, total: int
 def test_curriculum_module_imports_no_ray():
     import subprocess
 
-    code = "import sys, scheduler, scheduler.curriculum; print('ray' in sys.modules)"
+    code = "import sys, scheduler, ecomrlve.scheduler.curriculum; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

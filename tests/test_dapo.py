@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from policies.dapo import Trajectory, filter_groups, group_advantages, overlong_penalty
+from ecomrlve.policies.dapo import Trajectory, filter_groups, group_advantages, overlong_penalty
 
 
 def test_group_advantages_by_hand():
@@ -63,7 +63,7 @@ def _loss_inputs():
 
 
 def test_dapo_loss_exact_values_and_gradient():
-    from policies.dapo import dapo_loss
+    from ecomrlve.policies.dapo import dapo_loss
 
     torch, logp, old, adv, mask = _loss_inputs()
     loss, st = dapo_loss(logp, old, adv, mask, eps_low=0.2, eps_high=0.28)
@@ -86,7 +86,7 @@ def test_dapo_loss_exact_values_and_gradient():
 
 
 def test_dapo_loss_clip_low_and_kl():
-    from policies.dapo import dapo_loss
+    from ecomrlve.policies.dapo import dapo_loss
 
     torch = pytest.importorskip("torch")
     old = torch.zeros(1, 2)
@@ -114,7 +114,7 @@ def _tiny_model(vocab=64):
 
 
 def test_token_logprobs_with_mask_matches_full_projection():
-    from policies.dapo import make_batch, token_logprobs
+    from ecomrlve.policies.dapo import make_batch, token_logprobs
 
     torch = pytest.importorskip("torch")
     model = _tiny_model()
@@ -136,7 +136,7 @@ def test_dapo_update_micro_batches_equal_one_batch():
     same gradient as one forward pass."""
     import copy
 
-    from policies.dapo import DAPOConfig, dapo_update, make_optimizer
+    from ecomrlve.policies.dapo import DAPOConfig, dapo_update, make_optimizer
 
     torch = pytest.importorskip("torch")
     model = _tiny_model()
@@ -158,9 +158,9 @@ def test_dapo_update_micro_batches_equal_one_batch():
 
 
 def test_learner_core_staleness_and_versions():
-    from actors.learner import LearnerCore
-    from policies.dapo import DAPOConfig
-    from policies.engines import weights_checksum
+    from ecomrlve.actors.learner import LearnerCore
+    from ecomrlve.policies.dapo import DAPOConfig
+    from ecomrlve.policies.engines import weights_checksum
 
     model = _tiny_model()
 
@@ -189,9 +189,9 @@ def test_lora_update_pushes_merged_weights():
     import copy
 
     torch = pytest.importorskip("torch")
-    from actors.learner import LearnerCore
-    from policies.dapo import DAPOConfig
-    from policies.engines import HFEngine
+    from ecomrlve.actors.learner import LearnerCore
+    from ecomrlve.policies.dapo import DAPOConfig
+    from ecomrlve.policies.engines import HFEngine
 
     base = _tiny_model()
     engine = HFEngine(copy.deepcopy(base), None, pad_id=0)

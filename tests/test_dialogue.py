@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 
 from dialogue_lint import RULES, episode_texts, lint
-from envs import ENV_IDS, make_env
-from envs.journey import TRANSITIONS, TRANSITIONS_UNTHANKED
-from envs.shopper import article, brand_item, count_of, plural, singular, top_k, with_article
-from policies import OraclePolicy
-from policies.shopper_llm import LLMShopperBackend, ShopperPhraser, check_rephrase
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.envs.journey import TRANSITIONS, TRANSITIONS_UNTHANKED
+from ecomrlve.envs.shopper import article, brand_item, count_of, plural, singular, top_k, with_article
+from ecomrlve.policies import OraclePolicy
+from ecomrlve.policies.shopper_llm import LLMShopperBackend, ShopperPhraser, check_rephrase
 
 from conftest import run_episode
 

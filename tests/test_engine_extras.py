@@ -67,8 +67,8 @@ def chat_server():
 
 @pytest.fixture(scope="module")
 def cart_obs():
-    from catalog_service import Catalog
-    from envs import make_env
+    from ecomrlve.catalog_service import Catalog
+    from ecomrlve.envs import make_env
 
     cat = Catalog.synthetic(n_products=2000, seed=0)
     env = make_env("E_CART", cat)
@@ -77,8 +77,8 @@ def cart_obs():
 
 
 def _act(url: str, obs: dict, prefill: str, **engine_kwargs):
-    from policies.engines import OpenAIEngine
-    from policies.llm_policy import LLMPolicy
+    from ecomrlve.policies.engines import OpenAIEngine
+    from ecomrlve.policies.llm_policy import LLMPolicy
 
     eng = OpenAIEngine(url, "fake-model", timeout=10, retries=0, **engine_kwargs)
     try:
@@ -120,7 +120,7 @@ def test_server_rejecting_continue_names_the_option(chat_server, cart_obs):
 
 
 def test_prefill_mode_is_validated():
-    from policies.engines import OpenAIEngine
+    from ecomrlve.policies.engines import OpenAIEngine
 
     with pytest.raises(ValueError, match="prefill_mode"):
         OpenAIEngine("http://127.0.0.1:9/v1", "m", prefill_mode="echo")
@@ -128,8 +128,8 @@ def test_prefill_mode_is_validated():
 
 def test_text_engine_without_prefill_argument_still_works(cart_obs):
     """A text-level engine whose chat() takes no prefill is called as before when there is none."""
-    from policies.engines import ChatReply
-    from policies.llm_policy import LLMPolicy
+    from ecomrlve.policies.engines import ChatReply
+    from ecomrlve.policies.llm_policy import LLMPolicy
 
     class Plain:
         token_level = False
@@ -154,7 +154,7 @@ def tiny_lora():
     pytest.importorskip("peft")
     import copy
 
-    from policies.dapo import DAPOConfig, maybe_lora
+    from ecomrlve.policies.dapo import DAPOConfig, maybe_lora
 
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
@@ -171,7 +171,7 @@ def tiny_lora():
 
 
 def test_lora_export_sends_only_adapted_projections(tiny_lora):
-    from policies.engines import export_weights
+    from ecomrlve.policies.engines import export_weights
 
     peft_model, plain = tiny_lora
     sd = export_weights(peft_model)
@@ -189,7 +189,7 @@ def test_lora_export_sends_only_adapted_projections(tiny_lora):
 def test_lora_export_with_names_and_dtype(tiny_lora):
     import torch
 
-    from policies.engines import export_weights
+    from ecomrlve.policies.engines import export_weights
 
     peft_model, _ = tiny_lora
     names = ["model.embed_tokens.weight", "model.layers.1.mlp.down_proj.weight"]
@@ -200,7 +200,7 @@ def test_lora_export_with_names_and_dtype(tiny_lora):
 def test_lora_push_loads_into_a_plain_engine_and_matches_peft_forward(tiny_lora):
     import torch
 
-    from policies.engines import HFEngine, export_weights, weights_checksum
+    from ecomrlve.policies.engines import HFEngine, export_weights, weights_checksum
 
     peft_model, plain = tiny_lora
     sd = export_weights(peft_model)
@@ -241,7 +241,7 @@ def test_static_cache_with_filler_rows_and_sparse_host_checks_matches_the_loop(t
     graphs use) and the stop flags read every 4 steps gives the decode loop's ids,
     logprobs, lengths and finish reasons, greedy and seeded sampling alike; a row stops on
     its first stop token, which it keeps."""
-    from policies.engines import HFEngine
+    from ecomrlve.policies.engines import HFEngine
 
     loop = HFEngine(tiny_llama, pad_id=0, stop_ids=[])
     greedy = loop.generate(PROMPTS, temperature=0, max_new_tokens=12)
@@ -266,7 +266,7 @@ def test_static_cache_with_filler_rows_and_sparse_host_checks_matches_the_loop(t
 def test_a_failed_graph_capture_falls_back_to_the_eager_static_step(tiny_llama):
     """On CPU a CUDA graph cannot be captured: forcing graphs on gives the eager static
     step's result, with the reason kept, and the warm-up's state changes undone."""
-    from policies.engines import HFEngine
+    from ecomrlve.policies.engines import HFEngine
 
     want = HFEngine(tiny_llama, pad_id=0, stop_ids=[]).generate(PROMPTS, temperature=0, max_new_tokens=6)
     eng = HFEngine(tiny_llama, pad_id=0, stop_ids=[], static_cache=True, cache_bucket=16)
@@ -277,7 +277,7 @@ def test_a_failed_graph_capture_falls_back_to_the_eager_static_step(tiny_llama):
 
 
 def test_engine_options_are_validated(tiny_llama):
-    from policies.engines import HFEngine
+    from ecomrlve.policies.engines import HFEngine
 
     for kw, field in (({"sync_every": 0}, "sync_every"), ({"max_batch": 0}, "max_batch"),
                       ({"cache_bucket": -1}, "cache_bucket"), ({"compile": 3}, "compile")):

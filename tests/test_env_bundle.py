@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs import make_env
-from envs.bundle import (
+from ecomrlve.envs import make_env
+from ecomrlve.envs.bundle import (
     GENERIC_PROJECT,
     MAX_S_REQ,
     PROJECT_TEMPLATES,
@@ -22,9 +22,9 @@ from envs.bundle import (
     nice_budget_cents,
     resolve_projects,
 )
-from envs.reward import f1_score
-from policies import OraclePolicy
-from policies.oracle.bundle import BundlePlanner
+from ecomrlve.envs.reward import f1_score
+from ecomrlve.policies import OraclePolicy
+from ecomrlve.policies.oracle.bundle import BundlePlanner
 
 from conftest import run_episode
 
@@ -112,7 +112,7 @@ def test_projects_resolve_against_the_synthetic_taxonomy(catalog):
         assert len(template) >= MAX_S_REQ
     for project in ("home office", "camping", "baking", "painting", "fitness", "nursery"):
         assert project in index.projects
-    from catalog_service.taxonomy import PROJECTS  # the copy in envs/bundle.py must not drift
+    from ecomrlve.catalog_service.taxonomy import PROJECTS  # the copy in envs/bundle.py must not drift
 
     for project, leaves in PROJECTS.items():
         assert PROJECT_TEMPLATES[project] == tuple(leaves), project
@@ -409,7 +409,7 @@ def test_transcript_identical_across_processes(catalog):
     """Another process with another PYTHONHASHSEED plays the same episode byte for byte."""
     code = (
         "import sys; sys.path.insert(0, 'tests')\n"
-        "from catalog_service import Catalog\nfrom envs import make_env\nfrom policies import OraclePolicy\n"
+        "from ecomrlve.catalog_service import Catalog\nfrom ecomrlve.envs import make_env\nfrom ecomrlve.policies import OraclePolicy\n"
         "from conftest import run_episode\n"
         "env = make_env('E_BUNDLE', Catalog.synthetic(n_products=20_000, seed=0))\n"
         "run_episode(env, OraclePolicy(env), 5, 10)\nsys.stdout.write(env.transcript())\n"

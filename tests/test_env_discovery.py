@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs import make_env
-from envs.constraints import mask as constraints_mask
-from envs.discovery import ASPECTS
-from policies import HeuristicPolicy, OraclePolicy
+from ecomrlve.envs import make_env
+from ecomrlve.envs.constraints import mask as constraints_mask
+from ecomrlve.envs.discovery import ASPECTS
+from ecomrlve.policies import HeuristicPolicy, OraclePolicy
 
 from conftest import run_episode
 
@@ -41,7 +41,7 @@ def tool(name, **args):
 
 def oracle_search(env) -> list[dict]:
     """Run the oracle's own filtered search as one agent turn; return its results."""
-    from policies.oracle.discovery import DiscoveryPlanner
+    from ecomrlve.policies.oracle.discovery import DiscoveryPlanner
 
     obs, *_ = env.step({"tool_calls": [DiscoveryPlanner(env)._search()]})
     return json.loads(obs["messages"][-1]["content"])["results"]
@@ -279,7 +279,7 @@ def test_omitted_slots_are_exactly_the_phrases_missing_from_the_opening(env):
 
 
 def test_ask_user_reveals_omitted_slots(env):
-    from policies.oracle.common import slot_question
+    from ecomrlve.policies.oracle.common import slot_question
 
     reset(env, 3, 8, p_missing=1.0)
     omitted = list(env.shopper.omitted)
@@ -435,7 +435,7 @@ def test_same_seed_same_transcript(catalog):
 def test_transcript_is_identical_across_processes():
     code = (
         "import sys, hashlib; sys.path.insert(0, 'tests')\n"
-        "from catalog_service import Catalog\nfrom envs import make_env\nfrom policies import OraclePolicy\n"
+        "from ecomrlve.catalog_service import Catalog\nfrom ecomrlve.envs import make_env\nfrom ecomrlve.policies import OraclePolicy\n"
         "from conftest import run_episode\n"
         "env = make_env('E_PD', Catalog.synthetic(n_products=3000, seed=1))\n"
         "for seed, d in ((4, 3), (5, 10)):\n"

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from envs import make_env
-from envs.policy import check_answer, normalise_text, parse_number
-from envs.store_policy import evaluate
-from policies import OraclePolicy
-from policies.oracle.policy import pick_query
+from ecomrlve.envs import make_env
+from ecomrlve.envs.policy import check_answer, normalise_text, parse_number
+from ecomrlve.envs.store_policy import evaluate
+from ecomrlve.policies import OraclePolicy
+from ecomrlve.policies.oracle.policy import pick_query
 
 from conftest import run_episode
 
@@ -218,7 +218,7 @@ def test_ask_user_reveals_the_omitted_facts(env):
         if env.shopper.omitted:
             break
     omitted = list(env.shopper.omitted)
-    from policies.oracle.common import slot_question
+    from ecomrlve.policies.oracle.common import slot_question
 
     env.step({"tool_calls": [tool("ask_user", question=slot_question(env.shopper))]})
     reply = env.messages[-1]

@@ -9,12 +9,12 @@ from fractions import Fraction
 
 import pytest
 
-from envs import make_env
-from envs.orders import OPEN_STATUSES, generate_orders, mentions, quoted_title, unique_item_phrases
-from envs.returns import METHOD_PHRASES, REASON_PHRASES
-from envs.tools import return_eligibility
-from envs.world import ORDER_STATUSES, RETURN_METHODS, RETURN_REASONS
-from policies import OraclePolicy
+from ecomrlve.envs import make_env
+from ecomrlve.envs.orders import OPEN_STATUSES, generate_orders, mentions, quoted_title, unique_item_phrases
+from ecomrlve.envs.returns import METHOD_PHRASES, REASON_PHRASES
+from ecomrlve.envs.tools import return_eligibility
+from ecomrlve.envs.world import ORDER_STATUSES, RETURN_METHODS, RETURN_REASONS
+from ecomrlve.policies import OraclePolicy
 
 from conftest import run_episode
 
@@ -150,7 +150,7 @@ def test_orders_are_generated_once_and_shared_with_the_tools(env):
 def test_generate_orders_is_a_pure_function_of_its_rng(catalog):
     import numpy as np
 
-    from envs.world import SimClock, World
+    from ecomrlve.envs.world import SimClock, World
 
     def make():
         rng = np.random.default_rng(11)
@@ -472,8 +472,8 @@ def test_works_with_whatever_windows_the_policy_gives(catalog, monkeypatch):
     """Per-category windows (short and long), a membership bonus and non-returnable leaf
     categories: the edge still sits one day from the real window and the oracle still solves
     every episode."""
-    import envs.base
-    from envs.world import StorePolicy
+    import ecomrlve.envs.base
+    from ecomrlve.envs.world import StorePolicy
 
     leaves = list(catalog.codes("category_l3")[1])
     departments = sorted({str(v).lower() for v in catalog.codes("category_l1")[1]})
@@ -483,7 +483,7 @@ def test_works_with_whatever_windows_the_policy_gives(catalog, monkeypatch):
         return StorePolicy(return_windows=windows, default_return_window=30,
                            membership_bonus_days={"standard": 3}, non_returnable_l3=frozenset(leaves[::3]))
 
-    monkeypatch.setattr(envs.base, "generate_policy", policy)
+    monkeypatch.setattr(ecomrlve.envs.base, "generate_policy", policy)
     env = make_env("E_RETURN", catalog)
     oracle = OraclePolicy(env)
     used = set()

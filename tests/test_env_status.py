@@ -8,11 +8,11 @@ from fractions import Fraction
 
 import pytest
 
-from envs import make_env
-from envs.orders import OPEN_STATUSES, known_ids, unique_item_phrases
-from envs.status import normalise_status
-from envs.world import ORDER_STATUSES
-from policies import OraclePolicy
+from ecomrlve.envs import make_env
+from ecomrlve.envs.orders import OPEN_STATUSES, known_ids, unique_item_phrases
+from ecomrlve.envs.status import normalise_status
+from ecomrlve.envs.world import ORDER_STATUSES
+from ecomrlve.policies import OraclePolicy
 
 from conftest import run_episode
 

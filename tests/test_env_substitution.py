@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs import make_env
-from policies import HeuristicPolicy, OraclePolicy
-from policies.oracle.substitution import SubstitutionPlanner
+from ecomrlve.envs import make_env
+from ecomrlve.policies import HeuristicPolicy, OraclePolicy
+from ecomrlve.policies.oracle.substitution import SubstitutionPlanner
 
 from conftest import run_episode
 
@@ -298,7 +298,7 @@ def test_same_seed_same_transcript(catalog):
 def test_transcript_is_identical_across_processes():
     code = (
         "import sys, hashlib; sys.path.insert(0, 'tests')\n"
-        "from catalog_service import Catalog\nfrom envs import make_env\nfrom policies import OraclePolicy\n"
+        "from ecomrlve.catalog_service import Catalog\nfrom ecomrlve.envs import make_env\nfrom ecomrlve.policies import OraclePolicy\n"
         "from conftest import run_episode\n"
         "env = make_env('E_SUB', Catalog.synthetic(n_products=3000, seed=1))\n"
         "for seed, d in ((4, 3), (5, 10)):\n"

@@ -9,10 +9,10 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from actors.evaluate import (EVAL_SEED_BASE, EvalConfig, PolicySpec, add_eval_commands, pass_hat_k, play_episode,
+from ecomrlve.actors.evaluate import (EVAL_SEED_BASE, EvalConfig, PolicySpec, add_eval_commands, pass_hat_k, play_episode,
                              run_eval, summarize)
-from actors.replay import add_replay_commands, replay_episode
-from envs import env_class, make_env
+from ecomrlve.actors.replay import add_replay_commands, replay_episode
+from ecomrlve.envs import env_class, make_env
 
 EVAL_ENVS = "E_CART,E_STATUS"
 
@@ -78,7 +78,7 @@ def test_openai_engine_policy_against_a_local_chat_server(catalog, tmp_path):
     pytest.importorskip("fastapi")
     from fastapi import FastAPI
 
-    from actors.openenv_server import start_background
+    from ecomrlve.actors.openenv_server import start_background
 
     try:
         PolicySpec("openai:http://127.0.0.1:9/v1").check_available()
@@ -184,9 +184,9 @@ def test_eval_cli(tmp_path, capsys):
 
 def _record_run(run_dir, catalog, env_id="E_CART", n=3):
     """A run directory in actors/run_dir.py's schema, written without Ray."""
-    from actors.evaluate import _record
-    from actors.run_dir import TrajectoryWriterImpl, write_config
-    from policies import HeuristicPolicy
+    from ecomrlve.actors.evaluate import _record
+    from ecomrlve.actors.run_dir import TrajectoryWriterImpl, write_config
+    from ecomrlve.policies import HeuristicPolicy
 
     writer = TrajectoryWriterImpl(str(run_dir))
     env = make_env(env_id, catalog)

@@ -70,8 +70,8 @@ def test_nothing_the_run_imports_pulls_in_ray(tmp_path):
     """Every project module the run uses imports with `ray` unimportable, and none of them
     imports it lazily on the way (`sys.modules['ray']` stays the blocker)."""
     code = ("import sys, gpu_run\n"
-            "import actors.train, actors.learner, actors.evaluate, actors.run_dir, policies.engines, policies.dapo, "
-            "policies.llm_policy, policies.models, policies.codec, catalog_service, catalog_service.search, envs, "
+            "import ecomrlve.actors.train, ecomrlve.actors.learner, ecomrlve.actors.evaluate, ecomrlve.actors.run_dir, ecomrlve.policies.engines, ecomrlve.policies.dapo, "
+            "ecomrlve.policies.llm_policy, ecomrlve.policies.models, ecomrlve.policies.codec, catalog_service, ecomrlve.catalog_service.search, envs, "
             "scheduler\n"
             "assert sys.modules['ray'] is None\n"
             "print('ok')\n")

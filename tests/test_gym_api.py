@@ -1,4 +1,4 @@
-"""Gymnasium registration (envs.gym_api) and the RLlib creators (actors.rllib)."""
+"""Gymnasium registration (ecomrlve.envs.gym_api) and the RLlib creators (ecomrlve.actors.rllib)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 gym = pytest.importorskip("gymnasium")
 
-import envs.gym_api as gym_api  # noqa: E402  (registers the ids)
-from envs import ENV_IDS, env_class, make_env  # noqa: E402
+import ecomrlve.envs.gym_api as gym_api  # noqa: E402  (registers the ids)
+from ecomrlve.envs import ENV_IDS, env_class, make_env  # noqa: E402
 
 
 def _available(env_id: str) -> bool:
@@ -51,7 +51,7 @@ def test_gymnasium_env_checker_passes(env_id, catalog):
 
 @pytest.mark.parametrize("env_id", ["E_CART", "E_RETURN"])
 def test_same_transcript_as_make_env(env_id, catalog):
-    from policies import HeuristicPolicy
+    from ecomrlve.policies import HeuristicPolicy
 
     _require(env_id)
     genv = gym.make(f"ecomrlve/{env_id}-v0", catalog=catalog, difficulty=4)
@@ -109,7 +109,7 @@ def test_sampled_actions_are_valid_and_render_ansi(catalog):
 def test_default_catalog_is_lazy_and_shared():
     kwargs = {"catalog_kwargs": {"n_products": 1500, "seed": 3}}
     e1 = gym.make("ecomrlve/E_CART-v0", **kwargs)
-    e2 = gym.make("envs.gym_api:ecomrlve/E_STATUS-v0", **kwargs) if _available("E_STATUS") else e1
+    e2 = gym.make("ecomrlve.envs.gym_api:ecomrlve/E_STATUS-v0", **kwargs) if _available("E_STATUS") else e1
     assert e1.unwrapped.shop_env.catalog is e2.unwrapped.shop_env.catalog
     assert len(e1.unwrapped.shop_env.catalog) == 1500
     obs, _ = e1.reset(seed=0)
@@ -127,7 +127,7 @@ def test_rllib_register_env_creators_build_working_envs():
     pytest.importorskip("ray.tune", exc_type=ImportError)
     from ray.tune.registry import ENV_CREATOR, _global_registry
 
-    from actors.rllib import EnvCreator, register_rllib_envs
+    from ecomrlve.actors.rllib import EnvCreator, register_rllib_envs
 
     names = register_rllib_envs()
     assert names == [f"ecomrlve/{e}-v0" for e in ENV_IDS]
@@ -145,7 +145,7 @@ def test_rllib_register_env_creators_build_working_envs():
 def test_rllib_creator_pickles():
     import pickle
 
-    from actors.rllib import EnvCreator
+    from ecomrlve.actors.rllib import EnvCreator
 
     creator = pickle.loads(pickle.dumps(EnvCreator("E_CART")))
     env = creator({"catalog_size": 1500, "catalog_seed": 3})

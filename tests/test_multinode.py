@@ -44,7 +44,7 @@ def cluster(ray_env):
     import ray
     from ray.cluster_utils import Cluster
 
-    from actors.driver import NAMESPACE
+    from ecomrlve.actors.driver import NAMESPACE
 
     if ray.is_initialized():
         ray.shutdown()
@@ -81,7 +81,7 @@ def _node_of(actor, timeout: float = 60) -> str:
 
 @pytest.fixture(scope="module")
 def catalog_dir(tmp_path_factory):
-    from catalog_service.build import build_catalog
+    from ecomrlve.catalog_service.build import build_catalog
 
     out = tmp_path_factory.mktemp("catalog") / "c4k"
     build_catalog(4000, 0, out)
@@ -93,7 +93,7 @@ def test_run_survives_losing_a_worker_node(cluster, catalog_dir, tmp_path, trans
     import pyarrow.parquet as pq
     import ray
 
-    from actors.driver import Driver, RunConfig
+    from ecomrlve.actors.driver import Driver, RunConfig
 
     c, resources = cluster["cluster"], cluster["resources"]
     while len(_env_nodes(c)) < 2:  # the previous run lost one: a replacement joins
@@ -200,8 +200,8 @@ def test_path_transport_names_the_node_without_the_catalog(cluster, catalog_dir,
     catalog) stops the run before any actor starts, with one line naming path and node."""
     import ray
 
-    from actors import driver as drv
-    from catalog_service.shards import CatalogSource
+    from ecomrlve.actors import driver as drv
+    from ecomrlve.catalog_service.shards import CatalogSource
 
     c, resources = cluster["cluster"], cluster["resources"]
     d = drv.Driver(drv.RunConfig(collection="C1", catalog_dir=str(catalog_dir), catalog_transport="path"))

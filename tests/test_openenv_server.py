@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
-from envs import ENV_IDS, env_class, make_env  # noqa: E402
+from ecomrlve.envs import ENV_IDS, env_class, make_env  # noqa: E402
 
 
 def _available_envs() -> list[str]:
@@ -34,7 +34,7 @@ def _canon(obj):
 
 @pytest.fixture(scope="module")
 def server(catalog):
-    from actors.openenv_server import ServerConfig, create_app, start_background
+    from ecomrlve.actors.openenv_server import ServerConfig, create_app, start_background
 
     app = create_app(ServerConfig(env_id="E_CART", difficulty=2, max_body_bytes=64 * 1024), catalog=catalog)
     srv, thread, url = start_background(app)
@@ -143,7 +143,7 @@ def test_ws_capacity(catalog):
     pytest.importorskip("websockets")
     from websockets.sync.client import connect
 
-    from actors.openenv_server import ServerConfig, create_app, start_background
+    from ecomrlve.actors.openenv_server import ServerConfig, create_app, start_background
 
     srv, thread, url = start_background(create_app(ServerConfig(max_sessions=1), catalog=catalog))
     try:
@@ -161,7 +161,7 @@ def test_ws_capacity(catalog):
 
 def test_openenv_client_32_concurrent_sessions_without_cross_talk(server, catalog):
     openenv_core = pytest.importorskip("openenv.core", reason="openenv-core not installed")
-    from policies import HeuristicPolicy
+    from ecomrlve.policies import HeuristicPolicy
 
     GenericEnvClient = openenv_core.GenericEnvClient
     envs = _available_envs()
@@ -206,8 +206,8 @@ def test_openenv_client_32_concurrent_sessions_without_cross_talk(server, catalo
 
 
 def test_play_api_sessions_are_isolated(catalog):
-    from actors.openenv_server import start_background
-    from actors.play import COOKIE, PlayConfig, create_play_app
+    from ecomrlve.actors.openenv_server import start_background
+    from ecomrlve.actors.play import COOKIE, PlayConfig, create_play_app
 
     srv, thread, url = start_background(create_play_app(PlayConfig(), catalog=catalog))
     try:

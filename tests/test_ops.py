@@ -25,7 +25,7 @@ def declared_metrics() -> dict[str, str]:
     Counter/Gauge/Histogram("ecomrlve_...") call in the packages."""
     import ray.util.metrics as rum
 
-    from actors.metrics import RolloutMetrics
+    from ecomrlve.actors.metrics import RolloutMetrics
 
     found: dict[str, str] = {}
 
@@ -114,7 +114,7 @@ def test_every_dashboard_query_names_an_exported_metric():
 def test_bad_arguments_are_one_line_errors_before_ray_starts(argv, flag, capsys):
     import ray
 
-    from actors import cli
+    from ecomrlve.actors import cli
 
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -128,7 +128,7 @@ def test_bad_arguments_are_one_line_errors_before_ray_starts(argv, flag, capsys)
 
 
 def test_check_out_accepts_paths_and_uris_and_names_out(tmp_path):
-    from actors.run_dir import check_out
+    from ecomrlve.actors.run_dir import check_out
 
     check_out(None)
     check_out(str(tmp_path / "new" / "deeper"))
@@ -145,7 +145,7 @@ def test_check_out_accepts_paths_and_uris_and_names_out(tmp_path):
 
 
 def test_a_uri_run_directory_is_staged_locally_and_copied_up(tmp_path):
-    from actors.run_dir import RunOutput
+    from ecomrlve.actors.run_dir import RunOutput
 
     dest = tmp_path / "bucket" / "runs" / "r1"
     out = RunOutput(dest.as_uri())
@@ -160,7 +160,7 @@ def test_a_uri_run_directory_is_staged_locally_and_copied_up(tmp_path):
 
 
 def test_without_out_a_ray_job_writes_under_home_not_the_jobs_temporary_working_dir(tmp_path, monkeypatch):
-    from actors import run_dir as rd
+    from ecomrlve.actors import run_dir as rd
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
@@ -177,7 +177,7 @@ def test_without_out_a_ray_job_writes_under_home_not_the_jobs_temporary_working_
 
 
 def test_histogram_quantile_matches_prometheus():
-    from actors.top import histogram_quantile
+    from ecomrlve.actors.top import histogram_quantile
 
     buckets = [(1.0, 10.0), (2.0, 30.0), (5.0, 40.0), (float("inf"), 40.0)]
     assert histogram_quantile(0.5, buckets) == 1.5  # rank 20 halfway through (1, 2]

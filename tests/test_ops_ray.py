@@ -25,7 +25,7 @@ def _free_port() -> int:
 def ray_session(ray_env):
     import ray
 
-    from actors.cli import init_ray
+    from ecomrlve.actors.cli import init_ray
 
     # no dashboard here (it costs seconds to start): tests/test_ops_cluster.py checks the URL a
     # job prints against a head that runs one
@@ -44,8 +44,8 @@ def test_run_to_a_uri_with_top_watching_it(ray_session, tmp_path, capsys):
     then the run's output (one table, where to look) and the run directory at the URI."""
     import threading
 
-    from actors import cli
-    from actors.top import list_runs, scrape_latencies
+    from ecomrlve.actors import cli
+    from ecomrlve.actors.top import list_runs, scrape_latencies
 
     dest = tmp_path / "shared" / "run1"
     episodes = 3000  # long enough that top reads it while it runs, on a fast machine too

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import pytest
 
-from envs import make_env
-from envs.orders import known_ids
-from policies import HeuristicPolicy
-from policies.probing import ConfirmEachIdPolicy
+from ecomrlve.envs import make_env
+from ecomrlve.envs.orders import known_ids
+from ecomrlve.policies import HeuristicPolicy
+from ecomrlve.policies.probing import ConfirmEachIdPolicy
 
 from conftest import run_episode
 

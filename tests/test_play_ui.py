@@ -23,10 +23,10 @@ CHROMEDRIVER = shutil.which("chromedriver")
 def play_url():
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
-    from catalog_service import Catalog
+    from ecomrlve.catalog_service import Catalog
 
-    from actors.openenv_server import start_background
-    from actors.play import PlayConfig, create_play_app
+    from ecomrlve.actors.openenv_server import start_background
+    from ecomrlve.actors.play import PlayConfig, create_play_app
 
     app = create_play_app(PlayConfig(), catalog=Catalog.synthetic(n_products=3000, seed=0))
     server, thread, url = start_background(app)

@@ -21,8 +21,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from envs import make_env
-from envs.policy import check_answer
+from ecomrlve.envs import make_env
+from ecomrlve.envs.policy import check_answer
 
 MARGIN = 0.10
 

@@ -39,7 +39,7 @@ def _free_port() -> int:
 def ray_session(ray_env):
     import ray
 
-    from actors.cli import init_ray
+    from ecomrlve.actors.cli import init_ray
 
     port = _free_port()
     init_ray(num_cpus=2, metrics_export_port=port, include_dashboard=False,
@@ -50,7 +50,7 @@ def ray_session(ray_env):
 
 @pytest.fixture(scope="module")
 def source(ray_session, catalog):
-    from catalog_service.shards import CatalogSource
+    from ecomrlve.catalog_service.shards import CatalogSource
 
     return CatalogSource.from_catalog(catalog)
 
@@ -61,8 +61,8 @@ def source(ray_session, catalog):
 def test_scheduler_checkpoint_restart_restores_exact_state(ray_session, tmp_path):
     import ray
 
-    from scheduler import Curriculum, CurriculumConfig
-    from scheduler.actor import create_scheduler
+    from ecomrlve.scheduler import Curriculum, CurriculumConfig
+    from ecomrlve.scheduler.actor import create_scheduler
 
     ckpt = tmp_path / "curriculum.json"
     cfg = {"tau_num": 4, "first_seed": 100}
@@ -116,7 +116,7 @@ def _wait_for_restart(actor, old_pid: int, timeout: float = 90) -> int:
 def test_lease_after_crash_never_reuses_task_ids(ray_session, tmp_path):
     import ray
 
-    from scheduler.actor import create_scheduler
+    from ecomrlve.scheduler.actor import create_scheduler
 
     sched = create_scheduler(["E_CART"], checkpoint_path=str(tmp_path / "c.json"), checkpoint_every=1000,
                              name="test-sched-ids")
@@ -146,7 +146,7 @@ QUERIES = [
 
 
 def _brand_and_category(catalog):
-    from catalog_service.filters import category_path
+    from ecomrlve.catalog_service.filters import category_path
 
     return catalog.value("brand", 11), category_path(catalog, 11)
 
@@ -154,7 +154,7 @@ def _brand_and_category(catalog):
 def test_sharded_search_equals_unsharded(ray_session, source, catalog):
     import ray
 
-    from catalog_service.shards import RoutedCatalog, start_shards
+    from ecomrlve.catalog_service.shards import RoutedCatalog, start_shards
 
     brand, path = _brand_and_category(catalog)
     queries = QUERIES + [
@@ -212,7 +212,7 @@ def test_sharded_search_equals_unsharded(ray_session, source, catalog):
 
 
 def _replay_in_process(catalog, row):
-    from envs import make_env
+    from ecomrlve.envs import make_env
 
     env = make_env(row["env_id"], catalog)
     env.reset(seed=row["seed"], options={"difficulty": row["difficulty"]})
@@ -223,7 +223,7 @@ def _replay_in_process(catalog, row):
 
 @pytest.fixture(scope="module")
 def e2e_run(ray_session, tmp_path_factory):
-    from actors.driver import RunConfig, run
+    from ecomrlve.actors.driver import RunConfig, run
 
     out = tmp_path_factory.mktemp("runs") / "e2e"
     cfg = RunConfig(collection="C1", episodes=20, workers=2, shards=2, policy="oracle", catalog_size=20_000,
@@ -234,7 +234,7 @@ def e2e_run(ray_session, tmp_path_factory):
 def test_end_to_end_run_writes_every_task_once(e2e_run, catalog):
     import pyarrow.parquet as pq
 
-    from actors.run_dir import TRAJECTORY_SCHEMA
+    from ecomrlve.actors.run_dir import TRAJECTORY_SCHEMA
 
     res = e2e_run
     run_dir = Path(res.run_dir)
@@ -292,7 +292,7 @@ def test_killed_worker_and_shard_lose_and_duplicate_nothing(ray_session, tmp_pat
     import pyarrow.parquet as pq
     import ray
 
-    from actors.driver import RunConfig, run
+    from ecomrlve.actors.driver import RunConfig, run
 
     killed: dict = {}
 
@@ -388,7 +388,7 @@ def test_ray_job_submit_runs_ecomrlve(ray_env, tmp_path):
 
 
 def test_cli_registers_run_and_catalog_and_rejects_bad_input(capsys):
-    from actors import cli
+    from ecomrlve.actors import cli
 
     parser = cli.build_parser()
     args = parser.parse_args(["run", "--episodes", "5", "--policy", "oracle", "--collection", "C1"])
@@ -417,9 +417,9 @@ def test_cli_registers_run_and_catalog_and_rejects_bad_input(capsys):
 def test_env_worker_records_errors_and_uses_the_shopper_backend(catalog):
     import asyncio
 
-    from actors.env_worker import EnvWorkerImpl
-    from actors.shopper_service import LocalShopperClient, register_backend, validate_request
-    from catalog_service.shards import CatalogSource
+    from ecomrlve.actors.env_worker import EnvWorkerImpl
+    from ecomrlve.actors.shopper_service import LocalShopperClient, register_backend, validate_request
+    from ecomrlve.catalog_service.shards import CatalogSource
 
     class Shout:
         name = "shout"

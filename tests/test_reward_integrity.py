@@ -3,7 +3,7 @@
 Each test is an attack an RL optimiser would find, kept so that it can never work again:
 giving up, answering with everything, asking one vague question for every hidden slot,
 forcing a journey to drop its requests. The reward rules they check are documented in
-`envs.reward` (bands, efficiency against the oracle's minimal plan) and `envs.shopper`
+`ecomrlve.envs.reward` (bands, efficiency against the oracle's minimal plan) and `ecomrlve.envs.shopper`
 (questions reveal what they name; omitted slots leave a visible hint)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import statistics
 
 import pytest
 
-from envs import ENV_IDS, make_env
-from envs.shopper import names_slot, plural_phrase
-from policies import HeuristicPolicy, OraclePolicy
-from policies.oracle.common import slot_question
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.envs.shopper import names_slot, plural_phrase
+from ecomrlve.policies import HeuristicPolicy, OraclePolicy
+from ecomrlve.policies.oracle.common import slot_question
 
 DIFFICULTIES = (0, 3, 6, 9, 12)
 SEEDS = range(30)

@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from envs import ENV_IDS, make_env
-from envs.adversarial import (COMMA_GROUPS, DEEP, HUGE_DIGITS, Fuzzer, _deep_dict, _deep_list, fuzz_episodes,
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.envs.adversarial import (COMMA_GROUPS, DEEP, HUGE_DIGITS, Fuzzer, _deep_dict, _deep_list, fuzz_episodes,
                               fuzz_reset)
-from policies import HeuristicPolicy
-from policies.codec import parse_reply
+from ecomrlve.policies import HeuristicPolicy
+from ecomrlve.policies.codec import parse_reply
 
 DEFAULT_FUZZ = 5_000
 SLOW_FUZZ = 95_000  # with the default run: 100,000
@@ -122,7 +122,7 @@ def test_axis_overrides_are_bounded(catalog, axes, axis):
 
 def test_axis_bounds_are_reachable(catalog):
     """Every env resets at every axis' documented maximum."""
-    from envs.difficulty import Axes
+    from ecomrlve.envs.difficulty import Axes
 
     top = {name: f.metadata and next(m.le for m in f.metadata if hasattr(m, "le") and m.le is not None)
            for name, f in Axes.model_fields.items() if any(getattr(m, "le", None) for m in f.metadata)}
@@ -179,11 +179,11 @@ class _ScriptedPolicy:
 
 
 def test_trainer_rollouts_survive_an_env_that_raises(catalog, monkeypatch):
-    import envs
+    import ecomrlve.envs
 
-    from actors.train import rollout_groups, trainable
+    from ecomrlve.actors.train import rollout_groups, trainable
 
-    real = envs.make_env
+    real = ecomrlve.envs.make_env
 
     class RaisingEnv:
         """Raises out of `step` (E_PD) or `reset` (E_SUB), as if ShopEnv had no guard."""
@@ -206,7 +206,7 @@ def test_trainer_rollouts_survive_an_env_that_raises(catalog, monkeypatch):
         env = real(env_id, cat, difficulty)
         return RaisingEnv(env) if env_id in ("E_PD", "E_SUB") else env
 
-    monkeypatch.setattr(envs, "make_env", make)
+    monkeypatch.setattr(ecomrlve.envs, "make_env", make)
     tasks = [{"task_id": i, "env_id": e, "difficulty": 0, "seed": 0} for i, e in enumerate(("E_PD", "E_CART", "E_SUB"))]
     results = rollout_groups(_ScriptedPolicy(), catalog, tasks, group_size=2)
     assert [(r.task["env_id"], r.is_error) for r in results] == [
@@ -218,7 +218,7 @@ def test_trainer_rollouts_survive_an_env_that_raises(catalog, monkeypatch):
 
 
 def test_bounded_json_reader():
-    from envs.actions import MAX_DEPTH, InvalidAction, check_shape, json_depth, loads_bounded
+    from ecomrlve.envs.actions import MAX_DEPTH, InvalidAction, check_shape, json_depth, loads_bounded
 
     assert json_depth('{"a": [1, "[[[[", {"b": "]]"}]}') == 3 and json_depth("[" * DEEP) == DEEP
     assert loads_bounded('{"a": [1, -2.5, "[[[[", 999999999999999999]}') == {"a": [1, -2.5, "[[[[", 10**18 - 1]}

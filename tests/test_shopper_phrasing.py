@@ -1,5 +1,5 @@
 """The LLM shopper keeps the typo-noise axis: an accepted rephrasing gets the template
-shopper's typos (`envs.shopper.add_typos`) at the shopper's rate, deterministically, never on
+shopper's typos (`ecomrlve.envs.shopper.add_typos`) at the shopper's rate, deterministically, never on
 planned slot phrases or ids, and still passes the check. Fake engines only: no Ray, no LLM."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import re
 import numpy as np
 import pytest
 
-from envs import ENV_IDS, make_env
-from envs.shopper import Slot, Utterance, add_typos
-from policies import shopper_llm
-from policies.shopper_llm import (NOISE_ATTEMPTS, LLMShopperBackend, ShopperPhraser, add_typos_outside,
+from ecomrlve.envs import ENV_IDS, make_env
+from ecomrlve.envs.shopper import Slot, Utterance, add_typos
+from ecomrlve.policies import shopper_llm
+from ecomrlve.policies.shopper_llm import (NOISE_ATTEMPTS, LLMShopperBackend, ShopperPhraser, add_typos_outside,
                                   check_rephrase, id_like_tokens, noise_rng, request_key)
 
 

@@ -9,9 +9,9 @@ import re
 import numpy as np
 import pytest
 
-from envs import make_env
-from envs.policy_kb import rank_rules
-from envs.store_policy import (
+from ecomrlve.envs import make_env
+from ecomrlve.envs.policy_kb import rank_rules
+from ecomrlve.envs.store_policy import (
     DEPARTMENT_LEAVES,
     DEPARTMENTS,
     FINAL_SALE_POOL,
@@ -24,9 +24,9 @@ from envs.store_policy import (
     question_for,
     sample_question,
 )
-from envs.tools import return_eligibility
-from envs.world import Order, OrderLine, SimClock, World
-from policies.oracle.policy import SEARCH_TOP_K, pick_query
+from ecomrlve.envs.tools import return_eligibility
+from ecomrlve.envs.world import Order, OrderLine, SimClock, World
+from ecomrlve.policies.oracle.policy import SEARCH_TOP_K, pick_query
 
 TOPICS = {"returns", "shipping", "pricing", "membership", "warranty"}
 SEEDS = range(40)

@@ -1,6 +1,6 @@
 """The training side of the rollout system without Ray: `EnvWorker.run_rollouts` with a
 policy client that feeds a learner, group outcomes to the curriculum, the per-step figures
-of `actors.train_ray`, and the trajectory writer's append mode (resume)."""
+of `ecomrlve.actors.train_ray`, and the trajectory writer's append mode (resume)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import asyncio
 import pyarrow.parquet as pq
 import pytest
 
-from actors.env_worker import EnvWorkerImpl, outcomes_of
-from actors.train_ray import informative_groups, step_record
+from ecomrlve.actors.env_worker import EnvWorkerImpl, outcomes_of
+from ecomrlve.actors.train_ray import informative_groups, step_record
 
 
 class _Remote:
@@ -39,7 +39,7 @@ class _Source:
 
 class _HeuristicEpisode:
     def __init__(self):
-        from policies.heuristic import HeuristicPolicy
+        from ecomrlve.policies.heuristic import HeuristicPolicy
 
         self.policy = HeuristicPolicy()
         self.policy.reset()
@@ -113,7 +113,7 @@ def test_outcomes_of_plain_tasks_keep_their_task_ids():
 
 
 def test_informative_groups_match_dynamic_sampling():
-    from policies.dapo import Trajectory, filter_groups
+    from ecomrlve.policies.dapo import Trajectory, filter_groups
 
     rewards = {1: [1.0, 0.0, 0.0], 2: [-1.0, -1.0], 3: [0.5], 4: [0.2, 0.2, 0.3], 5: [0.0, 0.0]}
     summaries = [{"group": g, "reward": r} for g, rs in rewards.items() for r in rs] + [{"r_total": -1.0}]
@@ -152,7 +152,7 @@ def _rec(i: int) -> dict:
 
 
 def test_trajectory_writer_append_keeps_earlier_episodes(tmp_path):
-    from actors.run_dir import TRAJECTORY_FILE, TrajectoryWriterImpl
+    from ecomrlve.actors.run_dir import TRAJECTORY_FILE, TrajectoryWriterImpl
 
     w = TrajectoryWriterImpl(str(tmp_path))
     assert w.write([_rec(1), _rec(2)]) == 2

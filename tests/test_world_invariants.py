@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envs import make_env
-from envs.tools import MAX_QUANTITY, TOOLS, ToolContext, return_eligibility, validate_call
-from envs.world import RETURN_METHODS, RETURN_REASONS
-from policies import OraclePolicy
+from ecomrlve.envs import make_env
+from ecomrlve.envs.tools import MAX_QUANTITY, TOOLS, ToolContext, return_eligibility, validate_call
+from ecomrlve.envs.world import RETURN_METHODS, RETURN_REASONS
+from ecomrlve.policies import OraclePolicy
 
 from conftest import run_episode
 

@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalog_service import Catalog
-from catalog_service.taxonomy import IMPLAUSIBLE_VALUES, LEAVES, leaf_by_name
-from envs import make_env
-from envs.catalog import ATTRIBUTE_COLUMNS
-from envs.difficulty import axes_for
-from envs.world import EPOCH, SimClock, World, neighbour_values
-from policies import OraclePolicy
+from ecomrlve.catalog_service import Catalog
+from ecomrlve.catalog_service.taxonomy import IMPLAUSIBLE_VALUES, LEAVES, leaf_by_name
+from ecomrlve.envs import make_env
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS
+from ecomrlve.envs.difficulty import axes_for
+from ecomrlve.envs.world import EPOCH, SimClock, World, neighbour_values
+from ecomrlve.policies import OraclePolicy
 
 from conftest import run_episode
 

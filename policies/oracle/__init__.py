@@ -12,14 +12,14 @@ from __future__ import annotations
 import importlib
 
 _PLANNERS = {
-    "E_CART": "policies.oracle.cart:CartPlanner",
-    "E_SUB": "policies.oracle.substitution:SubstitutionPlanner",
-    "E_PD": "policies.oracle.discovery:DiscoveryPlanner",
-    "E_RETURN": "policies.oracle.returns:ReturnPlanner",
-    "E_STATUS": "policies.oracle.status:StatusPlanner",
-    "E_POLICY": "policies.oracle.policy:PolicyPlanner",
-    "E_BUNDLE": "policies.oracle.bundle:BundlePlanner",
-    "E_JOURNEY": "policies.oracle.journey:JourneyPlanner",
+    "E_CART": "ecomrlve.policies.oracle.cart:CartPlanner",
+    "E_SUB": "ecomrlve.policies.oracle.substitution:SubstitutionPlanner",
+    "E_PD": "ecomrlve.policies.oracle.discovery:DiscoveryPlanner",
+    "E_RETURN": "ecomrlve.policies.oracle.returns:ReturnPlanner",
+    "E_STATUS": "ecomrlve.policies.oracle.status:StatusPlanner",
+    "E_POLICY": "ecomrlve.policies.oracle.policy:PolicyPlanner",
+    "E_BUNDLE": "ecomrlve.policies.oracle.bundle:BundlePlanner",
+    "E_JOURNEY": "ecomrlve.policies.oracle.journey:JourneyPlanner",
 }
 
 

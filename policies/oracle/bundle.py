@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.bundle import ORACLE_PRICE_RANK, Requirement
-from envs.constraints import to_filters
+from ecomrlve.envs.bundle import ORACLE_PRICE_RANK, Requirement
+from ecomrlve.envs.constraints import to_filters
 
 from .common import Planner, call, listing, slot_question
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from envs.constraints import attribute_phrase
-from envs.shopper import count_of, is_plural, join_phrases
+from ecomrlve.envs.constraints import attribute_phrase
+from ecomrlve.envs.shopper import count_of, is_plural, join_phrases
 
 from .common import Planner, call, slot_question
 

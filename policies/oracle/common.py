@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from envs.catalog import ATTRIBUTE_COLUMNS
-from envs.shopper import names_slot
+from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS
+from ecomrlve.envs.shopper import names_slot
 
 from ..questions import OPEN_CHOICES, ask_for
 
@@ -37,7 +37,7 @@ def narrowing(env, rows: list[int], filters: dict) -> dict:
 
 def slot_question(shopper) -> str:
     """One `ask_user` question naming every slot the shopper has left open, in the words an
-    agent reading the shopper's hints would use (`policies.questions`), so that one question
+    agent reading the shopper's hints would use (`ecomrlve.policies.questions`), so that one question
     reveals them all: the privileged oracle knows which are open."""
     asks = []
     for name in shopper.omitted:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.constraints import to_filters
+from ecomrlve.envs.constraints import to_filters
 
-from envs.shopper import top_k
+from ecomrlve.envs.shopper import top_k
 
 from .common import Planner, call, listing, narrowing, slot_question
 

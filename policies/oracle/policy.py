@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 
-from envs.policy_kb import rank_rules
+from ecomrlve.envs.policy_kb import rank_rules
 
-from envs.shopper import count_noun
-from envs.store_policy import money
+from ecomrlve.envs.shopper import count_noun
+from ecomrlve.envs.store_policy import money
 
 from .common import Planner, call, slot_question
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 
-from envs.catalog import CATEGORY_SEP
-from envs.constraints import to_filters
-from envs.orders import quoted_title
-from envs.shopper import singular
+from ecomrlve.envs.catalog import CATEGORY_SEP
+from ecomrlve.envs.constraints import to_filters
+from ecomrlve.envs.orders import quoted_title
+from ecomrlve.envs.shopper import singular
 
 from .common import Planner, call, product_name, slot_question
 

@@ -11,8 +11,8 @@ answered.
 
 from __future__ import annotations
 
-from envs.constraints import to_filters
-from envs.shopper import is_plural, top_k
+from ecomrlve.envs.constraints import to_filters
+from ecomrlve.envs.shopper import is_plural, top_k
 
 from .common import Planner, call, listing, narrowing, slot_question
 
