@@ -180,10 +180,9 @@ def _available_envs() -> list[str]:
             from ecomrlve.envs.registry import env_class
 
             env_class(env_id)
-            import ecomrlve.policies.oracle as oracle_mod
+            from ecomrlve.envs.registry import resolve, spec_for
 
-            module = oracle_mod._PLANNERS[env_id].split(":")[0]
-            __import__(module)
+            resolve(spec_for(env_id).planner)
             out.append(env_id)
         except ImportError:
             continue
