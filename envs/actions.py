@@ -103,6 +103,8 @@ def extend_answer(env_id: str, model: type[BaseModel]) -> None:
         if other != env_id:
             taken.update({name: (f.annotation, other) for name, f in m.model_fields.items()})
     for name, f in model.model_fields.items():
+        if f.is_required():
+            raise ValueError(f"answer field {name!r} of {env_id} must default to None")
         if name in taken and taken[name][0] != f.annotation:
             raise ValueError(f"answer field {name!r} of {env_id} clashes with {taken[name][1]}'s")
     _ANSWER_EXTENSIONS[env_id] = model
