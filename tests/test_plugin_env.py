@@ -1,6 +1,7 @@
 """A ninth environment is one module: a toy environment, defined entirely in this file and
 registered with `register_env`, runs through `make_env`, `gymnasium.make`, a collection,
-the oracle, the heuristic, a journey and the curriculum, with no edit to the package.
+the oracle, the heuristic, a journey, the curriculum and the OpenEnv server, with no edit to
+the package.
 
 The toy, E_TOY_PRICE: the shopper names `toy_items` products by id (its own difficulty
 axis, 1 + d//4, at most 3) and asks what they cost together. Tools: `catalog_get_product`.
@@ -211,3 +212,27 @@ def test_curriculum_schedules_the_toy(toy, catalog):
         assert leased <= 40
     assert cur.window(toy) == (0, 1)
     assert cur.summary()[toy]["successes"] == cur.summary()[toy]["episodes"] > 0
+
+
+def test_openenv_server_serves_the_toy(toy, catalog):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    requests = pytest.importorskip("requests")
+    from ecomrlve.actors.openenv_server import ServerConfig, create_app, start_background
+
+    app = create_app(ServerConfig(env_id=toy, difficulty=4), catalog=catalog)
+    srv, thread, url = start_background(app)
+    try:
+        body = requests.post(url + "/reset", json={"seed": 2, "env_id": toy, "difficulty": 4}, timeout=30).json()
+        obs, policy = body["observation"], HeuristicPolicy()
+        assert (obs["env_id"], obs["turn_budget"], obs["tool_budget"], obs["turns_left"]) == (toy, 6, 3, 6)
+        for _ in range(8):
+            body = requests.post(url + "/step", json={"action": policy.act(obs), "episode_id": obs["episode_id"]},
+                                 timeout=30).json()
+            obs = body["observation"]
+            if body["done"]:
+                break
+        assert body["done"] and obs["info"]["reward"]["is_correct"] and body["reward"] > 0
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
