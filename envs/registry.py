@@ -116,6 +116,8 @@ def register_env(spec: EnvSpec) -> EnvSpec:
         raise ValueError(f"env_id must be a non-empty string, got {spec.env_id!r}")
     if spec.env_id in _SPECS or spec.env_id.upper() in COLLECTIONS:
         raise ValueError(f"env_id {spec.env_id!r} is already registered")
+    if isinstance(spec.env_class, type) and getattr(spec.env_class, "env_id", None) != spec.env_id:
+        raise ValueError(f"env_class: {spec.env_class.__name__}.env_id is not {spec.env_id!r}")
     if spec.answer_model is not None:
         extend_answer(spec.env_id, spec.answer_model)
     try:

@@ -109,6 +109,8 @@ def test_registered_everywhere_then_gone(toy):
     assert parse_action({"answer": {"total_price": 1.5}}).answer.total_price == 1.5
     with pytest.raises(ValueError, match="already registered"):
         register_env(TOY_SPEC)
+    with pytest.raises(ValueError, match="env_class: ToyPriceEnv.env_id is not 'E_OTHER'"):
+        register_env(EnvSpec("E_OTHER", ToyPriceEnv))
     with pytest.raises(ValueError, match="built in"):
         unregister_env("E_CART")
 
