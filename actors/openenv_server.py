@@ -95,6 +95,9 @@ class ObservationModel(BaseModel):
     tools: list[dict[str, Any]]
     turn: int
     env_id: str
+    turn_budget: int
+    tool_budget: int
+    turns_left: int
     info: dict[str, Any]
     terminated: bool
     truncated: bool

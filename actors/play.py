@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ecomrlve.envs import ENV_IDS, make_env
-from ecomrlve.envs.actions import Answer
+from ecomrlve.envs.actions import answer_model
 from ecomrlve.envs.difficulty import MAX_DIFFICULTY
 
 from .evaluate import DEFAULT_CATALOG_SIZE, jsonable, load_catalog
@@ -74,7 +74,7 @@ class StepBody(BaseModel):
 def answer_schema(fields: tuple[str, ...]) -> dict:
     """The Answer JSON schema restricted to `fields`. ``answer.env`` is not among them: the
     page knows the environment and sets it (a free-text field could only get it wrong)."""
-    schema = Answer.model_json_schema()
+    schema = answer_model().model_json_schema()
     keep = set(fields)
     schema["properties"] = {k: v for k, v in schema["properties"].items() if k in keep}
     schema.pop("required", None)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 MAX_ACTION_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 8_000
@@ -49,7 +49,8 @@ class ToolCall(BaseModel):
 
 
 class Answer(BaseModel):
-    """Every field any verifier reads. Unknown fields are rejected, never dropped."""
+    """Every field the built-in verifiers read; a registered environment adds its own
+    (`extend_answer`). Unknown fields are rejected, never dropped."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -83,6 +84,58 @@ class Action(BaseModel):
     assistant_message: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
     tool_calls: list[ToolCall] = Field(default_factory=list, max_length=MAX_TOOL_CALLS)
     answer: Answer | None = None
+
+
+# Answer fields of environments registered beyond the built-in eight: env id -> its answer
+# model (`ecomrlve.envs.registry.EnvSpec.answer_model`). `answer_model()` / `action_model()`
+# are `Answer` / `Action` extended by these fields (subclasses, so an extended answer is still
+# an `Answer`); with none registered they are `Answer` and `Action` themselves.
+_ANSWER_EXTENSIONS: dict[str, type[BaseModel]] = {}
+_MODELS: list[tuple[type[Answer], type[Action]]] = [(Answer, Action)]
+
+
+def extend_answer(env_id: str, model: type[BaseModel]) -> None:
+    """Add the fields of `model` (an environment's answer model) to the action's answer.
+    Raises ValueError naming a field another environment's answer model already declares
+    differently (a field of the shared `Answer` may be redeclared with the same type)."""
+    taken = {name: (f.annotation, "Answer") for name, f in Answer.model_fields.items()}
+    for other, m in _ANSWER_EXTENSIONS.items():
+        if other != env_id:
+            taken.update({name: (f.annotation, other) for name, f in m.model_fields.items()})
+    for name, f in model.model_fields.items():
+        if f.is_required():
+            raise ValueError(f"answer field {name!r} of {env_id} must default to None")
+        if name in taken and taken[name][0] != f.annotation:
+            raise ValueError(f"answer field {name!r} of {env_id} clashes with {taken[name][1]}'s")
+    _ANSWER_EXTENSIONS[env_id] = model
+    _rebuild()
+
+
+def retract_answer(env_id: str) -> None:
+    """Remove the answer fields `extend_answer` added for `env_id` (no-op if none)."""
+    if _ANSWER_EXTENSIONS.pop(env_id, None) is not None:
+        _rebuild()
+
+
+def _rebuild() -> None:
+    fields = {name: (f.annotation, f) for m in _ANSWER_EXTENSIONS.values() for name, f in m.model_fields.items()
+              if name not in Answer.model_fields}
+    if not fields:
+        _MODELS[0] = (Answer, Action)
+        return
+    answer = create_model("Answer", __base__=Answer, __module__=__name__, **fields)
+    action = create_model("Action", __base__=Action, __module__=__name__, answer=(answer | None, None))
+    _MODELS[0] = (answer, action)
+
+
+def answer_model() -> type[Answer]:
+    """The answer model of every registered environment (its JSON schema is the answer's)."""
+    return _MODELS[0][0]
+
+
+def action_model() -> type[Action]:
+    """The action model whose `answer` is `answer_model()`; `parse_action` validates with it."""
+    return _MODELS[0][1]
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
@@ -204,7 +257,7 @@ def parse_action(action: Any) -> Action:
     if size > MAX_ACTION_BYTES:
         raise InvalidAction(f"action too large: {size} bytes > {MAX_ACTION_BYTES}")
     try:
-        parsed = Action.model_validate(action)
+        parsed = action_model().model_validate(action)
     except ValidationError as exc:
         raise InvalidAction(describe_validation_error(exc)) from None
     if parsed.answer is None and not parsed.tool_calls and not (parsed.assistant_message or "").strip():

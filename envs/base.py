@@ -62,7 +62,7 @@ def dumps(obj: Any) -> str:
 
 
 class ShopEnv:
-    """Base class of the eight environments."""
+    """Base class of every environment (see `ecomrlve.envs.registry` for registering one)."""
 
     env_id: ClassVar[str]
     tools: ClassVar[tuple[str, ...]]
@@ -120,6 +120,12 @@ class ShopEnv:
     def _patience(self) -> int:
         return 3
 
+    def _episode_axes(self, axes: Axes) -> Axes:
+        """The axes this episode runs under, given those of its difficulty (and overrides);
+        set before the system prompt is written. E_JOURNEY gives each request its own turn
+        budget here."""
+        return axes
+
     # ------------------------------------------------------------------ API
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         options = dict(options or {})
@@ -133,7 +139,7 @@ class ShopEnv:
         self._next_seed = seed + 1
         self.seed = seed
         self.difficulty = options.get("difficulty", self.default_difficulty)
-        self.axes: Axes = axes_for(self.difficulty, options.get("axes"))
+        self.axes: Axes = self._episode_axes(axes_for(self.difficulty, options.get("axes")))
         self.rand = EpisodeRandom(seed, self.env_id, self.difficulty)
         self.world = World(self.catalog, SimClock.from_rng(self.rand("clock")))
         if self.uses_policy:
@@ -248,11 +254,18 @@ class ShopEnv:
         )
 
     def _obs(self) -> dict:
+        """The observation: the transcript (`messages`), the tool schemas (`tools`), the turn
+        index (`turn`, from 0), `env_id`, and the budgets the system prompt states, as data:
+        `turn_budget` (turns in the episode), `tool_budget` (tool calls per turn; each turn
+        starts with all of them) and `turns_left` (turn_budget - turn, at least 0)."""
         return {
             "messages": list(self.messages),
             "tools": self._tool_schemas,
             "turn": self.turn,
             "env_id": self.env_id,
+            "turn_budget": self.axes.T_max,
+            "tool_budget": self.axes.B_tool,
+            "turns_left": max(0, self.axes.T_max - self.turn),
         }
 
     def _info(self) -> dict:

@@ -7,8 +7,10 @@ can vary one axis alone (`env.reset(options={"difficulty": 6, "axes": {"p_noise"
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .actions import describe_validation_error
 
@@ -48,7 +50,64 @@ class Axes(BaseModel):
     L: int = Field(description="journey sub-tasks: min(5, 2 + d//4) (at most 5)", ge=1, le=5)
 
 
-AXIS_NAMES: tuple[str, ...] = tuple(Axes.model_fields)
+AXIS_NAMES: tuple[str, ...] = tuple(Axes.model_fields)  # the built-in axes
+
+
+@dataclass(frozen=True)
+class AxisSpec:
+    """A difficulty axis an environment adds (`ecomrlve.envs.registry.EnvSpec.axes`):
+    `schedule(d)` gives its value at difficulty d (an int for `kind=int`, a float for
+    `kind=float`), and an override must lie in [ge, le]."""
+
+    name: str
+    schedule: Callable[[int], int | float]
+    description: str
+    kind: type = int
+    ge: float = 0
+    le: float = 1
+
+
+# env id -> the axes it added; `axes_for` evaluates them and validates with `axes_model()`
+_EXTRA_AXES: dict[str, tuple[AxisSpec, ...]] = {}
+_AXES_MODEL: list[type[Axes]] = [Axes]
+
+
+def extend_axes(env_id: str, axes: tuple[AxisSpec, ...]) -> None:
+    """Add `axes` (an environment's own difficulty axes) to every episode's `Axes`.
+    Raises ValueError naming an axis that already exists."""
+    taken = set(axis_names()) - {a.name for a in _EXTRA_AXES.get(env_id, ())}
+    for a in axes:
+        if a.name in taken:
+            raise ValueError(f"axis {a.name!r} of {env_id} already exists")
+        if a.kind not in (int, float):
+            raise ValueError(f"axis {a.name!r}: kind must be int or float, got {a.kind!r}")
+        taken.add(a.name)
+    _EXTRA_AXES[env_id] = tuple(axes)
+    _rebuild()
+
+
+def retract_axes(env_id: str) -> None:
+    """Remove the axes `extend_axes` added for `env_id` (no-op if none)."""
+    if _EXTRA_AXES.pop(env_id, None) is not None:
+        _rebuild()
+
+
+def _rebuild() -> None:
+    extra = [a for axes in _EXTRA_AXES.values() for a in axes]
+    _AXES_MODEL[0] = create_model(
+        "Axes", __base__=Axes, __module__=__name__,
+        **{a.name: (a.kind, Field(description=a.description, ge=a.ge, le=a.le)) for a in extra},
+    ) if extra else Axes
+
+
+def axes_model() -> type[Axes]:
+    """`Axes` with every registered environment's axes (`Axes` itself when none)."""
+    return _AXES_MODEL[0]
+
+
+def axis_names() -> tuple[str, ...]:
+    """The built-in axes, then those registered environments added."""
+    return tuple(axes_model().model_fields)
 
 
 def axes_for(d: int, overrides: dict | None = None) -> Axes:
@@ -80,15 +139,17 @@ def axes_for(d: int, overrides: dict | None = None) -> Axes:
         S_req=min(12, 3 + d // 2),
         L=min(5, 2 + d // 4),
     )
+    values.update({a.name: a.schedule(d) for axes in _EXTRA_AXES.values() for a in axes})
+    model = axes_model()
     if overrides is not None and not isinstance(overrides, dict):
         raise ValueError(f"axes must be a dict of axis -> value, got {type(overrides).__name__}")
     for key, value in (overrides or {}).items():
         if key not in values:
-            raise ValueError(f"unknown axis {key!r}; known axes: {', '.join(AXIS_NAMES)}")
-        if isinstance(value, float) and Axes.model_fields[key].annotation is int and value.is_integer():
+            raise ValueError(f"unknown axis {key!r}; known axes: {', '.join(axis_names())}")
+        if isinstance(value, float) and model.model_fields[key].annotation is int and value.is_integer():
             value = int(value)  # 3.0 from a JSON/YAML config is the int 3
         values[key] = value
     try:
-        return Axes(**values)
+        return model(**values)
     except ValidationError as exc:
         raise ValueError(f"invalid axis override: {describe_validation_error(exc)}") from None

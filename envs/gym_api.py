@@ -1,7 +1,8 @@
-"""Gymnasium API for the eight environments (no Ray, no torch).
+"""Gymnasium API for the registered environments (no Ray, no torch).
 
     import gymnasium as gym
     import ecomrlve.envs.gym_api  # registers ecomrlve/E_PD-v0 ... ecomrlve/E_JOURNEY-v0
+                                  # (and ecomrlve/<ID>-v0 of any env registered later)
     env = gym.make("ecomrlve/E_CART-v0", catalog=catalog, difficulty=6)
     obs, info = env.reset(seed=7)           # obs: a JSON string (see below)
     obs, reward, terminated, truncated, info = env.step('{"tool_calls": [...]}')
@@ -12,7 +13,8 @@ it for you (Gymnasium's ``module:env_id`` form).
 Spaces. The environments speak JSON, so both spaces are `gymnasium.spaces.Text` over printable
 ASCII (chars 32..127):
 
-- observation: the env's observation dict (``messages``, ``tools``, ``turn``, ``env_id``) as
+- observation: the env's observation dict (``messages``, ``tools``, ``turn``, ``env_id``,
+  ``turn_budget``, ``tool_budget``, ``turns_left``; see `ShopEnv._obs`) as
   JSON with non-ASCII characters escaped (``json.dumps(obs, ensure_ascii=True)``);
   `decode_observation` turns it back into the dict.
 - action: one JSON action object (docs/architecture.md, "Agent action"). `step` also accepts the action as a dict
@@ -56,7 +58,7 @@ __all__ = [
 
 NAMESPACE = "ecomrlve"
 VERSION = 0
-GYM_IDS: dict[str, str] = {env_id: f"{NAMESPACE}/{env_id}-v{VERSION}" for env_id in ENV_IDS}
+GYM_IDS: dict[str, str] = {}  # env id -> Gymnasium id, kept by `register_envs` / `unregister_env_id`
 CHARSET = frozenset(chr(i) for i in range(32, 128))  # JSON with ensure_ascii=True stays inside
 OBS_MAX_CHARS = 1 << 24
 SAMPLE_MESSAGE_CHARS = 80
@@ -218,15 +220,23 @@ class ShopGymEnv(gym.Env):
 
 
 def register_envs() -> list[str]:
-    """Register ``ecomrlve/<ENV_ID>-v0`` for every environment (idempotent)."""
+    """Register ``ecomrlve/<ENV_ID>-v0`` for every registered environment (idempotent;
+    `ecomrlve.envs.registry.register_env` calls it for an environment registered later)."""
     ids = []
     for env_id in ENV_IDS:
-        name = GYM_IDS[env_id]
+        name = GYM_IDS.setdefault(env_id, f"{NAMESPACE}/{env_id}-v{VERSION}")
         if name not in gym.registry:
             gym.register(id=name, entry_point="ecomrlve.envs.gym_api:ShopGymEnv", kwargs={"env_id": env_id},
                          nondeterministic=False)
         ids.append(name)
     return ids
+
+
+def unregister_env_id(env_id: str) -> None:
+    """Remove the Gymnasium id of `env_id` (`ecomrlve.envs.registry.unregister_env` calls it)."""
+    name = GYM_IDS.pop(env_id, None)
+    if name is not None:
+        gym.registry.pop(name, None)
 
 
 register_envs()

@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
 
 from .actions import Answer, InvalidAction
 from .base import ShopEnv, require_answer
-from .registry import env_class
+from .registry import env_class, journey_kinds
 from .reward import TaskScore
 from .rng import EpisodeRandom
 from .shopper import TemplateShopper, Utterance
 
-SUBTASK_KINDS: tuple[str, ...] = ("E_CART", "E_SUB", "E_PD", "E_RETURN", "E_STATUS", "E_POLICY", "E_BUNDLE")
 # the shopper's lead into the next request: thanks only when the agent wrote to it
 TRANSITIONS = ("Thanks! One more thing.", "Great, thank you. There's something else, too.",
                "Perfect, thanks. I have another request.", "Thanks. Another thing.")
@@ -56,14 +54,26 @@ class SubTask:
 
 
 def _union(attr: str) -> tuple[str, ...]:
+    """`attr` ("tools" or "answer_fields") of every journey kind, first occurrence kept."""
     out: list[str] = []
-    for kind in SUBTASK_KINDS:
+    for kind in journey_kinds():
         try:
             cls = env_class(kind)
         except ImportError:
             continue
         out += [x for x in getattr(cls, attr) if x not in out]
     return tuple(out)
+
+
+class _JourneyUnion:
+    """`JourneyEnv.tools` / `.answer_fields`: on the class, the union over the journey kinds
+    registered now; an instance pins the union it was built with (its own attribute)."""
+
+    def __init__(self, attr: str):
+        self.attr = attr
+
+    def __get__(self, obj, cls=None) -> tuple[str, ...]:
+        return _union(self.attr)
 
 
 class JourneyEnv(ShopEnv):
@@ -74,13 +84,13 @@ class JourneyEnv(ShopEnv):
         "own answer object (set answer.env to the request's kind if you know it); the shopper "
         "then tells you the next one."
     )
-    tools: ClassVar[tuple[str, ...]] = ()
-    answer_fields: ClassVar[tuple[str, ...]] = ()
+    tools = _JourneyUnion("tools")
+    answer_fields = _JourneyUnion("answer_fields")
 
     def __init__(self, catalog, difficulty: int = 0):
-        cls = type(self)
-        if not cls.tools:
-            cls.tools, cls.answer_fields = _union("tools"), _union("answer_fields")
+        # the kinds registered now (`ecomrlve.envs.registry.journey_kinds`)
+        self.kinds = journey_kinds()
+        self.tools, self.answer_fields = _union("tools"), _union("answer_fields")
         super().__init__(catalog, difficulty)
 
     # ------------------------------------------------------------------ sub-tasks
@@ -127,9 +137,7 @@ class JourneyEnv(ShopEnv):
     def _generate(self) -> Utterance:
         rng = self.rand("journey")
         self.caused_turns: set[int] = set()
-        self.sub_axes = self.axes
-        self.axes = self.axes.model_copy(update={"T_max": self.axes.L * self.axes.T_max})
-        kinds = [SUBTASK_KINDS[j] for j in rng.permutation(len(SUBTASK_KINDS))[: self.axes.L]]
+        kinds = [self.kinds[j] for j in rng.permutation(len(self.kinds))[: self.axes.L]]
         self.subtasks = []
         switches = self.rand("switch")
         for i, kind in enumerate(kinds):
@@ -143,9 +151,11 @@ class JourneyEnv(ShopEnv):
         self.goal = self.subtasks
         return self._activate(0, "")
 
-    def _system_prompt(self) -> str:
-        budget = self.axes.L * self.axes.T_max
-        return super()._system_prompt().replace(f"and {self.axes.T_max} turns.", f"and {budget} turns.")
+    def _episode_axes(self, axes):
+        """Each sub-task runs under `axes` (`sub_axes`); the journey's turn budget is
+        L * T_max, one T_max per request."""
+        self.sub_axes = axes
+        return axes.model_copy(update={"T_max": axes.L * axes.T_max})
 
     # ------------------------------------------------------------------ hooks
     def _check_answer_fields(self, answer: Answer) -> None:

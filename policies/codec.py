@@ -248,12 +248,12 @@ def compact_tool_listing(tools: Sequence[dict]) -> str:
 
 
 def _answer_tool() -> dict:
-    from ecomrlve.envs.actions import Answer
+    from ecomrlve.envs.actions import answer_model
 
     return {"type": "function", "function": {
         "name": ANSWER_TOOL_NAME,
         "description": "Give the final answer; it ends the episode. Set only this task's answer fields.",
-        "parameters": Answer.model_json_schema(),
+        "parameters": answer_model().model_json_schema(),
     }}
 
 

@@ -1,22 +1,24 @@
 """`HeuristicPolicy`: a fair non-LLM baseline that sees only the observation.
 
-It reads the transcript (shopper messages, its own tool results, the budget stated in the
-system prompt), searches with the shopper's words, asks once for missing details, and
+It reads the observation: the budgets from its structured fields (`turn_budget`,
+`tool_budget`, `turns_left`), and the transcript (shopper messages, its own tool results,
+which are JSON). It searches with the shopper's words, asks once for missing details, and
 answers with simple rules. It has no access to the hidden goal, so typos, omitted slots,
 distractors and stock-outs make it fail more often as difficulty rises. One strategy per
-environment; each derives all of its state from `obs["messages"]`.
+environment, named by the environment's registry entry (`EnvSpec.heuristic`: a function of
+a `Transcript` returning an action); each derives all of its state from the observation.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Callable
+
+from ecomrlve.envs.registry import intent_table, resolve, spec_for
 
 from .questions import open_choice_question
 
 NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5}
-_BUDGET = re.compile(r"at most (\d+) tool calls per turn and (\d+) turns")
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-\.]*")
 STOP = frozenset(
     "a an and the i im i'm my me to for of in on with please could can you your hi hey hello "
@@ -30,9 +32,8 @@ class Transcript:
     def __init__(self, obs: dict):
         self.obs = obs
         self.messages = obs["messages"]
-        m = _BUDGET.search(self.messages[0]["content"]) if self.messages else None
-        self.tool_budget, self.turn_budget = (int(m.group(1)), int(m.group(2))) if m else (1, 4)
-        self.turn = obs.get("turn", 0)
+        self.tool_budget, self.turn_budget = obs["tool_budget"], obs["turn_budget"]
+        self.turn = obs["turn"]
 
     def user_texts(self) -> list[str]:
         return [m["content"] for m in self.messages if m["role"] == "user"]
@@ -61,7 +62,7 @@ class Transcript:
         return [r for res in self.results("catalog_search") for r in res.get("results", [])]
 
     def turns_left(self) -> int:
-        return self.turn_budget - self.turn
+        return self.obs["turns_left"]
 
 
 def keywords(text: str) -> list[str]:
@@ -127,7 +128,7 @@ def stated_filters(text: str) -> dict:
     return f
 
 
-def recommend_strategy(t: Transcript, env_id: str) -> dict:
+def recommend_strategy(t: Transcript) -> dict:
     """Ask once, search with the shopper's words and stated filters, recommend in-stock hits."""
     question = open_choice_question(t.user_text())
     if question and not t.called("ask_user") and t.turns_left() > 2:
@@ -287,26 +288,7 @@ def return_strategy(t: Transcript) -> dict:
                                 method=method)], "answer": answer}
 
 
-STRATEGIES: dict[str, Callable[[Transcript], dict]] = {
-    "E_RETURN": return_strategy,
-    "E_STATUS": status_strategy,
-    "E_POLICY": policy_strategy,
-    "E_CART": cart_strategy,
-    "E_PD": lambda t: recommend_strategy(t, "E_PD"),
-    "E_SUB": lambda t: recommend_strategy(t, "E_SUB"),
-    "E_BUNDLE": bundle_strategy,
-    "E_JOURNEY": lambda t: journey_strategy(t),
-}
-
-
-INTENT_WORDS = (
-    ("E_RETURN", ("return",)),
-    ("E_BUNDLE", ("categories:",)),
-    ("E_SUB", ("sold out", "out of stock", "alternative")),
-    ("E_CART", ("cart",)),
-    ("E_STATUS", ("order",)),
-    ("E_POLICY", ("policy", "can i", "how many days", "fee", "warranty", "member")),
-)
+DEFAULT_INTENT = "E_PD"  # a journey request no intent words match
 
 
 def journey_strategy(t: Transcript) -> dict:
@@ -315,8 +297,8 @@ def journey_strategy(t: Transcript) -> dict:
     sub_obs = dict(t.obs, messages=[t.messages[0]] + t.messages[start + 1:])
     sub = Transcript(sub_obs)
     first = next((m["content"].lower() for m in sub.messages if m["role"] == "user"), "")
-    kind = next((k for k, words in INTENT_WORDS if any(w in first for w in words)), "E_PD")
-    action = STRATEGIES[kind](sub)
+    kind = next((k for k, words in intent_table() if any(w in first for w in words)), DEFAULT_INTENT)
+    action = strategy_for(kind)(sub)
     if "answer" in action:
         action["answer"] = dict(action["answer"], env=kind)
     return action
@@ -329,7 +311,13 @@ class HeuristicPolicy:
         pass
 
     def act(self, obs: dict) -> dict:
-        strategy = STRATEGIES.get(obs["env_id"])
+        strategy = strategy_for(obs["env_id"])
         if strategy is None:
             return {"assistant_message": "Sorry, I can't help with that."}
         return strategy(Transcript(obs))
+
+
+def strategy_for(env_id: str):
+    """The strategy `env_id`'s registry entry names, or None when it declares none."""
+    target = spec_for(env_id).heuristic
+    return None if target is None else resolve(target)

@@ -1,4 +1,4 @@
-"""Contracts every one of the eight environments keeps."""
+"""Contracts every one of the eight built-in environments keeps."""
 
 from __future__ import annotations
 
@@ -63,12 +63,25 @@ def test_invalid_actions_in_every_env(catalog, env_id):
         assert info["reward"]["termination_reason"].startswith("invalid_action: ")
 
 
+# the heuristic's successes out of seeds 0..9 at d = 0, 6, 12 on a 3,000-product catalog
+HEURISTIC_SUCCESSES = {
+    "E_PD": (7, 3, 0), "E_SUB": (2, 0, 0), "E_CART": (10, 1, 0), "E_RETURN": (10, 2, 0),
+    "E_STATUS": (10, 7, 4), "E_POLICY": (1, 0, 3), "E_BUNDLE": (9, 0, 0), "E_JOURNEY": (5, 0, 0),
+}
+
+
+@pytest.fixture(scope="module")
+def small_catalog():
+    from ecomrlve.catalog_service import Catalog
+
+    return Catalog.synthetic(n_products=3_000, seed=0)
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_heuristic_runs_everywhere(catalog, env_id):
-    env = make_env(env_id, catalog)
-    policy = HeuristicPolicy()
-    for d in (0, 6, 12):
-        for seed in range(5):
-            obs, info = run_episode(env, policy, seed, d)
-            assert -1.0 <= info["reward"]["r_total"] <= 1.0
-            assert info["reward"]["termination_reason"]
+def test_heuristic_success_is_pinned(small_catalog, env_id):
+    """The heuristic reads only the observation (structured budgets, the transcript, JSON
+    tool results); its success per difficulty on fixed seeds is exact."""
+    env = make_env(env_id, small_catalog)
+    successes = tuple(sum(run_episode(env, HeuristicPolicy(), seed, d)[1]["reward"]["is_correct"] for seed in range(10))
+                      for d in (0, 6, 12))
+    assert successes == HEURISTIC_SUCCESSES[env_id]

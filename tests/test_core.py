@@ -63,6 +63,20 @@ def test_step_after_end_raises_and_reset_recovers(catalog):
         env.step({"answer": {"done": True}})
 
 
+def test_observation_states_the_budgets_as_data(catalog):
+    env = make_env("E_CART", catalog)
+    obs, _ = env.reset(seed=1, options={"difficulty": 6})
+    assert (obs["turn_budget"], obs["tool_budget"], obs["turns_left"]) == (7, 4, 7)
+    assert "at most 4 tool calls per turn and 7 turns." in obs["messages"][0]["content"]
+    obs, *_ = env.step({"tool_calls": [{"name": "cart_view", "args": {}}]})
+    assert (obs["turn"], obs["turns_left"]) == (1, 6)
+    journey = make_env("E_JOURNEY", catalog)
+    obs, _ = journey.reset(seed=1, options={"difficulty": 4})  # L = 3 requests of T_max = 6 turns
+    assert (obs["turn_budget"], obs["tool_budget"], obs["turns_left"]) == (18, 3, 18)
+    assert obs["messages"][0]["content"].endswith("at most 3 tool calls per turn and 18 turns.")
+    assert journey.active.env.axes.T_max == 6
+
+
 def test_dotted_tool_alias_is_accepted(catalog):
     env = make_env("E_CART", catalog)
     env.reset(seed=1)
@@ -180,10 +194,9 @@ def _available_envs() -> list[str]:
             from ecomrlve.envs.registry import env_class
 
             env_class(env_id)
-            import ecomrlve.policies.oracle as oracle_mod
+            from ecomrlve.envs.registry import resolve, spec_for
 
-            module = oracle_mod._PLANNERS[env_id].split(":")[0]
-            __import__(module)
+            resolve(spec_for(env_id).planner)
             out.append(env_id)
         except ImportError:
             continue

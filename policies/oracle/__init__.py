@@ -1,7 +1,8 @@
 """`OraclePolicy(env)`: reads the hidden goal, acts only through legal actions.
 
 It proves every generated episode is solvable: the tests run it over many seeds and
-difficulties and require `is_correct`. One planner per environment lives in this package;
+difficulties and require `is_correct`. Each environment names its planner in its registry entry
+(`ecomrlve.envs.registry.EnvSpec.planner`); the built-in eight live in this package;
 each plans its next action from the live episode state (goal, world, what the agent has
 seen), so it never needs to parse observations. Its traces also seed SFT warm starts, so
 planners only use ids that a tool or the shopper already showed.
@@ -9,23 +10,15 @@ planners only use ids that a tool or the shopper already showed.
 
 from __future__ import annotations
 
-import importlib
-
-_PLANNERS = {
-    "E_CART": "ecomrlve.policies.oracle.cart:CartPlanner",
-    "E_SUB": "ecomrlve.policies.oracle.substitution:SubstitutionPlanner",
-    "E_PD": "ecomrlve.policies.oracle.discovery:DiscoveryPlanner",
-    "E_RETURN": "ecomrlve.policies.oracle.returns:ReturnPlanner",
-    "E_STATUS": "ecomrlve.policies.oracle.status:StatusPlanner",
-    "E_POLICY": "ecomrlve.policies.oracle.policy:PolicyPlanner",
-    "E_BUNDLE": "ecomrlve.policies.oracle.bundle:BundlePlanner",
-    "E_JOURNEY": "ecomrlve.policies.oracle.journey:JourneyPlanner",
-}
+from ecomrlve.envs.registry import resolve, spec_for
 
 
 def planner_for(env):
-    module, name = _PLANNERS[env.env_id].split(":")
-    return getattr(importlib.import_module(module), name)(env)
+    """The planner the env's registry entry names (`EnvSpec.planner`), bound to `env`."""
+    planner = spec_for(env.env_id).planner
+    if planner is None:
+        raise ValueError(f"{env.env_id} declares no oracle planner")
+    return resolve(planner)(env)
 
 
 class OraclePolicy:
