@@ -70,6 +70,7 @@ from .catalog import ATTRIBUTE_COLUMNS, CATEGORY_SEP, CatalogLike
 from .constraints import Constraint, code_of, compatible_rows
 from .reward import TaskScore, f1_score
 from .shopper import Slot, Utterance, fill, join_phrases, singular
+from .stockout import SearchStockout
 
 MAX_S_REQ = 12  # the S_req axis' ceiling; keyword fallbacks apply below it
 MIN_CONSTRAINED_OPTIONS = 2  # in-stock options a stated constraint must leave
@@ -381,7 +382,7 @@ def nice_budget_cents(target_cents: float) -> int:
     return int(math.ceil(target_cents / step_c)) * step_c if target_cents > 0 else step_c
 
 
-class BundleEnv(ShopEnv):
+class BundleEnv(SearchStockout, ShopEnv):
     env_id = "E_BUNDLE"
     tools = ("catalog_search", "catalog_get_product", "ask_user")
     answer_fields = ("recommended_product_ids",)
@@ -653,18 +654,14 @@ class BundleEnv(ShopEnv):
         return int(round(float(self.catalog.numeric("price")[row]) * 100))
 
     # ------------------------------------------------------------------ world events
-    def _on_tool(self, name: str, args, result: dict) -> None:
-        if name != "catalog_search":
-            return
-        ids = [r["product_id"] for r in result.get("results", []) if isinstance(r, dict) and "product_id" in r]
-        self.searched_ids.update(ids)
+    def _stockout_victim(self, shown_ids: list[str]) -> int | None:
+        """The cheapest in-stock, unscheduled product this search showed that meets its
+        requirement and without which the cheapest bundle still fits the budget."""
         goal = self.goal
-        if not goal.oos_planned or goal.oos_row is not None:
-            return
         pending = {r for _, r in self.world.scheduled_stockouts}
         base = self.min_bundle_cents()
         candidates = []
-        for pid in dict.fromkeys(ids):
+        for pid in dict.fromkeys(shown_ids):
             row = self.world.row(pid)
             req = self.requirement_of(row)
             if req is None or row in pending or not self.world.in_stock(row) or self.broken_constraint(req, row):
@@ -676,10 +673,7 @@ class BundleEnv(ShopEnv):
             if after > goal.budget_cents:  # the cheapest bundle without it must still fit
                 continue
             candidates.append((self.price_cents(row), row))
-        if candidates:
-            victim = min(candidates)[1]
-            goal.oos_row = victim
-            self.world.scheduled_stockouts.append((self.world.clock.turn + 1, victim))
+        return min(candidates)[1] if candidates else None
 
     # ------------------------------------------------------------------ shopper reactions
     def _mentioned(self, message: str) -> list[int]:

@@ -74,6 +74,7 @@ from .constraints import (
 )
 from .reward import TaskScore, clip
 from .shopper import Utterance, fill, join_phrases, top_k
+from .stockout import SearchStockout
 
 MAX_TARGET_TRIES = 500
 W_NDCG, W_FIT, W_STOCK = 7, 2, 1  # tenths (integers, so a perfect answer scores exactly 1)
@@ -126,7 +127,7 @@ class DiscoveryGoal:
     version: int = 0  # bumped when the shopper changes a constraint
 
 
-class DiscoveryEnv(ShopEnv):
+class DiscoveryEnv(SearchStockout, ShopEnv):
     env_id = "E_PD"
     tools = ("catalog_search", "catalog_get_product", "ask_user")
     answer_fields = ("recommended_product_ids",)
@@ -319,19 +320,6 @@ class DiscoveryEnv(ShopEnv):
         return row is not None and self.broken_constraint(row) is None and self.world.in_stock(row)
 
     # ------------------------------------------------------------------ world events
-    def _on_tool(self, name: str, args, result: dict) -> None:
-        if name != "catalog_search":
-            return
-        ids = [r["product_id"] for r in result.get("results", []) if isinstance(r, dict) and "product_id" in r]
-        self.searched_ids.update(ids)
-        goal = self.goal
-        if not goal.oos_planned or goal.oos_row is not None:
-            return
-        victim = self._stockout_victim(ids)
-        if victim is not None:
-            goal.oos_row = victim
-            self.world.scheduled_stockouts.append((self.world.clock.turn + 1, victim))
-
     def _stockout_victim(self, shown_ids: list[str]) -> int | None:
         """The product a planned stock-out takes: among the in-stock, not yet scheduled
         products of the target's leaf other than the target, the one meeting the most

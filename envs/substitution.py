@@ -79,6 +79,7 @@ from .constraints import (
 )
 from .reward import TaskScore, clip
 from .shopper import Utterance, brand_item, fill, is_plural, join_phrases, top_k
+from .stockout import SearchStockout
 
 MAX_ORIGINAL_TRIES = 40
 MAX_ROW_TRIES = 200
@@ -155,7 +156,7 @@ class SubGoal:
     version: int = 0  # bumped when the shopper changes a constraint
 
 
-class SubstitutionEnv(ShopEnv):
+class SubstitutionEnv(SearchStockout, ShopEnv):
     env_id = "E_SUB"
     tools = ("catalog_search", "catalog_get_product", "user_get_visit_history", "ask_user")
     answer_fields = ("recommended_product_ids",)
@@ -433,21 +434,14 @@ class SubstitutionEnv(ShopEnv):
         return self.broken_constraint(row) is None and self.world.in_stock(row)
 
     # ------------------------------------------------------------------ world events
-    def _on_tool(self, name: str, args, result: dict) -> None:
-        if name != "catalog_search":
-            return
-        ids = [r["product_id"] for r in result.get("results", []) if isinstance(r, dict) and "product_id" in r]
-        self.searched_ids.update(ids)
-        goal = self.goal
-        if not goal.oos_planned or goal.oos_row is not None:
-            return
-        valid = [row for row in (self.world.row(i) for i in ids) if self.is_valid(row)]
+    def _stockout_victim(self, shown_ids: list[str]) -> int | None:
+        """The most similar valid product this search showed, once it showed two or more
+        (so a valid one is left), not already scheduled; ties to the lowest row."""
+        valid = [row for row in (self.world.row(i) for i in shown_ids) if self.is_valid(row)]
         valid = [r for r in dict.fromkeys(valid) if all(r != s for _, s in self.world.scheduled_stockouts)]
         if len(valid) < 2:
-            return
-        victim = min(valid, key=lambda r: (-self.similarity_of(r), r))
-        goal.oos_row = victim
-        self.world.scheduled_stockouts.append((self.world.clock.turn + 1, victim))
+            return None
+        return min(valid, key=lambda r: (-self.similarity_of(r), r))
 
     # ------------------------------------------------------------------ shopper reactions
     def _mentioned(self, message: str) -> list[int]:
