@@ -69,6 +69,29 @@ class Planner:
         return id_ in self.env.seen_ids
 
 
+
+class SearchAnswerPlanner(Planner):
+    """E_PD and E_SUB's ending: search once per goal version, search again once after the
+    search scheduled a stock-out (if two turns are left), then recommend. Subclasses give
+    `_search()` (the call), `_answer_ids()` and `_message(ids)`."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.searched_version: int | None = None
+        self.rechecked = False
+
+    def search_or_answer(self) -> dict:
+        env, goal = self.env, self.env.goal
+        if self.searched_version != goal.version:
+            self.searched_version = goal.version
+            return {"tool_calls": [self._search()]}
+        turns_left = env.axes.T_max - env.turn
+        if goal.oos_row is not None and not self.rechecked and turns_left >= 2:
+            self.rechecked = True  # the search scheduled a stock-out: look again next turn
+            return {"tool_calls": [self._search()]}
+        ids = self._answer_ids()
+        return {"assistant_message": self._message(ids), "answer": {"recommended_product_ids": ids}}
+
 # ---------------------------------------------------------------- what the oracle tells the shopper
 # A good support agent says what it did and why. Messages name products by title and id,
 # orders by id, and state no price or stock level (every checkable claim must be true).

@@ -19,7 +19,7 @@ from ecomrlve.envs.constraints import to_filters
 
 from ecomrlve.envs.shopper import top_k
 
-from .common import Planner, call, listing, narrowing, slot_question
+from .common import SearchAnswerPlanner, call, listing, narrowing, slot_question
 
 FOCUS_WORDS = {"price": "price", "rating": "reviews", "shipping": "shipping speed", "brand": "brand",
                "popularity": "popularity", "similarity": "how closely they match the features you want"}
@@ -27,12 +27,10 @@ FOCUS_WORDS = {"price": "price", "rating": "reviews", "shipping": "shipping spee
 MAX_SEARCH_TOP_K = 200  # CatalogSearchArgs.top_k's upper bound
 
 
-class DiscoveryPlanner(Planner):
+class DiscoveryPlanner(SearchAnswerPlanner):
     def __init__(self, env):
         super().__init__(env)
         self.asked = False
-        self.searched_version: int | None = None
-        self.rechecked = False
 
     def _search(self) -> dict:
         env, goal = self.env, self.env.goal
@@ -55,19 +53,11 @@ class DiscoveryPlanner(Planner):
         return [env.catalog.product_id(r) for r, _ in ranked[: goal.k]]
 
     def next_action(self) -> dict:
-        env, goal = self.env, self.env.goal
+        env = self.env
         if env.shopper.omitted and not self.asked:
             self.asked = True
             return {"tool_calls": [call("ask_user", question=slot_question(env.shopper))]}
-        if self.searched_version != goal.version:
-            self.searched_version = goal.version
-            return {"tool_calls": [self._search()]}
-        turns_left = env.axes.T_max - env.turn
-        if goal.oos_row is not None and not self.rechecked and turns_left >= 2:
-            self.rechecked = True  # the search scheduled a stock-out: look again next turn
-            return {"tool_calls": [self._search()]}
-        ids = self._answer_ids()
-        return {"assistant_message": self._message(ids), "answer": {"recommended_product_ids": ids}}
+        return self.search_or_answer()
 
     def _message(self, ids: list[str]) -> str:
         if not ids:

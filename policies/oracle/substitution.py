@@ -14,18 +14,16 @@ from __future__ import annotations
 from ecomrlve.envs.constraints import to_filters
 from ecomrlve.envs.shopper import is_plural, top_k
 
-from .common import Planner, call, listing, narrowing, slot_question
+from .common import SearchAnswerPlanner, call, listing, narrowing, slot_question
 
 SEARCH_TOP_K = 200
 
 
-class SubstitutionPlanner(Planner):
+class SubstitutionPlanner(SearchAnswerPlanner):
     def __init__(self, env):
         super().__init__(env)
         self.history_read = False
         self.asked = False
-        self.searched_version: int | None = None
-        self.rechecked = False
 
     def _question(self) -> str:
         return slot_question(self.env.shopper)
@@ -47,7 +45,7 @@ class SubstitutionPlanner(Planner):
         return [env.catalog.product_id(r) for r in rows[: goal.k]]
 
     def next_action(self) -> dict:
-        env, goal = self.env, self.env.goal
+        env = self.env
         reads = []
         if not self.history_read:
             reads.append(call("user_get_visit_history"))
@@ -62,15 +60,7 @@ class SubstitutionPlanner(Planner):
                 else:
                     self.history_read = False
             return {"tool_calls": reads[: self.budget]}
-        if self.searched_version != goal.version:
-            self.searched_version = goal.version
-            return {"tool_calls": [self._search()]}
-        turns_left = env.axes.T_max - env.turn
-        if goal.oos_row is not None and not self.rechecked and turns_left >= 2:
-            self.rechecked = True  # the search scheduled a stock-out: look again next turn
-            return {"tool_calls": [self._search()]}
-        ids = self._answer_ids()
-        return {"assistant_message": self._message(ids), "answer": {"recommended_product_ids": ids}}
+        return self.search_or_answer()
 
     def _message(self, ids: list[str]) -> str:
         goal = self.env.goal
