@@ -313,10 +313,10 @@ def _render(family: str, header: str, clauses: tuple, default: tuple, outcome: C
 def _rule(rule_id: str, topic: str, family: str, title: str, header: str, question: str, kind: str,
           scope: tuple, clauses: tuple, default: tuple, outcome: Callable[[tuple], str], notes: str = "",
           options: tuple = (), params: tuple = ()) -> PolicyRule:
-    text = _render(family, header, clauses, default, outcome, notes)
     data = (("family", family), ("question", question), ("kind", kind), ("scope", scope), ("clauses", clauses),
             ("default", default), ("options", options)) + params
-    return PolicyRule(rule_id=rule_id, topic=topic, title=title, text=text, data=data)
+    return PolicyRule(rule_id=rule_id, topic=topic, title=title, data=data,
+                      render_text=functools.partial(_render, family, header, clauses, default, outcome, notes))
 
 
 # --------------------------------------------------------------------------- random draws
@@ -859,7 +859,12 @@ def _slug(s: str) -> str:
 
 def generate_policy(rng: np.random.Generator) -> StorePolicy:
     """A store policy of 64 rules over returns, shipping, pricing, membership and warranty,
-    every parameter drawn from `rng`."""
+    every parameter drawn from `rng`.
+
+    `rng` must be the policy's own stream (nothing else may draw from it): the return
+    windows, bonus days and final-sale leaves are drawn now, the rules on first access of
+    `StorePolicy.rules`, continuing the same stream, so they are the same whenever (and
+    whether) they are made."""
     dr = _Draws(rng)
     windows = {d: dr.pick(WINDOW_CHOICES[d]) for d in DEPARTMENTS}
     plus = dr.between(11, 22)
@@ -868,26 +873,29 @@ def generate_policy(rng: np.random.Generator) -> StorePolicy:
     for d in DEPARTMENTS:
         pool, lo, hi = FINAL_SALE_POOL[d]
         final_sale[d] = dr.subset(pool, dr.between(lo, hi))
-    rules = (
-        _return_rules(dr, windows, bonus, final_sale)
-        + _restocking_rules(dr)
-        + _return_shipping_rules(dr)
-        + _refund_method_rules(dr)
-        + _refund_time_rules(dr)
-        + _shipping_fee_rules(dr)
-        + _delivery_rules(dr)
-        + _price_protection_rules(dr)
-        + _price_match_rules(dr)
-        + _points_rules(dr)
-        + _cancellation_rules(dr)
-        + [_bonus_rule(dr, bonus)]
-        + _warranty_rules(dr)
-    )
+
+    def make_rules() -> list[PolicyRule]:
+        return (
+            _return_rules(dr, windows, bonus, final_sale)
+            + _restocking_rules(dr)
+            + _return_shipping_rules(dr)
+            + _refund_method_rules(dr)
+            + _refund_time_rules(dr)
+            + _shipping_fee_rules(dr)
+            + _delivery_rules(dr)
+            + _price_protection_rules(dr)
+            + _price_match_rules(dr)
+            + _points_rules(dr)
+            + _cancellation_rules(dr)
+            + [_bonus_rule(dr, bonus)]
+            + _warranty_rules(dr)
+        )
+
     return StorePolicy(
-        rules=rules,
         return_windows=windows,
         membership_bonus_days=bonus,
         non_returnable_l3=frozenset(leaf for d in DEPARTMENTS for leaf in final_sale[d]),
+        make_rules=make_rules,
     )
 
 
