@@ -42,7 +42,7 @@ points (tests/test_policy_balance.py).
 from __future__ import annotations
 
 import functools
-
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -322,20 +322,18 @@ def _rule(rule_id: str, topic: str, family: str, title: str, header: str, questi
 # --------------------------------------------------------------------------- random draws
 
 
+def _uniform_batches(rng: np.random.Generator, n: int):
+    """Uniforms from `rng`, drawn `n` at a time, forever."""
+    while True:
+        yield from rng.random(n).tolist()
+
+
 class _Draws:
-    """Uniforms drawn in one batch from the policy stream (one Generator call per policy)."""
+    """Uniforms from the policy stream, drawn in batches (one Generator call per 256).
+    `uniform()` is the next one (a C-level iterator step: the policy takes ~900)."""
 
     def __init__(self, rng: np.random.Generator, n: int = 256):
-        self.rng = rng
-        self.u = rng.random(n).tolist()
-        self.i = 0
-
-    def uniform(self) -> float:
-        if self.i >= len(self.u):
-            self.u += self.rng.random(256).tolist()
-        x = self.u[self.i]
-        self.i += 1
-        return x
+        self.uniform = itertools.chain(rng.random(n).tolist(), _uniform_batches(rng, 256)).__next__
 
     def pick(self, options):
         return options[int(self.uniform() * len(options))]
@@ -345,9 +343,10 @@ class _Draws:
 
     def subset(self, pool: tuple, k: int) -> tuple:
         """`k` distinct items of `pool` (partial Fisher-Yates), kept in pool order."""
-        idx = list(range(len(pool)))
+        n, u = len(pool), self.uniform
+        idx = list(range(n))
         for j in range(k):
-            r = j + int(self.uniform() * (len(idx) - j))
+            r = j + int(u() * (n - j))
             idx[j], idx[r] = idx[r], idx[j]
         return tuple(pool[i] for i in sorted(idx[:k]))
 
@@ -456,11 +455,12 @@ CONDITION_NOTE = "An item's condition is exactly one of: unopened, opened, or ar
 def _interleave(dr: _Draws, clauses: list, chains: tuple = ()) -> tuple:
     """`clauses` in a random order; the clauses of each chain (a tuple of indices) keep their
     relative order (so a narrower threshold is never shadowed by a wider one)."""
-    keys = [dr.uniform() for _ in clauses]
+    u = dr.uniform
+    keys = [u() for _ in clauses]
     for chain in chains:
         for i, k in zip(chain, sorted(keys[i] for i in chain)):
             keys[i] = k
-    return tuple(clauses[i] for i in sorted(range(len(clauses)), key=lambda i: keys[i]))
+    return tuple(clauses[i] for i in sorted(range(len(clauses)), key=keys.__getitem__))
 
 
 def _picks(dr: _Draws, menu: tuple, k: int) -> list:
@@ -469,7 +469,8 @@ def _picks(dr: _Draws, menu: tuple, k: int) -> list:
     while len(out) < k:
         rest = [v for v in menu if v not in out] or list(menu)
         chosen = dr.subset(tuple(rest), min(k - len(out), len(rest)))
-        out += [chosen[i] for i in sorted(range(len(chosen)), key=lambda i: dr.uniform())]
+        keys = [dr.uniform() for _ in chosen]
+        out += [chosen[i] for i in sorted(range(len(chosen)), key=keys.__getitem__)]
     return out
 
 
@@ -520,6 +521,29 @@ def _eligibility_shape(final_sale: bool, n_thresholds: int, limit_index: tuple[i
     return len(cells), yes, tuple((atoms, cover(atoms)) for atoms in pool)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _eligibility_step(shape: tuple, remaining: int) -> tuple[tuple[str, ...], dict[str, tuple]] | None:
+    """The choices of `_eligibility_clauses` when the cells in mask `remaining` are still
+    undecided, for a store of shape `shape` (`_eligibility_shape`'s arguments): the outcomes
+    available (sorted) and, per outcome, its at most 3 broadest pure conditions as
+    (atoms with thresholds by index, cells hit); None when no condition is available. A pure
+    function of its arguments (never of a draw), so it is computed once per process for
+    each state reached."""
+    _, yes, shape_covers = _eligibility_shape(*shape)
+    options: dict[str, list] = {}
+    for atoms, cov in shape_covers:
+        hit = cov & remaining
+        if hit and hit != remaining:
+            y = hit & yes
+            if y == hit or not y:
+                options.setdefault("yes" if y else "no", []).append((atoms, hit))
+    if not options:
+        return None
+    widest = {o: tuple(sorted(c, key=lambda o: (-o[1].bit_count(), len(o[0])))[:3])  # few, broad cases
+              for o, c in options.items()}
+    return tuple(sorted(options)), widest
+
+
 def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dict) -> tuple[tuple, tuple]:
     """A decision list (clauses, default) for "returnable iff not final sale and delivered at
     most `limits[tier]` days ago", drawn at random among the lists that say exactly that.
@@ -527,12 +551,12 @@ def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dic
     The situation space is cut into cells (final sale or not x tier x days bucket between the
     thresholds); each case is a condition from a fixed pool whose cells not yet decided all
     share one outcome; the outcome of the next case is a fair coin among those available, so
-    every position of the list says "returnable" or "not returnable" about equally often."""
+    every position of the list says "returnable" or "not returnable" about equally often.
+    The choices at each state depend only on the store's shape (`_eligibility_step`); the
+    chosen conditions get this store's thresholds and final-sale leaves."""
     thresholds = sorted({window, *limits.values()})
-    n_cells, yes, shape_covers = _eligibility_shape(bool(final_sale), len(thresholds),
-                                                    tuple(thresholds.index(limits[t]) for t in TIERS))
-    covers = [(tuple((slot, op, final_sale if slot == "item" else thresholds[v] if slot == "days_delivered" else v)
-                     for slot, op, v in atoms), cov) for atoms, cov in shape_covers]
+    shape = (bool(final_sale), len(thresholds), tuple(thresholds.index(limits[t]) for t in TIERS))
+    n_cells, yes, _ = _eligibility_shape(*shape)
 
     def outcomes_of(m: int) -> set:
         return {o for o, part in (("yes", m & yes), ("no", m & ~yes)) if part}
@@ -540,18 +564,14 @@ def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dic
     remaining = (1 << n_cells) - 1
     clauses: list = []
     while not (len(outcomes_of(remaining)) == 1 and len(clauses) >= 3):
-        options: dict[str, list] = {}
-        for atoms, cov in covers:
-            hit = cov & remaining
-            if hit and hit != remaining:
-                y = hit & yes
-                if y == hit or not y:
-                    options.setdefault("yes" if y else "no", []).append((atoms, hit))
-        if not options:
+        step = _eligibility_step(shape, remaining)
+        if step is None:
             break
-        outcome = dr.pick(tuple(sorted(options)))
-        widest = sorted(options[outcome], key=lambda o: (-o[1].bit_count(), len(o[0])))[:3]  # few, broad cases
-        atoms, hit = dr.pick(tuple(widest))
+        outcomes, widest = step
+        outcome = dr.pick(outcomes)
+        atoms, hit = dr.pick(widest[outcome])
+        atoms = tuple((slot, op, final_sale if slot == "item" else thresholds[v] if slot == "days_delivered" else v)
+                      for slot, op, v in atoms)
         clauses.append((atoms, _const(outcome)))
         remaining &= ~hit
     outcomes = outcomes_of(remaining)
@@ -939,10 +959,9 @@ def outcome_value(outcome: tuple, ctx: dict):
 
 
 def applies(rule: PolicyRule, ctx: dict) -> bool:
-    data = dict(rule.data)
-    if data["question"] != ctx.get("question"):
+    if rule.param("question") != ctx.get("question"):
         return False
-    return all(ctx.get(slot) == value for slot, value in data["scope"])
+    return all(ctx.get(slot) == value for slot, value in rule.param("scope"))
 
 
 def evaluate(rule: PolicyRule, ctx: dict):
@@ -951,12 +970,12 @@ def evaluate(rule: PolicyRule, ctx: dict):
     deciding one needs a slot the context lacks."""
     if not applies(rule, ctx):
         return None
-    data = dict(rule.data)
+    clauses = rule.param("clauses")
     try:
-        for i, (atoms, outcome) in enumerate(data["clauses"], 1):
+        for i, (atoms, outcome) in enumerate(clauses, 1):
             if all(_holds(a, ctx) for a in atoms):
                 return outcome_value(outcome, ctx), i
-        return outcome_value(data["default"], ctx), len(data["clauses"]) + 1
+        return outcome_value(rule.param("default"), ctx), len(clauses) + 1
     except KeyError:
         return UNKNOWN, 0
 
@@ -1080,10 +1099,9 @@ def _falsify(cases: tuple, cons: dict, ctx: dict, rng: np.random.Generator) -> d
 
 def _try_context(rule: PolicyRule, depth: int, rng: np.random.Generator, p_edge: float,
                  policy: StorePolicy) -> dict | None:
-    data = dict(rule.data)
-    clauses = data["clauses"]
-    ctx: dict = {"question": data["question"]}
-    ctx.update(data["scope"])
+    clauses = rule.param("clauses")
+    ctx: dict = {"question": rule.param("question")}
+    ctx.update(rule.param("scope"))
     cons: dict[str, list] = {}
     if depth <= len(clauses):
         for slot, op, val in clauses[depth - 1][0]:  # the deciding case holds
