@@ -9,6 +9,7 @@ processes (unlike the salted built-in string hash, which depends on PYTHONHASHSE
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import zlib
 
@@ -30,8 +31,31 @@ def episode_rng(seed: int, env_id: str, difficulty: int, stream: str) -> np.rand
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     entropy = [int(seed), stable_int(env_id), int(difficulty), stable_int(stream)]
-    # what np.random.default_rng(seed_sequence) makes, without its dispatch (a third of the cost)
+    if seed < _WORD and 0 <= difficulty < _WORD:
+        # SeedSequence reads a list int below 2**32 as one uint32 word: the same entropy,
+        # without its per-int coercion (this and skipping default_rng's dispatch halve the cost)
+        entropy = np.array(entropy, dtype=np.uint32)
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+
+
+_WORD = 1 << 32
+
+
+class WeightedIndex:
+    """`WeightedIndex(weights)(rng)` draws what ``rng.choice(len(weights), p=weights)`` draws
+    (one uniform, located in the same normalised cumulative sums), without numpy's per-call
+    argument checks (~15 us a draw)."""
+
+    def __init__(self, weights) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1 or len(w) == 0 or (w < 0).any() or abs(w.sum() - 1.0) > 1e-8:
+            raise ValueError(f"weights must be non-negative and sum to 1, got {weights!r}")
+        cdf = w.cumsum()
+        cdf /= cdf[-1]
+        self._cdf = cdf.tolist()
+
+    def __call__(self, rng: np.random.Generator) -> int:
+        return bisect.bisect_right(self._cdf, rng.random())
 
 
 class EpisodeRandom:
