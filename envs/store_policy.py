@@ -437,6 +437,7 @@ DELIVERY_DAYS = {  # region -> (lo, hi) business days
     "contiguous us": (1, 14), "alaska & hawaii": (2, 16), "us territories": (3, 18), "canada": (2, 17),
 }
 REFUND_DAYS = tuple(range(1, 16))  # business days menu
+_THRESHOLD_DOLLARS = tuple(range(60, 310, 10))  # item price / order total thresholds
 RESTOCKING_PCTS = (5, 8, 10, 12, 15, 18, 20, 25, 30)
 PROTECTION = {  # tier -> window days, cap ($)
     "standard": ((7, 14), (20, 25, 30, 35, 40, 45, 50)), "plus": ((14, 21, 30), (55, 60, 65, 70, 75, 80, 90, 100)),
@@ -460,7 +461,7 @@ def _interleave(dr: _Draws, clauses: list, chains: tuple = ()) -> tuple:
     for chain in chains:
         for i, k in zip(chain, sorted(keys[i] for i in chain)):
             keys[i] = k
-    return tuple(clauses[i] for i in sorted(range(len(clauses)), key=keys.__getitem__))
+    return tuple([clauses[i] for i in sorted(range(len(clauses)), key=keys.__getitem__)])
 
 
 def _picks(dr: _Draws, menu: tuple, k: int) -> list:
@@ -561,9 +562,12 @@ def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dic
     def outcomes_of(m: int) -> set:
         return {o for o, part in (("yes", m & yes), ("no", m & ~yes)) if part}
 
+    def pure(m: int) -> bool:  # len(outcomes_of(m)) == 1
+        return bool(m) and (not m & yes or not m & ~yes)
+
     remaining = (1 << n_cells) - 1
     clauses: list = []
-    while not (len(outcomes_of(remaining)) == 1 and len(clauses) >= 3):
+    while not (len(clauses) >= 3 and pure(remaining)):
         step = _eligibility_step(shape, remaining)
         if step is None:
             break
@@ -614,7 +618,7 @@ def _restocking_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for dept in DEPARTMENTS:
         name = DEPARTMENT_NAMES[dept]
-        threshold = dr.pick(tuple(range(60, 310, 10))) * 100
+        threshold = dr.pick(_THRESHOLD_DOLLARS) * 100
         pcts = _picks(dr, RESTOCKING_PCTS, 5)
         clauses = _interleave(dr, [
             ((("condition", "eq", "damaged"),), _maybe_zero(dr, _pct("item_price", pcts[0]))),
@@ -632,13 +636,16 @@ def _restocking_rules(dr: _Draws) -> list[PolicyRule]:
     return out
 
 
+_EARLY_MONTHS = {w: tuple(m for m in (1, 2, 3) if m < w) for w in {m for ms, _ in WARRANTY_MONTHS.values() for m in ms}}
+
+
 def _warranty_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for dept in DEPARTMENTS:
         name = DEPARTMENT_NAMES[dept]
         months_choices, ext_choices = WARRANTY_MONTHS[dept]
         w = dr.pick(months_choices)
-        early = dr.pick(tuple(m for m in (1, 2, 3) if m < w))
+        early = dr.pick(_EARLY_MONTHS[w])
         ext = dr.pick(ext_choices)
         outs = _varied(dr, WARRANTY_OPTIONS, 5)
         clauses = _interleave(dr, [
@@ -823,7 +830,7 @@ def _points_rules(dr: _Draws) -> list[PolicyRule]:
         tname = TIER_NAMES[tier]
         base = dr.pick(POINT_RATES[tier])
         d1, d2 = dr.subset(DEPARTMENTS, 2) if dr.coin() else dr.subset(DEPARTMENTS, 2)[::-1]
-        threshold = dr.pick(tuple(range(60, 310, 10))) * 100
+        threshold = dr.pick(_THRESHOLD_DOLLARS) * 100
         clauses = _interleave(dr, [
             ((("department", "eq", d1),), ("rate", "order_total", base + dr.pick((3, 4)))),
             ((("department", "eq", d2),), ("rate", "order_total", base + 2)),
