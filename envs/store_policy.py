@@ -1192,11 +1192,12 @@ def sample_question(policy: StorePolicy, depth: int, rng: np.random.Generator, p
     rules = [r for r in policy.rules if families is None or r.param("family") in families]
     if not rules:
         raise ValueError("no policy rules to ask about")
-    depth = max(1, min(depth, max(max_depth(r) for r in rules)))
+    depths = [max_depth(r) for r in rules]
+    depth = max(1, min(depth, max(depths)))
     while depth >= 1:
         types: dict[tuple, list[PolicyRule]] = {}
-        for r in rules:
-            if max_depth(r) >= depth:
+        for r, r_depth in zip(rules, depths):
+            if r_depth >= depth:
                 types.setdefault((r.param("question"), r.param("options")), []).append(r)
         keys = list(types)
         for t in _first(rng.permutation(len(keys)), None if stratum is None else stratum % len(keys)):

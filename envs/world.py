@@ -219,9 +219,8 @@ class PolicyRule:
     def text(self) -> str:
         return self.render_text()
 
-    @functools.cached_property
-    def _params(self) -> dict[str, object]:
-        return dict(self.data)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_params", dict(self.data))  # `param` is called ~100 times per rule and reset
 
     def param(self, key: str, default=None):
         return self._params.get(key, default)
