@@ -26,6 +26,9 @@ def stable_digest(text: str, n_bytes: int = 8) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=n_bytes).digest(), "big")
 
 
+_WORD = 1 << 32  # SeedSequence takes an int below this as one uint32 entropy word
+
+
 def episode_rng(seed: int, env_id: str, difficulty: int, stream: str) -> np.random.Generator:
     """The generator of stream `stream` for episode (env_id, difficulty, seed)."""
     if seed < 0:
@@ -36,9 +39,6 @@ def episode_rng(seed: int, env_id: str, difficulty: int, stream: str) -> np.rand
         # without its per-int coercion (this and skipping default_rng's dispatch halve the cost)
         entropy = np.array(entropy, dtype=np.uint32)
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
-
-
-_WORD = 1 << 32
 
 
 class WeightedIndex:

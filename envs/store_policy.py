@@ -12,8 +12,8 @@ scope (`scope`, e.g. department = electronics) as an ordered decision list: numb
 condition holds decides. A condition is a conjunction of atoms `(slot, op, value)` over the
 shopper's situation (tier, condition, item price, days since delivery, region, ...); an
 outcome is a constant, a percentage of a money slot, a slot's value or a rate per dollar.
-The text is rendered from exactly that structure (`_render`), so it states every clause and
-every number, and `evaluate(rule, ctx)` runs the same structure in exact integer arithmetic
+The text is rendered from exactly that structure (`_render`, on first read), so it states every
+clause and every number, and `evaluate(rule, ctx)` runs the same structure in exact integer arithmetic
 (money in cents). Within one policy the (question, scope) pairs are unique: for a given
 question context at most one rule applies.
 
