@@ -329,10 +329,12 @@ def _uniform_batches(rng: np.random.Generator, n: int):
 
 
 class _Draws:
-    """Uniforms from the policy stream, drawn in batches (one Generator call per 256).
-    `uniform()` is the next one (a C-level iterator step: the policy takes ~900)."""
+    """Uniforms from the policy stream: `uniform()` is the next one (a C-level iterator step).
+    A policy takes 870-940, so the first 1,024 come in one Generator call, then 256 at a
+    time; the values are the stream's uniforms in order however they are batched, and the
+    stream is the policy's own, so drawing ahead changes nothing else."""
 
-    def __init__(self, rng: np.random.Generator, n: int = 256):
+    def __init__(self, rng: np.random.Generator, n: int = 1024):
         self.uniform = itertools.chain(rng.random(n).tolist(), _uniform_batches(rng, 256)).__next__
 
     def pick(self, options):
