@@ -45,6 +45,7 @@ import numpy as np
 
 from .catalog import CatalogLike
 from .constraints import attribute_phrase
+from .rng import WeightedIndex
 from .shopper import TemplateShopper, Utterance, merge_utterances, names_slot, singular
 from .world import ORDER_STATUSES, Order, OrderLine, SimClock, World
 
@@ -52,6 +53,7 @@ CARRIERS: tuple[str, ...] = ("UPS", "FedEx", "USPS", "DHL")
 OPEN_STATUSES: tuple[str, ...] = ("placed", "shipped", "in_transit")
 # Status mix of the orders nobody pinned (same order as ORDER_STATUSES).
 STATUS_WEIGHTS: tuple[float, ...] = (0.10, 0.12, 0.12, 0.45, 0.10, 0.11)
+_STATUS_INDEX = WeightedIndex(STATUS_WEIGHTS)
 MAX_LINES = 3
 MAX_TRIES = 64
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
@@ -199,7 +201,7 @@ def generate_orders(
     for spec in specs:
         status = spec.status
         if status is None:
-            status = ORDER_STATUSES[int(rng.choice(len(ORDER_STATUSES), p=STATUS_WEIGHTS))]
+            status = ORDER_STATUSES[_STATUS_INDEX(rng)]
         for _ in range(8):  # distinct placed dates: redraw a few times, then place it earlier
             times = _timeline(rng, today, status, spec.delivered_days_ago)
             if times["placed_at"] not in taken_dates:

@@ -268,6 +268,13 @@ def _inflect() -> inflect.engine:
     return inflect.engine()
 
 
+@lru_cache(maxsize=8192)
+def _inflected(method: str, word: str | int):
+    """`inflect.engine().<method>(word)`, memoised: a pure function of the word (the engine's
+    settings are never changed), and each type-checked inflect call costs tens of us."""
+    return getattr(_inflect(), method)(word)
+
+
 def _word_case(word: str) -> str:
     """Lower case, except acronyms ("USB", "SSDs", "USB-C" keep their capitals; "Over-Ear"
     and "T-Shirts" do not)."""
@@ -283,7 +290,7 @@ def singular(noun: str) -> str:
     Lower case except acronyms; the singular comes from `inflect`."""
     words = [_word_case(w) for w in noun.split()]
     if words and words[-1].lower() not in PLURAL_ONLY_NOUNS:
-        one = _inflect().singular_noun(words[-1])
+        one = _inflected("singular_noun", words[-1])
         if one:
             words[-1] = one
     return " ".join(words)
@@ -312,8 +319,8 @@ def article(phrase: str) -> str:
     head = phrase.strip().split()[0] if phrase.strip() else ""
     digits = re.match(r"\d+", head)
     if digits:
-        head = _inflect().number_to_words(int(digits.group(0)))
-    return _inflect().a(head).split()[0] if head else "a"
+        head = _inflected("number_to_words", int(digits.group(0)))
+    return _inflected("a", head).split()[0] if head else "a"
 
 
 def with_article(phrase: str) -> str:
@@ -323,12 +330,12 @@ def with_article(phrase: str) -> str:
 
 def count_noun(n: int, noun: str) -> str:
     """'1 day', '3 days' (`noun` given in the singular; plural from `inflect`)."""
-    return f"{n} {noun if n == 1 else _inflect().plural_noun(noun)}"
+    return f"{n} {noun if n == 1 else _inflected('plural_noun', noun)}"
 
 
 def top_k(k: int, noun: str = "pick") -> str:
     """'top pick' for one, else 'top 3 picks'."""
-    return f"top {noun}" if k == 1 else f"top {k} {_inflect().plural_noun(noun)}"
+    return f"top {noun}" if k == 1 else f"top {k} {_inflected('plural_noun', noun)}"
 
 
 def plural_phrase(phrase: str) -> str:
@@ -336,7 +343,7 @@ def plural_phrase(phrase: str) -> str:
     said in the plural stay)."""
     words = phrase.split()
     if words and words[-1].lower() not in PLURAL_ONLY_NOUNS:
-        words[-1] = _inflect().plural_noun(words[-1])
+        words[-1] = _inflected("plural_noun", words[-1])
     return " ".join(words)
 
 
@@ -348,4 +355,4 @@ def count_of(n: int, phrase: str) -> str:
 
 def number_word(n: int) -> str:
     """'one', 'two', ... (inflect)."""
-    return _inflect().number_to_words(n)
+    return _inflected("number_to_words", n)

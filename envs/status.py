@@ -51,10 +51,12 @@ from .orders import (
     sibling_row,
 )
 from .reward import TaskScore
+from .rng import WeightedIndex
 from .shopper import Slot, Utterance, fill
 from .world import ORDER_STATUSES
 
 TARGET_STATUS_WEIGHTS = (0.15, 0.20, 0.20, 0.20, 0.12, 0.13)  # over ORDER_STATUSES
+_TARGET_STATUS_INDEX = WeightedIndex(TARGET_STATUS_WEIGHTS)
 P_ASK_ETA = 0.6
 ORDER_KEYWORDS = ("which order", "what order", "order number", "order id", "which one", "which item",
                   "what item", "what did you order", "what did you buy", "which purchase", "when did you",
@@ -106,7 +108,7 @@ class StatusEnv(ShopEnv):
         rng = self.rand("goal")
         world, cat, axes = self.world, self.catalog, self.axes
         self.shopper = OrderShopper.adopt(self.shopper, self._reference_reply)
-        status = ORDER_STATUSES[int(rng.choice(len(ORDER_STATUSES), p=TARGET_STATUS_WEIGHTS))]
+        status = ORDER_STATUSES[_TARGET_STATUS_INDEX(rng)]
         row = random_row(cat, rng)
         lead = make_line(cat, rng, row, world)
         target_spec = OrderSpec(status=status, lines=[lead])

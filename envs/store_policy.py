@@ -12,8 +12,8 @@ scope (`scope`, e.g. department = electronics) as an ordered decision list: numb
 condition holds decides. A condition is a conjunction of atoms `(slot, op, value)` over the
 shopper's situation (tier, condition, item price, days since delivery, region, ...); an
 outcome is a constant, a percentage of a money slot, a slot's value or a rate per dollar.
-The text is rendered from exactly that structure (`_render`), so it states every clause and
-every number, and `evaluate(rule, ctx)` runs the same structure in exact integer arithmetic
+The text is rendered from exactly that structure (`_render`, on first read), so it states every
+clause and every number, and `evaluate(rule, ctx)` runs the same structure in exact integer arithmetic
 (money in cents). Within one policy the (question, scope) pairs are unique: for a given
 question context at most one rule applies.
 
@@ -42,7 +42,7 @@ points (tests/test_policy_balance.py).
 from __future__ import annotations
 
 import functools
-
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -313,29 +313,29 @@ def _render(family: str, header: str, clauses: tuple, default: tuple, outcome: C
 def _rule(rule_id: str, topic: str, family: str, title: str, header: str, question: str, kind: str,
           scope: tuple, clauses: tuple, default: tuple, outcome: Callable[[tuple], str], notes: str = "",
           options: tuple = (), params: tuple = ()) -> PolicyRule:
-    text = _render(family, header, clauses, default, outcome, notes)
     data = (("family", family), ("question", question), ("kind", kind), ("scope", scope), ("clauses", clauses),
             ("default", default), ("options", options)) + params
-    return PolicyRule(rule_id=rule_id, topic=topic, title=title, text=text, data=data)
+    return PolicyRule(rule_id=rule_id, topic=topic, title=title, data=data,
+                      render_text=functools.partial(_render, family, header, clauses, default, outcome, notes))
 
 
 # --------------------------------------------------------------------------- random draws
 
 
+def _uniform_batches(rng: np.random.Generator, n: int):
+    """Uniforms from `rng`, drawn `n` at a time, forever."""
+    while True:
+        yield from rng.random(n).tolist()
+
+
 class _Draws:
-    """Uniforms drawn in one batch from the policy stream (one Generator call per policy)."""
+    """Uniforms from the policy stream: `uniform()` is the next one (a C-level iterator step).
+    A policy takes 870-940, so the first 1,024 come in one Generator call, then 256 at a
+    time; the values are the stream's uniforms in order however they are batched, and the
+    stream is the policy's own, so drawing ahead changes nothing else."""
 
-    def __init__(self, rng: np.random.Generator, n: int = 256):
-        self.rng = rng
-        self.u = rng.random(n).tolist()
-        self.i = 0
-
-    def uniform(self) -> float:
-        if self.i >= len(self.u):
-            self.u += self.rng.random(256).tolist()
-        x = self.u[self.i]
-        self.i += 1
-        return x
+    def __init__(self, rng: np.random.Generator, n: int = 1024):
+        self.uniform = itertools.chain(rng.random(n).tolist(), _uniform_batches(rng, 256)).__next__
 
     def pick(self, options):
         return options[int(self.uniform() * len(options))]
@@ -345,9 +345,10 @@ class _Draws:
 
     def subset(self, pool: tuple, k: int) -> tuple:
         """`k` distinct items of `pool` (partial Fisher-Yates), kept in pool order."""
-        idx = list(range(len(pool)))
+        n, u = len(pool), self.uniform
+        idx = list(range(n))
         for j in range(k):
-            r = j + int(self.uniform() * (len(idx) - j))
+            r = j + int(u() * (n - j))
             idx[j], idx[r] = idx[r], idx[j]
         return tuple(pool[i] for i in sorted(idx[:k]))
 
@@ -438,6 +439,7 @@ DELIVERY_DAYS = {  # region -> (lo, hi) business days
     "contiguous us": (1, 14), "alaska & hawaii": (2, 16), "us territories": (3, 18), "canada": (2, 17),
 }
 REFUND_DAYS = tuple(range(1, 16))  # business days menu
+_THRESHOLD_DOLLARS = tuple(range(60, 310, 10))  # item price / order total thresholds
 RESTOCKING_PCTS = (5, 8, 10, 12, 15, 18, 20, 25, 30)
 PROTECTION = {  # tier -> window days, cap ($)
     "standard": ((7, 14), (20, 25, 30, 35, 40, 45, 50)), "plus": ((14, 21, 30), (55, 60, 65, 70, 75, 80, 90, 100)),
@@ -456,11 +458,12 @@ CONDITION_NOTE = "An item's condition is exactly one of: unopened, opened, or ar
 def _interleave(dr: _Draws, clauses: list, chains: tuple = ()) -> tuple:
     """`clauses` in a random order; the clauses of each chain (a tuple of indices) keep their
     relative order (so a narrower threshold is never shadowed by a wider one)."""
-    keys = [dr.uniform() for _ in clauses]
+    u = dr.uniform
+    keys = [u() for _ in clauses]
     for chain in chains:
         for i, k in zip(chain, sorted(keys[i] for i in chain)):
             keys[i] = k
-    return tuple(clauses[i] for i in sorted(range(len(clauses)), key=lambda i: keys[i]))
+    return tuple([clauses[i] for i in sorted(range(len(clauses)), key=keys.__getitem__)])
 
 
 def _picks(dr: _Draws, menu: tuple, k: int) -> list:
@@ -469,7 +472,8 @@ def _picks(dr: _Draws, menu: tuple, k: int) -> list:
     while len(out) < k:
         rest = [v for v in menu if v not in out] or list(menu)
         chosen = dr.subset(tuple(rest), min(k - len(out), len(rest)))
-        out += [chosen[i] for i in sorted(range(len(chosen)), key=lambda i: dr.uniform())]
+        keys = [dr.uniform() for _ in chosen]
+        out += [chosen[i] for i in sorted(range(len(chosen)), key=keys.__getitem__)]
     return out
 
 
@@ -520,6 +524,29 @@ def _eligibility_shape(final_sale: bool, n_thresholds: int, limit_index: tuple[i
     return len(cells), yes, tuple((atoms, cover(atoms)) for atoms in pool)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _eligibility_step(shape: tuple, remaining: int) -> tuple[tuple[str, ...], dict[str, tuple]] | None:
+    """The choices of `_eligibility_clauses` when the cells in mask `remaining` are still
+    undecided, for a store of shape `shape` (`_eligibility_shape`'s arguments): the outcomes
+    available (sorted) and, per outcome, its at most 3 broadest pure conditions as
+    (atoms with thresholds by index, cells hit); None when no condition is available. A pure
+    function of its arguments (never of a draw), so it is computed once per process for
+    each state reached."""
+    _, yes, shape_covers = _eligibility_shape(*shape)
+    options: dict[str, list] = {}
+    for atoms, cov in shape_covers:
+        hit = cov & remaining
+        if hit and hit != remaining:
+            y = hit & yes
+            if y == hit or not y:
+                options.setdefault("yes" if y else "no", []).append((atoms, hit))
+    if not options:
+        return None
+    widest = {o: tuple(sorted(c, key=lambda o: (-o[1].bit_count(), len(o[0])))[:3])  # few, broad cases
+              for o, c in options.items()}
+    return tuple(sorted(options)), widest
+
+
 def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dict) -> tuple[tuple, tuple]:
     """A decision list (clauses, default) for "returnable iff not final sale and delivered at
     most `limits[tier]` days ago", drawn at random among the lists that say exactly that.
@@ -527,31 +554,30 @@ def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dic
     The situation space is cut into cells (final sale or not x tier x days bucket between the
     thresholds); each case is a condition from a fixed pool whose cells not yet decided all
     share one outcome; the outcome of the next case is a fair coin among those available, so
-    every position of the list says "returnable" or "not returnable" about equally often."""
+    every position of the list says "returnable" or "not returnable" about equally often.
+    The choices at each state depend only on the store's shape (`_eligibility_step`); the
+    chosen conditions get this store's thresholds and final-sale leaves."""
     thresholds = sorted({window, *limits.values()})
-    n_cells, yes, shape_covers = _eligibility_shape(bool(final_sale), len(thresholds),
-                                                    tuple(thresholds.index(limits[t]) for t in TIERS))
-    covers = [(tuple((slot, op, final_sale if slot == "item" else thresholds[v] if slot == "days_delivered" else v)
-                     for slot, op, v in atoms), cov) for atoms, cov in shape_covers]
+    shape = (bool(final_sale), len(thresholds), tuple(thresholds.index(limits[t]) for t in TIERS))
+    n_cells, yes, _ = _eligibility_shape(*shape)
 
     def outcomes_of(m: int) -> set:
         return {o for o, part in (("yes", m & yes), ("no", m & ~yes)) if part}
 
+    def pure(m: int) -> bool:  # len(outcomes_of(m)) == 1
+        return bool(m) and (not m & yes or not m & ~yes)
+
     remaining = (1 << n_cells) - 1
     clauses: list = []
-    while not (len(outcomes_of(remaining)) == 1 and len(clauses) >= 3):
-        options: dict[str, list] = {}
-        for atoms, cov in covers:
-            hit = cov & remaining
-            if hit and hit != remaining:
-                y = hit & yes
-                if y == hit or not y:
-                    options.setdefault("yes" if y else "no", []).append((atoms, hit))
-        if not options:
+    while not (len(clauses) >= 3 and pure(remaining)):
+        step = _eligibility_step(shape, remaining)
+        if step is None:
             break
-        outcome = dr.pick(tuple(sorted(options)))
-        widest = sorted(options[outcome], key=lambda o: (-o[1].bit_count(), len(o[0])))[:3]  # few, broad cases
-        atoms, hit = dr.pick(tuple(widest))
+        outcomes, widest = step
+        outcome = dr.pick(outcomes)
+        atoms, hit = dr.pick(widest[outcome])
+        atoms = tuple((slot, op, final_sale if slot == "item" else thresholds[v] if slot == "days_delivered" else v)
+                      for slot, op, v in atoms)
         clauses.append((atoms, _const(outcome)))
         remaining &= ~hit
     outcomes = outcomes_of(remaining)
@@ -594,7 +620,7 @@ def _restocking_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for dept in DEPARTMENTS:
         name = DEPARTMENT_NAMES[dept]
-        threshold = dr.pick(tuple(range(60, 310, 10))) * 100
+        threshold = dr.pick(_THRESHOLD_DOLLARS) * 100
         pcts = _picks(dr, RESTOCKING_PCTS, 5)
         clauses = _interleave(dr, [
             ((("condition", "eq", "damaged"),), _maybe_zero(dr, _pct("item_price", pcts[0]))),
@@ -612,13 +638,16 @@ def _restocking_rules(dr: _Draws) -> list[PolicyRule]:
     return out
 
 
+_EARLY_MONTHS = {w: tuple(m for m in (1, 2, 3) if m < w) for w in {m for ms, _ in WARRANTY_MONTHS.values() for m in ms}}
+
+
 def _warranty_rules(dr: _Draws) -> list[PolicyRule]:
     out = []
     for dept in DEPARTMENTS:
         name = DEPARTMENT_NAMES[dept]
         months_choices, ext_choices = WARRANTY_MONTHS[dept]
         w = dr.pick(months_choices)
-        early = dr.pick(tuple(m for m in (1, 2, 3) if m < w))
+        early = dr.pick(_EARLY_MONTHS[w])
         ext = dr.pick(ext_choices)
         outs = _varied(dr, WARRANTY_OPTIONS, 5)
         clauses = _interleave(dr, [
@@ -803,7 +832,7 @@ def _points_rules(dr: _Draws) -> list[PolicyRule]:
         tname = TIER_NAMES[tier]
         base = dr.pick(POINT_RATES[tier])
         d1, d2 = dr.subset(DEPARTMENTS, 2) if dr.coin() else dr.subset(DEPARTMENTS, 2)[::-1]
-        threshold = dr.pick(tuple(range(60, 310, 10))) * 100
+        threshold = dr.pick(_THRESHOLD_DOLLARS) * 100
         clauses = _interleave(dr, [
             ((("department", "eq", d1),), ("rate", "order_total", base + dr.pick((3, 4)))),
             ((("department", "eq", d2),), ("rate", "order_total", base + 2)),
@@ -859,7 +888,12 @@ def _slug(s: str) -> str:
 
 def generate_policy(rng: np.random.Generator) -> StorePolicy:
     """A store policy of 64 rules over returns, shipping, pricing, membership and warranty,
-    every parameter drawn from `rng`."""
+    every parameter drawn from `rng`.
+
+    `rng` must be the policy's own stream (nothing else may draw from it): the return
+    windows, bonus days and final-sale leaves are drawn now, the rules on first access of
+    `StorePolicy.rules`, continuing the same stream, so they are the same whenever (and
+    whether) they are made."""
     dr = _Draws(rng)
     windows = {d: dr.pick(WINDOW_CHOICES[d]) for d in DEPARTMENTS}
     plus = dr.between(11, 22)
@@ -868,26 +902,29 @@ def generate_policy(rng: np.random.Generator) -> StorePolicy:
     for d in DEPARTMENTS:
         pool, lo, hi = FINAL_SALE_POOL[d]
         final_sale[d] = dr.subset(pool, dr.between(lo, hi))
-    rules = (
-        _return_rules(dr, windows, bonus, final_sale)
-        + _restocking_rules(dr)
-        + _return_shipping_rules(dr)
-        + _refund_method_rules(dr)
-        + _refund_time_rules(dr)
-        + _shipping_fee_rules(dr)
-        + _delivery_rules(dr)
-        + _price_protection_rules(dr)
-        + _price_match_rules(dr)
-        + _points_rules(dr)
-        + _cancellation_rules(dr)
-        + [_bonus_rule(dr, bonus)]
-        + _warranty_rules(dr)
-    )
+
+    def make_rules() -> list[PolicyRule]:
+        return (
+            _return_rules(dr, windows, bonus, final_sale)
+            + _restocking_rules(dr)
+            + _return_shipping_rules(dr)
+            + _refund_method_rules(dr)
+            + _refund_time_rules(dr)
+            + _shipping_fee_rules(dr)
+            + _delivery_rules(dr)
+            + _price_protection_rules(dr)
+            + _price_match_rules(dr)
+            + _points_rules(dr)
+            + _cancellation_rules(dr)
+            + [_bonus_rule(dr, bonus)]
+            + _warranty_rules(dr)
+        )
+
     return StorePolicy(
-        rules=rules,
         return_windows=windows,
         membership_bonus_days=bonus,
         non_returnable_l3=frozenset(leaf for d in DEPARTMENTS for leaf in final_sale[d]),
+        make_rules=make_rules,
     )
 
 
@@ -931,10 +968,9 @@ def outcome_value(outcome: tuple, ctx: dict):
 
 
 def applies(rule: PolicyRule, ctx: dict) -> bool:
-    data = dict(rule.data)
-    if data["question"] != ctx.get("question"):
+    if rule.param("question") != ctx.get("question"):
         return False
-    return all(ctx.get(slot) == value for slot, value in data["scope"])
+    return all(ctx.get(slot) == value for slot, value in rule.param("scope"))
 
 
 def evaluate(rule: PolicyRule, ctx: dict):
@@ -943,12 +979,12 @@ def evaluate(rule: PolicyRule, ctx: dict):
     deciding one needs a slot the context lacks."""
     if not applies(rule, ctx):
         return None
-    data = dict(rule.data)
+    clauses = rule.param("clauses")
     try:
-        for i, (atoms, outcome) in enumerate(data["clauses"], 1):
+        for i, (atoms, outcome) in enumerate(clauses, 1):
             if all(_holds(a, ctx) for a in atoms):
                 return outcome_value(outcome, ctx), i
-        return outcome_value(data["default"], ctx), len(data["clauses"]) + 1
+        return outcome_value(rule.param("default"), ctx), len(clauses) + 1
     except KeyError:
         return UNKNOWN, 0
 
@@ -1072,10 +1108,9 @@ def _falsify(cases: tuple, cons: dict, ctx: dict, rng: np.random.Generator) -> d
 
 def _try_context(rule: PolicyRule, depth: int, rng: np.random.Generator, p_edge: float,
                  policy: StorePolicy) -> dict | None:
-    data = dict(rule.data)
-    clauses = data["clauses"]
-    ctx: dict = {"question": data["question"]}
-    ctx.update(data["scope"])
+    clauses = rule.param("clauses")
+    ctx: dict = {"question": rule.param("question")}
+    ctx.update(rule.param("scope"))
     cons: dict[str, list] = {}
     if depth <= len(clauses):
         for slot, op, val in clauses[depth - 1][0]:  # the deciding case holds
@@ -1159,11 +1194,12 @@ def sample_question(policy: StorePolicy, depth: int, rng: np.random.Generator, p
     rules = [r for r in policy.rules if families is None or r.param("family") in families]
     if not rules:
         raise ValueError("no policy rules to ask about")
-    depth = max(1, min(depth, max(max_depth(r) for r in rules)))
+    depths = [max_depth(r) for r in rules]
+    depth = max(1, min(depth, max(depths)))
     while depth >= 1:
         types: dict[tuple, list[PolicyRule]] = {}
-        for r in rules:
-            if max_depth(r) >= depth:
+        for r, r_depth in zip(rules, depths):
+            if r_depth >= depth:
                 types.setdefault((r.param("question"), r.param("options")), []).append(r)
         keys = list(types)
         for t in _first(rng.permutation(len(keys)), None if stratum is None else stratum % len(keys)):

@@ -9,9 +9,10 @@ catalog. Tools (`ecomrlve.envs.tools`) are the only code that mutates a world du
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -204,28 +205,42 @@ class ReturnRecord:
 @dataclass(frozen=True)
 class PolicyRule:
     """One store-policy rule. `text` is what `policy_search` shows; the structured fields
-    let code decide answers (E_POLICY) and enforce returns."""
+    let code decide answers (E_POLICY) and enforce returns. `render_text` makes `text` on
+    first access (a pure function of the rule's fields: most episodes never show a rule, so
+    reset does not pay for the text)."""
 
     rule_id: str
     topic: str  # returns | shipping | pricing | membership | warranty
     title: str
-    text: str
+    render_text: Callable[[], str] = field(repr=False, compare=False)
     data: tuple[tuple[str, object], ...] = ()  # structured parameters (immutable pairs)
 
+    @functools.cached_property
+    def text(self) -> str:
+        return self.render_text()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_params", dict(self.data))  # `param` is called ~100 times per rule and reset
+
     def param(self, key: str, default=None):
-        return dict(self.data).get(key, default)
+        return self._params.get(key, default)
 
 
 @dataclass
 class StorePolicy:
     """The store's rules. `return_window(line, tier)` is the single source the return tools
-    and the verifiers use for eligibility."""
+    and the verifiers use for eligibility. `rules` is made by `make_rules` on first access
+    (episodes that only check returns never need the 64 rules)."""
 
-    rules: list[PolicyRule] = field(default_factory=list)
     return_windows: dict[str, int] = field(default_factory=dict)  # category_l1 (lower) -> days
     default_return_window: int = 30
     membership_bonus_days: dict[str, int] = field(default_factory=dict)  # tier -> extra days
     non_returnable_l3: frozenset[str] = frozenset()
+    make_rules: Callable[[], list[PolicyRule]] = field(default=list, repr=False, compare=False)
+
+    @functools.cached_property
+    def rules(self) -> list[PolicyRule]:
+        return self.make_rules()
 
     def return_window(self, line: OrderLine, tier: str = "standard") -> int:
         base = self.return_windows.get(line.category_l1.lower(), self.default_return_window)
