@@ -66,9 +66,10 @@ def cli_fields(model: type[BaseModel]) -> list[str]:
 
 
 def flag_of(model: type[BaseModel], name: str) -> str:
-    """The command-line flag of field `name` (``--catalog``), or the name itself for a positional."""
+    """The command-line flag of field `name` (``--catalog``), or the name itself for a positional
+    or a field that is not on the command line."""
     opts = _options(model.model_fields[name])
-    if opts["positional"]:
+    if opts["positional"] or not opts["cli"]:
         return name
     return opts["flag"] or "--" + name.replace("_", "-")
 
@@ -167,7 +168,10 @@ def error_message(model: type[BaseModel], exc: ValidationError) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ").replace("\n", " ")
     loc = err.get("loc") or ()
     if loc and loc[0] in model.model_fields:
-        return f"{flag_of(model, str(loc[0]))}: {msg}"
+        name = str(loc[0])
+        for prefix in (f"{name}: ", f"{name} "):  # a validator that names its field already
+            msg = msg.removeprefix(prefix)
+        return f"{flag_of(model, name)}: {msg}"
     # a model validator's message starts with the field it is about ("catalog_size must be ...")
     for name in sorted(model.model_fields, key=len, reverse=True):
         for sep in (":", " "):
