@@ -258,8 +258,8 @@ def test_cli_registers_train_and_sft():
     cfg = config_from_args(args)
     assert not cfg.ray and cfg.sync and cfg.engine_opts == {"static_cache": True} and cfg.workers == 3
     assert cfg.shards == 1 and cfg.dispatch_size() == 2 and cfg.shopper == "local"
-    for bad, field in ((["--shards", "0"], "shards"), (["--batch-size", "0"], "batch_size"),
-                       (["--engine-opt", "static_cache"], "engine-opt"), (["--catalog-size", "1"], "--catalog-size")):
+    for bad, field in ((["--shards", "0"], "--shards"), (["--batch-size", "0"], "--batch-size"),
+                       (["--engine-opt", "static_cache"], "--engine-opt"), (["--catalog-size", "1"], "--catalog-size")):
         with pytest.raises(ValueError, match=field):
             config_from_args(parser.parse_args(["train", *bad]))
     args = parser.parse_args(["sft", "runs/x", "--out", "o", "--steps", "5"])
