@@ -108,7 +108,7 @@ def test_every_command_has_one_model_and_its_help_lists_exactly_its_fields():
     (["run", "--collection", "C9"], "--collection"),
     (["train", "--steps", "0"], "--steps"),
     (["train", "--engine-opt", "static_cache"], "--engine-opt"),
-    (["sft", "runs/x", "--out", "/tmp/never-built", "--batch-size", "0"], "--batch-size"),
+    (["sft", "runs/x", "--out", "/tmp/never-built", "--model", "nonexistent"], "--model"),
     (["eval", "--seeds", "0"], "--seeds"),
     (["eval", "--envs", "C9"], "--envs"),
     (["eval", "--difficulties", "0,99"], "--difficulties"),
