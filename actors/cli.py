@@ -6,8 +6,9 @@
 
 Subcommands register themselves through `COMMANDS`: each entry is a function
 ``add(subparsers)`` that adds its parser and sets ``func`` (``args.func(args) -> exit
-code``). Modules listed in `OPTIONAL_COMMANDS` (``catalog``, ``train``, ``sft``, ``eval``,
-``serve``, ``play``, ``replay``, ``top``) are wired in when they exist; `register_command` adds more.
+code``): run, catalog build|info, train, sft, eval, serve, play, replay and top, each from one
+pydantic model next to its command (`ecomrlve.actors.config`); `register_command` adds more.
+A command that needs an optional dependency checks for it when it runs and names the extra.
 
 Ray: ``ecomrlve run`` calls ``ray.init()``: it joins the cluster named by ``RAY_ADDRESS``
 (set inside ``ray job submit``) or ``--address``, else starts a new local one. Ray's usage
@@ -17,15 +18,23 @@ statistics are disabled unless ``--usage-stats`` is given.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 import time
 from typing import Callable
 
-DEFAULT_CATALOG_SIZE = 20_000
-DEFAULT_EPISODES = 1000
+from pydantic import model_validator
+
+from ecomrlve.catalog_service.build import CatalogBuildConfig, CatalogInfoConfig, build_command, info_command
+
+from .config import ConfigError, add_command, arg
+from .driver import Driver, RunConfig
+from .evaluate import add_eval_commands
+from .openenv_server import add_serve_commands
+from .play import add_play_commands
+from .replay import add_replay_commands
+from .top import add_top_commands
+from .train import add_train_commands
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -91,84 +100,23 @@ def _auth_token_available() -> bool:
 # --------------------------------------------------------------------------- run
 
 
-def _add_run(sub) -> None:
-    p = sub.add_parser(
-        "run",
-        help="roll out episodes on Ray (shards, env workers, shopper service, curriculum)",
-        description="Roll out episodes of a collection with the actor system and write a run directory "
-                    "(trajectories.parquet, curriculum.json, summary.md, plots).",
-    )
-    p.add_argument("--collection", "-c", default="C8",
-                   help="collection (C1, C2, C4, C8), env id, or comma-separated mix (default C8)")
-    p.add_argument("--policy", choices=("heuristic", "oracle"), default="heuristic", help="agent (default heuristic)")
-    p.add_argument("--episodes", "-n", type=int, default=DEFAULT_EPISODES, help=f"episodes (default {DEFAULT_EPISODES})")
-    p.add_argument("--workers", "-w", type=int, default=2, help="env worker actors W (default 2)")
-    p.add_argument("--shards", "-s", type=int, default=2, help="catalog shard actors S (default 2)")
-    p.add_argument("--catalog-size", type=int, default=DEFAULT_CATALOG_SIZE,
-                   help=f"products of the synthetic catalog (default {DEFAULT_CATALOG_SIZE}; 2000000 works)")
-    p.add_argument("--catalog", dest="catalog_dir", default=None,
-                   help="a catalog directory from `ecomrlve catalog build` (instead of generating one)")
-    p.add_argument("--catalog-transport", choices=("auto", "path", "object-store"), default="auto",
-                   help="how actors get a --catalog: memory-map the path (needs it on every node) or the object "
-                        "store (default auto: the path when it holds a search index)")
-    p.add_argument("--catalog-seed", type=int, default=0, help="synthetic catalog seed (default 0)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="curriculum seed; task seeds start at seed x 1000000 (default 0)")
-    p.add_argument("--out", default=None,
-                   help="run directory: a local path or a filesystem URI (s3://, gs://, file:// on a shared mount); "
-                        "default runs/<timestamp>, or ~/ecomrlve_runs/<timestamp> under `ray job submit`")
-    p.add_argument("--batch-size", type=int, default=4, help="tasks per dispatch (default 4)")
-    p.add_argument("--max-concurrent", type=int, default=32, help="episodes at once per worker (default 32)")
-    p.add_argument("--threads", type=int, default=8, help="step threads per worker (default 8)")
-    p.add_argument("--shopper", choices=("serve", "local", "none"), default="serve",
-                   help="shopper phrasing: Ray Serve deployment (default), in-process, or none")
-    p.add_argument("--shopper-backend", default="template", help="shopper backend (default template)")
-    p.add_argument("--env-resource", default="ecomrlve_env",
-                   help="custom resource of the nodes that host env workers, catalog shards and the shopper, used "
-                        "when the cluster has it (default ecomrlve_env, as in cluster.yaml; '' places them anywhere)")
-    p.add_argument("--tau-num", type=int, default=None, help="curriculum: outcomes at h per check (default 32)")
-    p.add_argument("--tau-acc", type=float, default=None, help="curriculum: accuracy to raise h (default 0.9)")
-    p.add_argument("--resume", default=None, help="continue the curriculum from a curriculum.json")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local cluster (default: all)")
-    p.add_argument("--usage-stats", action="store_true", help="allow Ray's usage statistics (off by default)")
-    p.add_argument("--worker-logs", action="store_true", help="print actor logs on the console")
-    p.add_argument("--no-live", action="store_true", help="plain log lines instead of the live display")
-    p.set_defaults(func=cmd_run)
+class RunCommand(RunConfig):
+    """``ecomrlve run``: a `RunConfig` plus how to reach Ray and how to show progress."""
 
+    tau_num: int | None = arg(None, "curriculum: outcomes at h per check (default 32)", ge=1)
+    tau_acc: float | None = arg(None, "curriculum: accuracy to raise h (default 0.9)", gt=0, le=1)
+    address: str | None = arg(None, "Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+    num_cpus: int | None = arg(None, "CPUs of a local cluster (default: all)", ge=1)
+    usage_stats: bool = arg(False, "allow Ray's usage statistics (off by default)")
+    worker_logs: bool = arg(False, "print actor logs on the console")
+    live: bool = arg(True, "the live display (--no-live: plain log lines)")
 
-def _config_from_args(args):
-    from .driver import RunConfig
-
-    curriculum = {}
-    if args.tau_num is not None:
-        curriculum["tau_num"] = args.tau_num
-    if args.tau_acc is not None:
-        curriculum["tau_acc"] = args.tau_acc
-    return RunConfig(
-        collection=args.collection, episodes=args.episodes, workers=args.workers, shards=args.shards,
-        policy=args.policy, catalog_size=args.catalog_size, catalog_dir=args.catalog_dir,
-        catalog_transport=args.catalog_transport, catalog_seed=args.catalog_seed, seed=args.seed, out=args.out,
-        batch_size=args.batch_size, max_concurrent=args.max_concurrent, threads=args.threads, shopper=args.shopper,
-        shopper_backend=args.shopper_backend, env_resource=args.env_resource, curriculum=curriculum,
-        resume=args.resume,
-    ).validate()
-
-
-# RunConfig field -> the flag that sets it, for error messages ("out: ..." -> "--out: ...")
-FIELD_FLAGS = {"catalog_dir": "--catalog", "catalog_size": "--catalog-size", "catalog_transport": "--catalog-transport",
-               "batch_size": "--batch-size", "max_concurrent": "--max-concurrent", "out": "--out",
-               "episodes": "--episodes", "workers": "--workers", "shards": "--shards", "seed": "--seed",
-               "threads": "--threads", "policy": "--policy", "shopper": "--shopper"}
-
-
-def flag_message(message: str) -> str:
-    """`message` with a leading ``field:`` / ``field must`` named as its command-line flag."""
-    for field_name, flag in FIELD_FLAGS.items():
-        for sep in (":", " must"):
-            if message.startswith(field_name + sep):
-                return flag + message[len(field_name):]
-    return message
+    @model_validator(mode="after")
+    def _curriculum_flags(self) -> "RunCommand":
+        for name in ("tau_num", "tau_acc"):
+            if getattr(self, name) is not None:
+                self.curriculum[name] = getattr(self, name)
+        return self
 
 
 def print_error(console, message: str) -> None:
@@ -204,11 +152,9 @@ def _table(stats: dict):
     return t
 
 
-def cmd_run(args) -> int:
+def cmd_run(cfg: RunCommand) -> int:
     from rich.console import Console
     from rich.live import Live
-
-    from .driver import Driver
 
     console = Console(stderr=True)
     if not console.is_terminal:  # logs of `ray job submit`, pipes: never fold paths and URLs at 80 columns
@@ -218,18 +164,17 @@ def cmd_run(args) -> int:
         console.print(f"{time.strftime('%H:%M:%S')} {message}", soft_wrap=True, highlight=False, markup=False)
 
     try:
-        driver = Driver(_config_from_args(args))  # validates everything before Ray starts
+        driver = Driver(cfg)  # loads every environment before Ray starts
     except ValueError as exc:
-        print_error(console, flag_message(str(exc)))
+        print_error(console, str(exc))
         return 2
-    init_ray(address=args.address, num_cpus=args.num_cpus, usage_stats=args.usage_stats,
-             log_to_driver=args.worker_logs)
+    init_ray(address=cfg.address, num_cpus=cfg.num_cpus, usage_stats=cfg.usage_stats, log_to_driver=cfg.worker_logs)
     for line in where_to_look():
         console.print(line, soft_wrap=True, highlight=False, markup=False)
     t0 = time.perf_counter()
     try:
         driver.start(log=log)
-        if args.no_live or not console.is_terminal:
+        if not cfg.live or not console.is_terminal:
             last = [0.0]
 
             def progress(st):
@@ -288,37 +233,26 @@ def where_to_look() -> list[str]:
     return lines
 
 
-register_command(_add_run)
+def add_run_command(subparsers) -> None:
+    add_command(subparsers, "run", RunCommand, cmd_run,
+                help="roll out episodes on Ray (shards, env workers, shopper service, curriculum)",
+                description="Roll out episodes of a collection with the actor system and write a run directory "
+                            "(trajectories.parquet, curriculum.json, summary.md, plots).")
 
 
-# Subcommands other modules provide: (module, function adding them to the subparsers).
-# A module that is absent is skipped; one that fails to import is reported, and the rest of
-# the CLI keeps working.
-OPTIONAL_COMMANDS: list[tuple[str, str]] = [
-    ("ecomrlve.catalog_service.build", "add_catalog_commands"),  # catalog build|info
-    ("ecomrlve.actors.train", "add_train_commands"),
-    ("ecomrlve.actors.evaluate", "add_eval_commands"),
-    ("ecomrlve.actors.openenv_server", "add_serve_commands"),
-    ("ecomrlve.actors.play", "add_play_commands"),
-    ("ecomrlve.actors.replay", "add_replay_commands"),
-    ("ecomrlve.actors.top", "add_top_commands"),
-]
+def add_catalog_commands(subparsers) -> None:
+    """``ecomrlve catalog build|info`` (the models and commands live in ecomrlve.catalog_service.build)."""
+    catalog = subparsers.add_parser("catalog", help="build or inspect a product catalog")
+    leaves = catalog.add_subparsers(dest="catalog_command", required=True)
+    add_command(leaves, "build", CatalogBuildConfig, build_command,
+                help="generate a synthetic catalog, index it and save both")
+    add_command(leaves, "info", CatalogInfoConfig, info_command,
+                help="print the number of products and the saved index kinds")
 
 
-def _add_optional(sub) -> None:
-    for module, func in OPTIONAL_COMMANDS:
-        try:
-            if importlib.util.find_spec(module) is None:
-                continue
-            add = getattr(importlib.import_module(module), func, None)
-        except Exception as exc:  # noqa: BLE001 - a broken optional module must not break `run`
-            print(f"ecomrlve: commands of {module} unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        if add is not None:
-            add(sub)
-
-
-register_command(_add_optional)
+for _add in (add_run_command, add_catalog_commands, add_train_commands, add_eval_commands, add_serve_commands,
+             add_play_commands, add_replay_commands, add_top_commands):
+    register_command(_add)
 
 
 # --------------------------------------------------------------------------- main
@@ -333,40 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_common_args(args) -> str | None:
-    """Checks every subcommand shares, before it starts anything (Ray, a server, a model):
-    ``--catalog`` must be a built catalog directory; ``--model`` of ``train`` / ``sft`` (when
-    not resuming) must resolve. Returns a one-line problem naming the flag, or None."""
-    catalog_dir = getattr(args, "catalog_dir", None)
-    if catalog_dir is not None:
-        from ecomrlve.catalog_service.catalog import MANIFEST_FILE
-
-        path = os.path.expanduser(catalog_dir)
-        if not os.path.isdir(path):
-            return f"--catalog: no catalog directory at {catalog_dir} (build one with `ecomrlve catalog build --out DIR`)"
-        if not os.path.isfile(os.path.join(path, MANIFEST_FILE)):
-            return f"--catalog: {catalog_dir} is not a catalog directory (no {MANIFEST_FILE})"
-    if args.command in ("train", "sft") and isinstance(getattr(args, "model", None), str) \
-            and not getattr(args, "resume", None):
-        from ecomrlve.policies.models import ModelNotFound, locate_model
-
-        try:
-            locate_model(args.model)
-        except ModelNotFound as exc:
-            return f"--model: {exc}"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run the command `argv` names; a bad value or a missing optional dependency is one line on
+    stderr (``error: --flag: ...``) and exit status 2, before anything starts."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    problem = check_common_args(args)
-    if problem:
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
         from rich.console import Console
 
-        print_error(Console(stderr=True), problem)
+        print_error(Console(stderr=True), str(exc))
         return 2
-    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

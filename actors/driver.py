@@ -41,20 +41,22 @@ parquet exactly once.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import hashlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import ray
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
+from ecomrlve.catalog_service.catalog import CatalogDir
 from ecomrlve.envs import env_class, resolve_envs
 
 from . import run_dir as rd
+from .config import arg
 from .metrics import get_metrics
 
 NAMESPACE = "ecomrlve"
@@ -65,54 +67,65 @@ MAX_TASK_FAILURES = 5  # a task whose dispatch failed this often stops the run
 __all__ = ["RunConfig", "RunResult", "Driver", "run", "plan_cpus", "NAMESPACE"]
 
 
-@dataclass
-class RunConfig:
-    collection: str = "C8"  # collection name, env id, or comma-separated mix
-    episodes: int = 200
-    workers: int = 2
-    shards: int = 2
-    policy: str = "heuristic"  # heuristic | oracle
-    catalog_size: int = 20_000
-    catalog_dir: str | None = None  # a built catalog directory (ecomrlve catalog build)
-    catalog_transport: str = "auto"  # auto | path | object-store
-    catalog_seed: int = 0
-    seed: int = 0  # curriculum sampling seed; task seeds start at seed * 1_000_000
-    out: str | None = None  # run directory or filesystem URI (default: run_dir.default_runs_root()/<timestamp>)
-    batch_size: int = 4  # tasks per dispatch call
-    max_concurrent: int = 32  # episodes at once per worker
-    threads: int = 8  # step threads per worker
-    shopper: str = "serve"  # serve | local | none
-    shopper_backend: str = "template"
-    shopper_replicas: int = 1
-    worker_cpus: float | None = None  # None: planned from the cluster's CPUs
-    shard_cpus: float | None = None
-    env_resource: str = ENV_NODE_RESOURCE  # custom resource of the nodes for workers/shards/shopper ("" = anywhere)
-    checkpoint_every: int = 10
-    curriculum: dict = field(default_factory=dict)  # CurriculumConfig overrides (tau_num, ...)
-    resume: str | None = None  # a curriculum.json to continue from
+class RunConfig(BaseModel):
+    """What ``ecomrlve run`` rolls out and on which actors; every value is checked on construction
+    (pydantic), so a bad one fails before Ray starts. Fields marked ``cli=False`` are reachable
+    from Python only."""
 
-    def validate(self) -> "RunConfig":
-        resolve_envs(self.collection)
-        for name in ("episodes", "workers", "shards", "batch_size", "max_concurrent", "threads", "shopper_replicas"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.policy not in ("heuristic", "oracle"):
-            raise ValueError(f"policy must be 'heuristic' or 'oracle', got {self.policy!r}")
-        if self.shopper not in ("serve", "local", "none"):
-            raise ValueError(f"shopper must be 'serve', 'local' or 'none', got {self.shopper!r}")
-        if self.catalog_transport not in ("auto", "path", "object-store"):
-            raise ValueError(f"catalog_transport must be auto, path or object-store, got {self.catalog_transport!r}")
-        if self.catalog_dir is None and (not isinstance(self.catalog_size, int) or self.catalog_size < self.shards):
-            raise ValueError(f"catalog_size must be an integer >= shards ({self.shards}), got {self.catalog_size!r}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if not isinstance(self.env_resource, str) or self.env_resource.strip() != self.env_resource:
-            raise ValueError(f"env_resource must be a resource name or '', got {self.env_resource!r}")
-        if self.catalog_dir is not None and not Path(self.catalog_dir).expanduser().is_dir():
-            raise ValueError(f"catalog_dir: no catalog directory at {self.catalog_dir} (build one with "
-                             "`ecomrlve catalog build --out DIR`)")
-        rd.check_out(self.out)
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str = arg("C8", "collection (C1, C2, C4, C8), env id, or comma-separated mix", short="-c")
+    policy: Literal["heuristic", "oracle"] = arg("heuristic", "agent")
+    episodes: int = arg(1000, "episodes", short="-n", ge=1)
+    workers: int = arg(2, "env worker actors W", short="-w", ge=1)
+    shards: int = arg(2, "catalog shard actors S", short="-s", ge=1)
+    catalog_size: int = arg(20_000, "products of the synthetic catalog (2000000 works)", ge=1)
+    catalog_dir: CatalogDir = arg(None, "a catalog directory from `ecomrlve catalog build` (instead of generating one)",
+                                  flag="--catalog")
+    catalog_transport: Literal["auto", "path", "object-store"] = arg(
+        "auto", "how actors get a --catalog: memory-map the path (needs it on every node) or the object store "
+                "(auto: the path when it holds a search index)")
+    catalog_seed: int = arg(0, "synthetic catalog seed")
+    seed: int = arg(0, "curriculum seed; task seeds start at seed x 1000000", ge=0)
+    out: str | None = arg(None, "run directory: a local path or a filesystem URI (s3://, gs://, file:// on a shared "
+                                "mount); default runs/<timestamp>, or ~/ecomrlve_runs/<timestamp> under `ray job submit`")
+    batch_size: int = arg(4, "tasks per dispatch", ge=1)
+    max_concurrent: int = arg(32, "episodes at once per worker", ge=1)
+    threads: int = arg(8, "step threads per worker", ge=1)
+    shopper: Literal["serve", "local", "none"] = arg("serve", "shopper phrasing: Ray Serve deployment, in-process, or none")
+    shopper_backend: str = arg("template", "shopper backend")
+    shopper_replicas: int = arg(1, "replicas of the shopper deployment", ge=1, cli=False)
+    worker_cpus: float | None = arg(None, "CPUs per env worker (None: planned from the cluster's CPUs)", cli=False)
+    shard_cpus: float | None = arg(None, "CPUs per catalog shard (None: planned)", cli=False)
+    env_resource: str = arg(ENV_NODE_RESOURCE, "custom resource of the nodes that host env workers, catalog shards and "
+                                               "the shopper, used when the cluster has it ('' places them anywhere)")
+    checkpoint_every: int = arg(10, "curriculum checkpoint period", cli=False)
+    curriculum: dict = arg(description="CurriculumConfig overrides (tau_num, ...)", default_factory=dict, cli=False)
+    resume: str | None = arg(None, "continue the curriculum from a curriculum.json")
+
+    @field_validator("collection")
+    @classmethod
+    def _known_collection(cls, v: str) -> str:
+        resolve_envs(v)
+        return v
+
+    @field_validator("env_resource")
+    @classmethod
+    def _resource_name(cls, v: str) -> str:
+        if v.strip() != v:
+            raise ValueError(f"must be a resource name or '', got {v!r}")
+        return v
+
+    @field_validator("out")
+    @classmethod
+    def _usable_out(cls, v: str | None) -> str | None:
+        rd.check_out(v)
+        return v
+
+    @model_validator(mode="after")
+    def _catalog_fits_shards(self) -> "RunConfig":
+        if self.catalog_dir is None and self.catalog_size < self.shards:
+            raise ValueError(f"catalog_size must be >= shards ({self.shards}), got {self.catalog_size}")
         return self
 
 
@@ -142,7 +155,7 @@ def plan_cpus(total_cpus: float, workers: int, shards: int) -> tuple[float, floa
 
 class Driver:
     def __init__(self, config: RunConfig):
-        self.config = config.validate()
+        self.config = config
         self.env_ids = resolve_envs(config.collection)
         for env_id in self.env_ids:  # fail fast, in the driver, on an environment that cannot load
             try:
@@ -233,7 +246,7 @@ class Driver:
         if run_dir is None:
             self.output = rd.RunOutput(cfg.out)
             self.run_dir = self.output.local
-            rd.write_config(self.run_dir, dataclasses.asdict(cfg))
+            rd.write_config(self.run_dir, cfg.model_dump())
             log(f"run directory: {self.run_dir}" + (f" (copied to {self.output.uri} when the run ends)"
                                                    if self.output.uri else ""))
         else:

@@ -47,12 +47,17 @@ import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from ecomrlve.catalog_service.catalog import CatalogDir
+
+from .config import add_command, arg
 
 EVAL_SEED_BASE = 10**9
 DEFAULT_CATALOG_SIZE = 20_000
@@ -302,53 +307,86 @@ def _parse_difficulties(spec) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ds))
 
 
-@dataclass
-class EvalConfig:
-    policy: str = "heuristic"
-    envs: str = "C8"
-    difficulties: tuple[int, ...] = DEFAULT_DIFFICULTIES
-    seeds: int = 50
-    k: int = 4
-    trials: int | None = None  # n >= k trials per task; default k
-    catalog_size: int = DEFAULT_CATALOG_SIZE
-    catalog_seed: int = 0
-    catalog_dir: str | None = None
-    out: str | None = None
-    workers: int = 1
-    seed_base: int = EVAL_SEED_BASE
-    rerun_deterministic: bool = False
-    max_steps: int = MAX_STEPS
-    engine: dict = field(default_factory=dict)  # LLM policies: device, dtype, temperature, max_new_tokens, model, prefill
-    env_ids: tuple[str, ...] = field(default=(), init=False)
+# EvalConfig fields that are LLM engine options, and the engine option each sets
+ENGINE_FIELDS = {"device": "device", "dtype": "dtype", "temperature": "temperature",
+                 "max_new_tokens": "max_new_tokens", "engine_model": "model", "prefill": "prefill"}
 
-    def validate(self) -> "EvalConfig":
+
+class EvalConfig(BaseModel):
+    """``ecomrlve eval``: the policy, the task grid (envs x difficulties x seeds), trials and output.
+    Checked on construction; `env_ids` is the resolved `envs`, `trials` defaults to `k`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str = arg("heuristic", "heuristic, oracle, or an LLM engine spec such as hf:<model> or openai:<url>")
+    envs: str = arg("C8", "collection (C1, C2, C4, C8), env id, or comma-separated mix")
+    difficulties: tuple[int, ...] = arg(DEFAULT_DIFFICULTIES, "comma-separated difficulties")
+    seeds: int = arg(50, "tasks (evaluation seeds) per env x difficulty", ge=1)
+    k: int = arg(4, "k of pass^k", ge=1)
+    trials: int | None = arg(None, "trials per task, n >= k (default k)", ge=1)
+    seed_base: int = arg(EVAL_SEED_BASE, "first evaluation seed (training seeds count up from 0)", ge=0)
+    catalog_size: int = arg(DEFAULT_CATALOG_SIZE, "products of the synthetic catalog", ge=1)
+    catalog_seed: int = arg(0, "synthetic catalog seed")
+    catalog_dir: CatalogDir = arg(None, "a catalog directory from `ecomrlve catalog build`", flag="--catalog")
+    out: str | None = arg(None, "output directory (default runs/eval-<timestamp>)")
+    workers: int = arg(1, "processes (1: in this process)", ge=1)
+    rerun_deterministic: bool = arg(False, "play every trial of heuristic/oracle instead of copying the first "
+                                           "(they are deterministic)")
+    max_steps: int = arg(MAX_STEPS, "safety limit of steps per episode", ge=1)
+    device: str | None = arg(None, "LLM policies, hf: torch device (default cpu)")
+    dtype: str | None = arg(None, "LLM policies, hf/vllm: float32, bfloat16 or float16")
+    temperature: float = arg(1.0, "LLM policies: sampling temperature (0 = greedy)", ge=0)
+    max_new_tokens: int = arg(256, "LLM policies: tokens per turn", ge=1)
+    engine_model: str | None = arg(None, "LLM policies, openai: the model name the server expects (default "
+                                         "'default'); key from $OPENAI_API_KEY", flag="--model")
+    prefill: str | None = arg(None, "LLM policies: text the reply is forced to start with, e.g. '{\"'")
+    engine: dict = arg(description="LLM engine options (device, dtype, temperature, max_new_tokens, model, prefill); "
+                                   "the flags above fill the ones not given here", default_factory=dict, cli=False)
+    env_ids: tuple[str, ...] = arg((), "the environments `envs` names (set on construction)", cli=False)
+
+    @field_validator("envs")
+    @classmethod
+    def _known_envs(cls, spec: str) -> str:
+        from ecomrlve.envs import resolve_envs
+
+        resolve_envs(spec)
+        return spec
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, spec: str) -> str:
+        PolicySpec(spec)
+        return spec
+
+    @field_validator("difficulties", mode="before")
+    @classmethod
+    def _difficulties(cls, spec) -> tuple[int, ...]:
+        if isinstance(spec, (list, tuple)) and any(isinstance(d, str) for d in spec):
+            spec = ",".join(map(str, spec))  # from the command line
+        return _parse_difficulties(spec)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "EvalConfig":
         from ecomrlve.envs import resolve_envs
 
         self.env_ids = resolve_envs(self.envs)
-        self.difficulties = _parse_difficulties(self.difficulties)
-        PolicySpec(self.policy, self.engine)
-        unknown = sorted(set(self.engine) - {"device", "dtype", "temperature", "max_new_tokens", "model", "prefill"})
+        for name, option in ENGINE_FIELDS.items():  # a flag set away from its default is an engine option
+            value = getattr(self, name)
+            if value != type(self).model_fields[name].default:
+                self.engine.setdefault(option, value)
+        unknown = sorted(set(self.engine) - set(ENGINE_FIELDS.values()))
         if unknown:
-            raise ValueError(f"unknown engine option(s): {', '.join(unknown)}")
-        for name in ("seeds", "k", "workers", "max_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            raise ValueError(f"engine: unknown engine option(s): {', '.join(unknown)}")
         if self.trials is None:
             self.trials = self.k
-        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < self.k:
-            raise ValueError(f"trials must be an integer >= k ({self.k}), got {self.trials!r}")
-        if not isinstance(self.seed_base, int) or self.seed_base < 0:
-            raise ValueError(f"seed_base must be a non-negative integer, got {self.seed_base!r}")
-        if self.catalog_dir is None and (not isinstance(self.catalog_size, int) or self.catalog_size < 1):
-            raise ValueError(f"catalog_size must be a positive integer, got {self.catalog_size!r}")
+        if self.trials < self.k:
+            raise ValueError(f"trials must be >= k ({self.k}), got {self.trials}")
         return self
 
     def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = self.model_dump(exclude=set(ENGINE_FIELDS))
         d["difficulties"] = list(self.difficulties)
         d["env_ids"] = list(self.env_ids)
-        d["engine"] = dict(self.engine)
         d["shopper"] = "local"
         d["shopper_backend"] = "template"
         d["kind"] = "eval"
@@ -479,7 +517,6 @@ def _worker_cell(job: dict, cfg_dict: dict) -> list[dict]:
 def run_eval(cfg: EvalConfig, catalog=None, progress: Callable[[int, int], None] | None = None,
              write: bool = True) -> EvalResult:
     """Run the evaluation; write the output directory unless ``write=False``."""
-    cfg.validate()
     t0 = time.perf_counter()
     cfg_dict = cfg.as_dict()
     jobs = _cell_jobs(cfg)
@@ -655,62 +692,28 @@ def write_heatmap(summary: Sequence[dict], path, k: int, title: str = "ecomrlve 
 
 
 def add_eval_commands(subparsers) -> None:
-    p = subparsers.add_parser(
-        "eval", help="evaluate a policy: success, mean reward and pass^k per environment x difficulty",
-        description="Play every (env, difficulty, seed) task --trials times (default k) with evaluation seeds "
-                    f"(>= {EVAL_SEED_BASE}, disjoint from training seeds) and report success rate, mean reward "
-                    "and pass^k; writes episodes.parquet, summary.parquet, summary.md and heatmap.png.")
-    p.add_argument("--policy", default="heuristic",
-                   help="heuristic, oracle, or an LLM engine spec such as hf:<model> or openai:<url> (default heuristic)")
-    p.add_argument("--envs", default="C8", help="collection (C1, C2, C4, C8), env id, or comma-separated mix (default C8)")
-    p.add_argument("--difficulties", default=",".join(map(str, DEFAULT_DIFFICULTIES)),
-                   help="comma-separated difficulties (default 0,3,6,9,12)")
-    p.add_argument("--seeds", type=int, default=50, help="tasks (evaluation seeds) per env x difficulty (default 50)")
-    p.add_argument("--k", type=int, default=4, help="k of pass^k (default 4)")
-    p.add_argument("--trials", type=int, default=None, help="trials per task, n >= k (default k)")
-    p.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
-                   help=f"first evaluation seed (default {EVAL_SEED_BASE}; training seeds count up from 0)")
-    p.add_argument("--catalog-size", type=int, default=DEFAULT_CATALOG_SIZE,
-                   help=f"products of the synthetic catalog (default {DEFAULT_CATALOG_SIZE})")
-    p.add_argument("--catalog-seed", type=int, default=0, help="synthetic catalog seed (default 0)")
-    p.add_argument("--catalog", dest="catalog_dir", default=None, help="a catalog directory from `ecomrlve catalog build`")
-    p.add_argument("--out", default=None, help="output directory (default runs/eval-<timestamp>)")
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1: in this process)")
-    p.add_argument("--rerun-deterministic", action="store_true",
-                   help="play every trial of heuristic/oracle instead of copying the first (they are deterministic)")
-    p.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"safety limit of steps per episode (default {MAX_STEPS})")
-    llm = p.add_argument_group("LLM policies (hf:, openai:, vllm:)")
-    llm.add_argument("--device", default=None, help="hf: torch device (default cpu)")
-    llm.add_argument("--dtype", default=None, help="hf/vllm: float32, bfloat16 or float16")
-    llm.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; 0 = greedy)")
-    llm.add_argument("--max-new-tokens", type=int, default=256, help="tokens per turn (default 256)")
-    llm.add_argument("--model", dest="engine_model", default=None,
-                     help="openai: the model name the server expects (default 'default'); key from $OPENAI_API_KEY")
-    llm.add_argument("--prefill", default=None, help="text the reply is forced to start with, e.g. '{\"'")
-    p.set_defaults(func=cmd_eval)
+    add_command(subparsers, "eval", EvalConfig, cmd_eval,
+                help="evaluate a policy: success, mean reward and pass^k per environment x difficulty",
+                description="Play every (env, difficulty, seed) task --trials times (default k) with evaluation "
+                            f"seeds (>= {EVAL_SEED_BASE}, disjoint from training seeds) and report success rate, "
+                            "mean reward and pass^k; writes episodes.parquet, summary.parquet, summary.md and "
+                            "heatmap.png.")
 
 
-def cmd_eval(args) -> int:
+def cmd_eval(cfg: EvalConfig) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    from .config import ConfigError
+
     err = Console(stderr=True)
-    cfg = EvalConfig(policy=args.policy, envs=args.envs, difficulties=args.difficulties, seeds=args.seeds, k=args.k,
-                     trials=args.trials, catalog_size=args.catalog_size, catalog_seed=args.catalog_seed,
-                     catalog_dir=args.catalog_dir, out=args.out, workers=args.workers, seed_base=args.seed_base,
-                     rerun_deterministic=args.rerun_deterministic, max_steps=args.max_steps,
-                     engine={k: v for k, v in (("device", args.device), ("dtype", args.dtype),
-                                               ("temperature", args.temperature), ("max_new_tokens", args.max_new_tokens),
-                                               ("model", args.engine_model), ("prefill", args.prefill)) if v is not None})
+    if cfg.seed_base < EVAL_SEED_BASE:
+        err.print(f"[yellow]warning:[/yellow] --seed-base {cfg.seed_base} < {EVAL_SEED_BASE}: these seeds may "
+                  "overlap training seeds")
     try:
-        cfg.validate()
-        if cfg.seed_base < EVAL_SEED_BASE:
-            err.print(f"[yellow]warning:[/yellow] --seed-base {cfg.seed_base} < {EVAL_SEED_BASE}: these seeds may "
-                      "overlap training seeds")
         PolicySpec(cfg.policy, cfg.engine).check_available()  # fail before building the catalog
-    except (ValueError, RuntimeError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
+    except RuntimeError as exc:
+        raise ConfigError(f"--policy: {exc}") from None
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("evaluating", total=len(cfg.env_ids) * len(cfg.difficulties))
         result = run_eval(cfg, progress=lambda done, total: bar.update(task, completed=done))

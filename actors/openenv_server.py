@@ -49,14 +49,16 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from ecomrlve.catalog_service.catalog import CatalogDir
 from ecomrlve.envs import ENV_IDS, make_env
 from ecomrlve.envs.actions import Action as AgentAction
 from ecomrlve.envs.difficulty import MAX_DIFFICULTY
 
+from .config import add_command, arg, require_extra
 from .evaluate import DEFAULT_CATALOG_SIZE, jsonable, load_catalog
 
 DEFAULT_PORT = 8000
@@ -260,25 +262,34 @@ class Session:
         return jsonable({"observation": observation, "reward": reward, "done": bool(terminated or truncated)})
 
 
+def known_env(env_id: str) -> str:
+    """`env_id` when it names a registered environment, else ValueError listing the known ones."""
+    if env_id not in ENV_IDS:
+        raise ValueError(f"unknown environment {env_id!r}; known: {', '.join(ENV_IDS)}")
+    return env_id
+
+
 class ServerConfig(BaseModel):
+    """``ecomrlve serve``: the server's defaults, catalog and limits, and where it listens."""
+
     model_config = ConfigDict(extra="forbid")
 
-    env_id: str = "E_CART"
-    difficulty: int = Field(0, ge=0, le=MAX_DIFFICULTY)
-    catalog_size: int = Field(DEFAULT_CATALOG_SIZE, ge=1)
-    catalog_seed: int = 0
-    catalog_dir: str | None = None
-    max_sessions: int = Field(DEFAULT_MAX_SESSIONS, ge=1)
-    max_http_episodes: int = Field(DEFAULT_MAX_HTTP_EPISODES, ge=1)
-    max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1024)
+    host: str = arg("127.0.0.1", "interface (0.0.0.0 exposes it)")
+    port: int = arg(DEFAULT_PORT, "port", ge=0, le=65535)
+    env_id: Annotated[str, AfterValidator(known_env)] = arg("E_CART", "default environment of a reset", flag="--env")
+    difficulty: int = arg(0, "default difficulty of a reset", ge=0, le=MAX_DIFFICULTY)
+    catalog_size: int = arg(DEFAULT_CATALOG_SIZE, "products of the synthetic catalog", ge=1)
+    catalog_seed: int = arg(0, "synthetic catalog seed")
+    catalog_dir: CatalogDir = arg(None, "a catalog directory from `ecomrlve catalog build`", flag="--catalog")
+    max_sessions: int = arg(DEFAULT_MAX_SESSIONS, "concurrent WebSocket sessions", ge=1)
+    max_http_episodes: int = arg(DEFAULT_MAX_HTTP_EPISODES, "HTTP episodes kept (LRU)", ge=1)
+    max_body_bytes: int = arg(MAX_BODY_BYTES, "largest request body / WebSocket message", ge=1024)
 
 
 class EnvServer:
     """Sessions over one shared catalog."""
 
     def __init__(self, config: ServerConfig, catalog=None):
-        if config.env_id not in ENV_IDS:
-            raise ValueError(f"env_id: unknown environment {config.env_id!r}; known: {', '.join(ENV_IDS)}")
         self.config = config
         self.catalog = catalog if catalog is not None else load_catalog(config.catalog_dir, config.catalog_size,
                                                                          config.catalog_seed)
@@ -497,48 +508,19 @@ def start_background(app, host: str = "127.0.0.1", port: int = 0, ws_max_size: i
 
 
 def add_serve_commands(subparsers) -> None:
-    p = subparsers.add_parser(
-        "serve", help="serve the environments over HTTP/WebSocket (OpenEnv-compatible)",
-        description="An OpenEnv-compatible server (reset, step, state, health, schema, metadata; WebSocket "
-                    "sessions at /ws). Binds 127.0.0.1 unless --host says otherwise.")
-    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; 0.0.0.0 exposes it)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--env", dest="env_id", default="E_CART", help="default environment of a reset (default E_CART)")
-    p.add_argument("--difficulty", type=int, default=0, help="default difficulty of a reset (default 0)")
-    p.add_argument("--catalog-size", type=int, default=DEFAULT_CATALOG_SIZE,
-                   help=f"products of the synthetic catalog (default {DEFAULT_CATALOG_SIZE})")
-    p.add_argument("--catalog-seed", type=int, default=0, help="synthetic catalog seed (default 0)")
-    p.add_argument("--catalog", dest="catalog_dir", default=None, help="a catalog directory from `ecomrlve catalog build`")
-    p.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
-                   help=f"concurrent WebSocket sessions (default {DEFAULT_MAX_SESSIONS})")
-    p.add_argument("--max-http-episodes", type=int, default=DEFAULT_MAX_HTTP_EPISODES,
-                   help=f"HTTP episodes kept (LRU, default {DEFAULT_MAX_HTTP_EPISODES})")
-    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
-                   help=f"largest request body / WebSocket message (default {MAX_BODY_BYTES})")
-    p.set_defaults(func=cmd_serve)
+    add_command(subparsers, "serve", ServerConfig, cmd_serve,
+                help="serve the environments over HTTP/WebSocket (OpenEnv-compatible)",
+                description="An OpenEnv-compatible server (reset, step, state, health, schema, metadata; WebSocket "
+                            "sessions at /ws). Binds 127.0.0.1 unless --host says otherwise.")
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(config: ServerConfig) -> int:
+    require_extra(("fastapi", "uvicorn"), "serve", "`ecomrlve serve`")
+    import uvicorn
     from rich.console import Console
 
-    console = Console(stderr=True)
-    try:
-        import uvicorn
-    except ImportError:
-        console.print("[red]error:[/red] `ecomrlve serve` needs fastapi and uvicorn: pip install 'ecomrlve[serve]'")
-        return 2
-    try:
-        config = ServerConfig(env_id=args.env_id, difficulty=args.difficulty, catalog_size=args.catalog_size,
-                              catalog_seed=args.catalog_seed, catalog_dir=args.catalog_dir,
-                              max_sessions=args.max_sessions, max_http_episodes=args.max_http_episodes,
-                              max_body_bytes=args.max_body_bytes)
-        if config.env_id not in ENV_IDS:
-            raise ValueError(f"--env: unknown environment {config.env_id!r}; known: {', '.join(ENV_IDS)}")
-    except (ValidationError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
     app = create_app(config)
-    console.print(f"ecomrlve OpenEnv server on http://{args.host}:{args.port} (WebSocket /ws; default "
-                  f"{config.env_id} d={config.difficulty})")
-    uvicorn.run(app, host=args.host, port=args.port, ws_max_size=4 * config.max_body_bytes, log_level="info")
+    Console(stderr=True).print(f"ecomrlve OpenEnv server on http://{config.host}:{config.port} (WebSocket /ws; "
+                               f"default {config.env_id} d={config.difficulty})")
+    uvicorn.run(app, host=config.host, port=config.port, ws_max_size=4 * config.max_body_bytes, log_level="info")
     return 0

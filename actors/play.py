@@ -26,16 +26,19 @@ import secrets
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from ecomrlve.catalog_service.catalog import CatalogDir
 
 from ecomrlve.envs import ENV_IDS, make_env
 from ecomrlve.envs.actions import answer_model
 from ecomrlve.envs.difficulty import MAX_DIFFICULTY
 
 from .evaluate import DEFAULT_CATALOG_SIZE, jsonable, load_catalog
-from .openenv_server import MAX_BODY_BYTES, RequestError, install_error_handlers, read_json
+from .config import add_command, arg, require_extra
+from .openenv_server import MAX_BODY_BYTES, RequestError, install_error_handlers, known_env, read_json
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_FILES = {"play.html": "text/html", "play.js": "text/javascript", "play.css": "text/css"}
@@ -47,14 +50,20 @@ __all__ = ["create_play_app", "add_play_commands", "PlayConfig"]
 
 
 class PlayConfig(BaseModel):
+    """``ecomrlve play``: the page's preselection, the catalog, the session limit and where it listens."""
+
     model_config = ConfigDict(extra="forbid")
 
-    catalog_size: int = Field(DEFAULT_CATALOG_SIZE, ge=1)
-    catalog_seed: int = 0
-    catalog_dir: str | None = None
-    max_sessions: int = Field(DEFAULT_MAX_SESSIONS, ge=1)
-    default_env: str = "E_CART"
-    default_difficulty: int = Field(0, ge=0, le=MAX_DIFFICULTY)
+    host: str = arg("127.0.0.1", "interface")
+    port: int = arg(DEFAULT_PORT, "port", ge=0, le=65535)
+    default_env: Annotated[str, AfterValidator(known_env)] = arg("E_CART", "environment preselected on the page",
+                                                                  flag="--env")
+    default_difficulty: int = arg(0, "difficulty preselected on the page", flag="--difficulty", ge=0,
+                                  le=MAX_DIFFICULTY)
+    catalog_size: int = arg(DEFAULT_CATALOG_SIZE, "products of the synthetic catalog", ge=1)
+    catalog_seed: int = arg(0, "synthetic catalog seed")
+    catalog_dir: CatalogDir = arg(None, "a catalog directory from `ecomrlve catalog build`", flag="--catalog")
+    max_sessions: int = arg(DEFAULT_MAX_SESSIONS, "browser sessions kept (LRU)", ge=1)
 
 
 class ResetBody(BaseModel):
@@ -268,41 +277,18 @@ def _message(exc: ValidationError) -> str:
 
 
 def add_play_commands(subparsers) -> None:
-    p = subparsers.add_parser(
-        "play", help="play an environment in the browser (tool forms, reward breakdown, hidden goal)",
-        description="A local web page to play the environments by hand. Binds 127.0.0.1 unless --host says "
-                    "otherwise; everything (HTML, JS, CSS) is served locally.")
-    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--env", dest="env_id", default="E_CART", help="environment preselected on the page (default E_CART)")
-    p.add_argument("--difficulty", type=int, default=0, help="difficulty preselected on the page (default 0)")
-    p.add_argument("--catalog-size", type=int, default=DEFAULT_CATALOG_SIZE,
-                   help=f"products of the synthetic catalog (default {DEFAULT_CATALOG_SIZE})")
-    p.add_argument("--catalog-seed", type=int, default=0, help="synthetic catalog seed (default 0)")
-    p.add_argument("--catalog", dest="catalog_dir", default=None, help="a catalog directory from `ecomrlve catalog build`")
-    p.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
-                   help=f"browser sessions kept (LRU, default {DEFAULT_MAX_SESSIONS})")
-    p.set_defaults(func=cmd_play)
+    add_command(subparsers, "play", PlayConfig, cmd_play,
+                help="play an environment in the browser (tool forms, reward breakdown, hidden goal)",
+                description="A local web page to play the environments by hand. Binds 127.0.0.1 unless --host says "
+                            "otherwise; everything (HTML, JS, CSS) is served locally.")
 
 
-def cmd_play(args) -> int:
+def cmd_play(config: PlayConfig) -> int:
+    require_extra(("fastapi", "uvicorn"), "serve", "`ecomrlve play`")
+    import uvicorn
     from rich.console import Console
 
-    console = Console(stderr=True)
-    try:
-        import uvicorn
-    except ImportError:
-        console.print("[red]error:[/red] `ecomrlve play` needs fastapi and uvicorn: pip install 'ecomrlve[serve]'")
-        return 2
-    try:
-        if args.env_id not in ENV_IDS:
-            raise ValueError(f"--env: unknown environment {args.env_id!r}; known: {', '.join(ENV_IDS)}")
-        config = PlayConfig(catalog_size=args.catalog_size, catalog_seed=args.catalog_seed, catalog_dir=args.catalog_dir,
-                            max_sessions=args.max_sessions, default_env=args.env_id, default_difficulty=args.difficulty)
-    except (ValidationError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
     app = create_play_app(config)
-    console.print(f"ecomrlve play: open http://{args.host}:{args.port}/")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    Console(stderr=True).print(f"ecomrlve play: open http://{config.host}:{config.port}/")
+    uvicorn.run(app, host=config.host, port=config.port, log_level="info")
     return 0

@@ -21,13 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from ecomrlve.catalog_service.catalog import CatalogDir
+
+from .config import add_command, arg
 
 from .evaluate import DEFAULT_CATALOG_SIZE, load_catalog
 
 TRAJECTORY_FILES = ("trajectories.parquet", "episodes.parquet")
 REWARD_FIELDS = ("r_task", "r_eff", "r_hall", "r_total", "is_correct", "termination_reason", "turns")
 
-__all__ = ["ReplayResult", "replay_episode", "load_episode", "add_replay_commands", "REWARD_FIELDS"]
+__all__ = ["ReplayResult", "ReplayConfig", "replay_episode", "load_episode", "add_replay_commands", "REWARD_FIELDS"]
 
 
 class ReplayError(ValueError):
@@ -167,24 +172,30 @@ def print_comparison(console, result: ReplayResult) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
+class ReplayConfig(BaseModel):
+    """``ecomrlve replay``: which recorded episode to replay and how to show it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str = arg(description="run or eval directory (or a trajectories parquet file)", positional=True)
+    episode_id: int = arg(description="episode_id of the episode", positional=True)
+    catalog_dir: CatalogDir = arg(None, "catalog directory (default: the run's)", flag="--catalog")
+    catalog_size: int | None = arg(None, "synthetic catalog size (default: the run's)", ge=1)
+    catalog_seed: int | None = arg(None, "synthetic catalog seed (default: the run's)")
+    ignore_messages: bool = arg(False, "compare the reward only, not the transcript")
+    quiet: bool = arg(False, "no transcript, only the comparison", short="-q")
+    full: bool = arg(False, "print tool results in full (default: first 800 characters)")
+
+
 def add_replay_commands(subparsers) -> None:
-    p = subparsers.add_parser(
-        "replay", help="re-run a recorded episode, print its transcript, check its reward",
-        description="Replay an episode of a run directory (trajectories.parquet) or an eval directory "
-                    "(episodes.parquet) from (env, difficulty, seed, actions); exit 1 when the replayed reward "
-                    "or transcript differs from the recording.")
-    p.add_argument("run_dir", help="run or eval directory (or a trajectories parquet file)")
-    p.add_argument("episode_id", type=int, help="episode_id of the episode")
-    p.add_argument("--catalog", dest="catalog_dir", default=None, help="catalog directory (default: the run's)")
-    p.add_argument("--catalog-size", type=int, default=None, help="synthetic catalog size (default: the run's)")
-    p.add_argument("--catalog-seed", type=int, default=None, help="synthetic catalog seed (default: the run's)")
-    p.add_argument("--ignore-messages", action="store_true", help="compare the reward only, not the transcript")
-    p.add_argument("--quiet", "-q", action="store_true", help="no transcript, only the comparison")
-    p.add_argument("--full", action="store_true", help="print tool results in full (default: first 800 characters)")
-    p.set_defaults(func=cmd_replay)
+    add_command(subparsers, "replay", ReplayConfig, cmd_replay,
+                help="re-run a recorded episode, print its transcript, check its reward",
+                description="Replay an episode of a run directory (trajectories.parquet) or an eval directory "
+                            "(episodes.parquet) from (env, difficulty, seed, actions); exit 1 when the replayed "
+                            "reward or transcript differs from the recording.")
 
 
-def cmd_replay(args) -> int:
+def cmd_replay(args: ReplayConfig) -> int:
     from rich.console import Console
 
     console = Console()

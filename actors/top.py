@@ -23,17 +23,20 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, ConfigDict
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from ecomrlve.scheduler.actor import SCHEDULER_NAME
 
+from .config import add_command, arg
+
 NAMESPACE = "ecomrlve"
 RUN_PREFIX = f"{SCHEDULER_NAME}-"
 LATENCY_METRICS = {"search": "ray_ecomrlve_search_latency_ms", "shopper": "ray_ecomrlve_shopper_latency_ms"}
 
-__all__ = ["Frame", "list_runs", "read_frame", "render", "histogram_quantile", "add_top_commands"]
+__all__ = ["Frame", "list_runs", "read_frame", "render", "histogram_quantile", "TopConfig", "add_top_commands"]
 
 
 @dataclass
@@ -149,20 +152,26 @@ def render(frame: Frame):
 # --------------------------------------------------------------------------- CLI
 
 
+class TopConfig(BaseModel):
+    """``ecomrlve top``: which run to watch, on which cluster, how often."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: str | None = arg(None, "run name (its run directory's name; default: the newest running)")
+    address: str | None = arg(None, "Ray cluster address (default: RAY_ADDRESS, else auto)")
+    interval: float = arg(1.0, "seconds between frames", gt=0)
+    once: bool = arg(False, "print one frame and exit")
+
+
 def add_top_commands(subparsers) -> None:
-    p = subparsers.add_parser("top", help="live view of a running run: per env episodes, success, window, "
-                                          "episodes/s; search and shopper latency",
-                              description="Join the Ray cluster (RAY_ADDRESS or --address, else the local one) and "
-                                          "show a running run, read from its curriculum scheduler and the nodes' "
-                                          "metrics endpoints.")
-    p.add_argument("--run", default=None, help="run name (its run directory's name; default: the newest running)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else auto)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between frames (default 1)")
-    p.add_argument("--once", action="store_true", help="print one frame and exit")
-    p.set_defaults(func=cmd_top)
+    add_command(subparsers, "top", TopConfig, cmd_top,
+                help="live view of a running run: per env episodes, success, window, episodes/s; search and "
+                     "shopper latency",
+                description="Join the Ray cluster (RAY_ADDRESS or --address, else the local one) and show a running "
+                            "run, read from its curriculum scheduler and the nodes' metrics endpoints.")
 
 
-def cmd_top(args) -> int:
+def cmd_top(args: TopConfig) -> int:
     import os
 
     from rich.console import Console
@@ -172,9 +181,6 @@ def cmd_top(args) -> int:
 
     console = Console()
     err = Console(stderr=True)
-    if not args.interval > 0:
-        print_error(err, "--interval must be > 0")
-        return 2
     import ray
 
     if not ray.is_initialized():

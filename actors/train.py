@@ -30,18 +30,23 @@ Run directory: ``config.json``, ``metrics.jsonl`` (one line per step), ``traject
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
-__all__ = ["TrainConfig", "Trainer", "EpisodeResult", "rollout_groups", "to_trajectory", "add_train_commands",
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from ecomrlve.catalog_service.catalog import CatalogDir
+
+from .config import add_command, arg, require_extra
+
+__all__ = ["TrainConfig", "TrainCommand", "SftConfig", "Trainer", "EpisodeResult", "rollout_groups", "to_trajectory", "add_train_commands",
            "sft_examples", "run_sft", "trainable", "is_error_reason"]
 
 MAX_TURNS = 64
@@ -51,97 +56,101 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- config
 
 
-@dataclass
-class TrainConfig:
-    collection: str = "C1"
-    model: str = "smollm2"
-    steps: int = 10
-    out: str | None = None
-    device: str = "cpu"
-    engine: str = "hf"  # hf | vllm
-    dtype: str | None = None  # engine dtype (default float32 on CPU, bfloat16 on CUDA)
-    group_size: int = 8
-    tasks_per_step: int = 4
-    min_groups: int = 1  # informative groups wanted per step (dynamic sampling)
-    max_sampling_rounds: int = 3  # task rounds per step at most
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    prefill: str = '{"'
-    lenient: bool = False  # accept a leading JSON object followed by other text
-    tool_format: str = "auto"
-    catalog_size: int = 20_000
-    catalog_dir: str | None = None
-    catalog_seed: int = 0
-    seed: int = 0
-    axes: dict = field(default_factory=dict)  # axis overrides for every task (e.g. {"T_max": 2})
-    max_staleness: int = 1
-    checkpoint_every: int = 10
-    resume: str | None = None  # a run directory to continue
-    ray: bool = True  # the actor system (ecomrlve.actors.train_ray); False: the in-process Trainer
-    workers: int = 2  # env worker actors
-    shards: int = 2  # catalog shard actors
-    shopper: str = "serve"  # serve | local | none (as in ecomrlve run)
-    shopper_backend: str = "template"
-    max_concurrent: int = 64  # episodes at once per env worker
-    batch_size: int | None = None  # rollouts per dispatch call (default: the group size)
-    sync: bool | None = None  # rollouts and updates alternate; None: on CPU yes, on CUDA overlap them
-    engine_max_batch: int = 256  # turns per batched generate in the PolicyEngine
-    batch_wait_ms: float = 5.0  # how long the engine gathers concurrent turns
-    engine_opts: dict = field(default_factory=dict)  # HFEngine / VLLMEngine options (static_cache, compile, ...)
-    address: str | None = None
-    num_cpus: int | None = None
-    curriculum: dict = field(default_factory=dict)  # tau_num, tau_acc, ...
-    dapo: dict = field(default_factory=dict)  # DAPOConfig overrides (lr, eps_high, overlong_buffer, ...)
-    threads: int | None = None  # torch threads
+def _locate(model: str) -> None:
+    """ValueError naming ``model`` when `model` does not resolve (ecomrlve.policies.models)."""
+    from ecomrlve.policies.models import ModelNotFound, locate_model
 
-    def validate(self) -> "TrainConfig":
+    try:
+        locate_model(model)
+    except ModelNotFound as exc:
+        raise ValueError(f"model: {exc}") from None
+
+
+TOOL_FORMATS = Literal["auto", "native", "compact", "json", "none"]
+
+
+class TrainConfig(BaseModel):
+    """What ``ecomrlve train`` trains, on what, and how; checked on construction (the model must
+    resolve unless resuming). Fields marked ``cli=False`` are reachable from Python only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str = arg("C1", "collection, env id or comma-separated mix", short="-c")
+    model: str = arg("smollm2", "smollm2, a local model directory, or a cached HF id")
+    steps: int = arg(10, "optimizer steps", ge=1)
+    out: str | None = arg(None, "run directory (default runs/<timestamp>)")
+    device: str = arg("cpu", "cpu or cuda")
+    engine: Literal["hf", "vllm"] = arg("hf", "generation engine")
+    dtype: str | None = arg(None, "engine dtype: float32, bfloat16, float16 (default float32 on CPU, bfloat16 on CUDA)")
+    group_size: int = arg(8, "rollouts per task (advantages are relative to the group)", short="-G", ge=2, le=1000)
+    tasks_per_step: int = arg(4, "tasks per sampling round", ge=1)
+    min_groups: int = arg(1, "informative groups wanted per step (dynamic sampling)", ge=1, cli=False)
+    max_sampling_rounds: int = arg(3, "dynamic-sampling rounds per step", flag="--max-rounds", ge=1)
+    max_new_tokens: int = arg(256, "tokens per reply", ge=1)
+    temperature: float = arg(1.0, "sampling temperature", gt=0)
+    prefill: str = arg('{"', "assistant prefill ('' for none)")
+    lenient: bool = arg(False, "accept a JSON object followed by other text")
+    tool_format: TOOL_FORMATS = arg("auto", "how tools are shown to the model")
+    catalog_size: int = arg(20_000, "products of the synthetic catalog", ge=1)
+    catalog_dir: CatalogDir = arg(None, "a catalog directory from `ecomrlve catalog build`", flag="--catalog")
+    catalog_seed: int = arg(0, "synthetic catalog seed")
+    seed: int = arg(0, "curriculum seed")
+    axes: dict = arg(description="axis override for every task, e.g. T_max=2", flag="--axis", default_factory=dict)
+    max_staleness: int = arg(1, "refuse data more than this many versions old", ge=0)
+    checkpoint_every: int = arg(10, "steps between checkpoints", ge=1)
+    resume: str | None = arg(None, "a run directory to continue from its latest checkpoint")
+    ray: bool = arg(True, "the Ray actor system (--in-process: one process, no Ray)", off="--in-process")
+    workers: int = arg(2, "env worker actors", short="-w", ge=1)
+    shards: int = arg(2, "catalog shard actors", short="-s", ge=1)
+    shopper: Literal["serve", "local", "none"] = arg("serve", "shopper phrasing: Ray Serve deployment, in-process, "
+                                                              "or none")
+    shopper_backend: str = arg("template", "shopper backend: template or llm")
+    max_concurrent: int = arg(64, "episodes at once per env worker", ge=1)
+    batch_size: int | None = arg(None, "rollouts per dispatch call (default: the group size)", ge=1)
+    sync: bool | None = arg(None, "alternate rollouts and updates (default on CPU); --overlap: run the next step's "
+                                  "rollouts during the update, within --max-staleness (default on CUDA)", off="--overlap")
+    engine_max_batch: int = arg(256, "turns per batched generate", ge=1)
+    batch_wait_ms: float = arg(5.0, "how long the engine gathers concurrent turns before generating", ge=0)
+    engine_opts: dict = arg(description="engine option: static_cache=true, compile=true (HF); "
+                                        "gpu_memory_utilization=0.4 (vLLM)", flag="--engine-opt", default_factory=dict)
+    address: str | None = arg(None, "Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+    num_cpus: int | None = arg(None, "CPUs of a local Ray cluster", ge=1)
+    curriculum: dict = arg(description="curriculum overrides: tau_num, tau_acc, ...", default_factory=dict, cli=False)
+    dapo: dict = arg(description="any DAPOConfig field (lr, eps_high, overlong_buffer, ...)", default_factory=dict)
+    threads: int | None = arg(None, "torch CPU threads", ge=1)
+
+    @field_validator("collection")
+    @classmethod
+    def _known_collection(cls, v: str) -> str:
         from ecomrlve.envs import resolve_envs
 
-        resolve_envs(self.collection)
-        for name in ("steps", "group_size", "tasks_per_step", "max_new_tokens", "max_sampling_rounds", "workers",
-                     "checkpoint_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not 2 <= self.group_size <= 1000:
-            raise ValueError(f"group_size must be in [2, 1000] (advantages are relative to the group), "
-                             f"got {self.group_size}")
-        if self.engine not in ("hf", "vllm"):
-            raise ValueError(f"engine must be hf or vllm, got {self.engine!r}")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0 for RL sampling")
-        if self.max_staleness < 0:
-            raise ValueError("max_staleness must be >= 0")
-        for name in ("shards", "max_concurrent", "engine_max_batch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
-                                            or self.batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if self.shopper not in ("serve", "local", "none"):
-            raise ValueError(f"shopper must be 'serve', 'local' or 'none', got {self.shopper!r}")
-        if not self.batch_wait_ms >= 0:
-            raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms!r}")
-        if self.catalog_dir is None and self.catalog_size < self.shards:
-            raise ValueError(f"catalog_size must be >= shards ({self.shards}), got {self.catalog_size}")
+        resolve_envs(v)
+        return v
+
+    @field_validator("axes")
+    @classmethod
+    def _known_axes(cls, v: dict) -> dict:
         from ecomrlve.envs import axes_for
 
-        axes_for(0, self.axes or None)  # names a bad axis
+        axes_for(0, v or None)  # names a bad axis
+        return v
+
+    @field_validator("dapo")
+    @classmethod
+    def _known_dapo_options(cls, v: dict) -> dict:
         from ecomrlve.policies.dapo import DAPOConfig
 
-        unknown = set(self.dapo) - {f.name for f in dataclasses.fields(DAPOConfig)}
+        unknown = set(v) - {f.name for f in dataclasses.fields(DAPOConfig)}
         if unknown:
             raise ValueError(f"unknown DAPO option(s): {', '.join(sorted(unknown))}")
-        if self.catalog_dir is not None and not Path(self.catalog_dir).expanduser().is_dir():
-            raise ValueError(f"--catalog: no catalog directory at {self.catalog_dir}")
-        if not self.resume:  # a resumed run loads its checkpoint's model
-            from ecomrlve.policies.models import ModelNotFound, locate_model
+        return v
 
-            try:
-                locate_model(self.model)
-            except ModelNotFound as exc:
-                raise ValueError(f"--model: {exc}") from None
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        if self.catalog_dir is None and self.catalog_size < self.shards:
+            raise ValueError(f"catalog_size must be >= shards ({self.shards}), got {self.catalog_size}")
+        if not self.resume:  # a resumed run loads its checkpoint's model
+            _locate(self.model)
         return self
 
     def overlap(self) -> bool:
@@ -346,7 +355,7 @@ class Trainer:
     """The in-process train loop (see module docstring). `run()` returns the final metrics."""
 
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print):
-        self.cfg = cfg.validate()
+        self.cfg = cfg
         self.log = log
         self.step = 0
         self.metrics: list[dict] = []
@@ -397,7 +406,7 @@ class Trainer:
             self.curriculum = Curriculum(env_ids, ccfg, seed=cfg.seed)
         self._sync()
         self.log(f"model {cfg.model}: learner + engine ready in {time.perf_counter() - t0:.1f} s; run dir {self.run_dir}")
-        _write_json(self.run_dir / "config.json", dataclasses.asdict(cfg))
+        _write_json(self.run_dir / "config.json", cfg.model_dump())
         self.writer = _trajectory_writer(self.run_dir, append=bool(ckpt))
         self.summaries: list[dict] = []
         return self
@@ -687,109 +696,27 @@ def run_sft(run_dir, model: str = "smollm2", steps: int = 100, out: str | None =
 # --------------------------------------------------------------------------- CLI
 
 
-def _kv(items: Sequence[str] | None, what: str) -> dict:
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise ValueError(f"--{what} expects KEY=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
+class TrainCommand(TrainConfig):
+    """``ecomrlve train``: a `TrainConfig` plus shorthands for common DAPO and curriculum options
+    and the display."""
+
+    lr: float | None = arg(None, "AdamW learning rate (default 1e-5; same as --dapo lr=...)", gt=0)
+    overlong_buffer: int | None = arg(None, "soft overlong penalty window in tokens", ge=0)
+    tau_num: int | None = arg(None, "curriculum: outcomes at h per check (default 32)", ge=1)
+    tau_acc: float | None = arg(None, "curriculum: accuracy to raise h (default 0.9)", gt=0, le=1)
+    live: bool = arg(True, "the progress bar (--no-live: plain log lines)")
+
+    @model_validator(mode="after")
+    def _shorthands(self) -> "TrainCommand":
+        for target, names in ((self.dapo, ("lr", "overlong_buffer")), (self.curriculum, ("tau_num", "tau_acc"))):
+            for name in names:
+                if getattr(self, name) is not None:
+                    target[name] = getattr(self, name)
+        return self
 
 
-def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="DAPO training of an LLM policy with the adaptive curriculum",
-                       description="Train an LLM agent with DAPO on a collection; writes a run directory with "
-                                   "metrics, trajectories, curriculum and checkpoints.")
-    p.add_argument("--collection", "-c", default="C1", help="collection, env id or comma-separated mix (default C1)")
-    p.add_argument("--model", default="smollm2", help="smollm2, a local model directory, or a cached HF id")
-    p.add_argument("--steps", type=int, default=10, help="optimizer steps (default 10)")
-    p.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="generation engine (default hf)")
-    p.add_argument("--dtype", default=None, help="engine dtype: float32, bfloat16, float16")
-    p.add_argument("--group-size", "-G", type=int, default=8, help="rollouts per task (default 8)")
-    p.add_argument("--tasks-per-step", type=int, default=4, help="tasks per sampling round (default 4)")
-    p.add_argument("--max-rounds", type=int, default=3, help="dynamic-sampling rounds per step (default 3)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="tokens per reply (default 256)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--prefill", default='{"', help="assistant prefill (default '{\"'; '' for none)")
-    p.add_argument("--lenient", action="store_true", help="accept a JSON object followed by other text")
-    p.add_argument("--tool-format", choices=("auto", "native", "compact", "json", "none"), default="auto")
-    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 1e-5)")
-    p.add_argument("--overlong-buffer", type=int, default=None, help="soft overlong penalty window in tokens")
-    p.add_argument("--dapo", action="append", metavar="KEY=VALUE", help="any DAPOConfig field, repeatable")
-    p.add_argument("--axis", action="append", metavar="NAME=VALUE", help="axis override for every task, e.g. T_max=2")
-    p.add_argument("--tau-num", type=int, default=None)
-    p.add_argument("--tau-acc", type=float, default=None)
-    p.add_argument("--max-staleness", type=int, default=1, help="refuse data more than this many versions old")
-    p.add_argument("--checkpoint-every", type=int, default=10)
-    p.add_argument("--resume", default=None, help="a run directory to continue from its latest checkpoint")
-    p.add_argument("--catalog-size", type=int, default=20_000)
-    p.add_argument("--catalog", dest="catalog_dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--in-process", dest="ray", action="store_false",
-                   help="one process, no Ray (default: the Ray actor system)")
-    p.add_argument("--ray", dest="ray", action="store_true", help=argparse.SUPPRESS)  # the default; kept for scripts
-    p.add_argument("--workers", "-w", type=int, default=2, help="env worker actors (default 2)")
-    p.add_argument("--shards", "-s", type=int, default=2, help="catalog shard actors (default 2)")
-    p.add_argument("--shopper", choices=("serve", "local", "none"), default="serve",
-                   help="shopper phrasing: Ray Serve deployment (default), in-process, or none")
-    p.add_argument("--shopper-backend", default="template", help="shopper backend: template (default) or llm")
-    p.add_argument("--max-concurrent", type=int, default=64, help="episodes at once per env worker (default 64)")
-    p.add_argument("--batch-size", type=int, default=None, help="rollouts per dispatch call (default: group size)")
-    p.add_argument("--sync", dest="sync", action="store_const", const=True, default=None,
-                   help="alternate rollouts and updates (the default on CPU)")
-    p.add_argument("--overlap", dest="sync", action="store_const", const=False,
-                   help="run the next step's rollouts during the update, within --max-staleness (default on CUDA)")
-    p.add_argument("--engine-max-batch", type=int, default=256, help="turns per batched generate (default 256)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0,
-                   help="how long the engine gathers concurrent turns before generating (default 5)")
-    p.add_argument("--engine-opt", action="append", metavar="KEY=VALUE",
-                   help="engine option, repeatable: static_cache=true, compile=true (HF); "
-                        "gpu_memory_utilization=0.4 (vLLM)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray cluster")
-    p.add_argument("--no-live", action="store_true", help="plain log lines instead of the progress bar")
-    p.set_defaults(func=cmd_train)
-
-
-def config_from_args(args) -> TrainConfig:
-    dapo = _kv(args.dapo, "dapo")
-    if args.lr is not None:
-        dapo["lr"] = args.lr
-    if args.overlong_buffer is not None:
-        dapo["overlong_buffer"] = args.overlong_buffer
-    cur = {}
-    if args.tau_num is not None:
-        cur["tau_num"] = args.tau_num
-    if args.tau_acc is not None:
-        cur["tau_acc"] = args.tau_acc
-    return TrainConfig(
-        collection=args.collection, model=args.model, steps=args.steps, out=args.out, device=args.device,
-        engine=args.engine, dtype=args.dtype, group_size=args.group_size, tasks_per_step=args.tasks_per_step,
-        max_sampling_rounds=args.max_rounds, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        prefill=args.prefill, lenient=args.lenient, tool_format=args.tool_format, catalog_size=args.catalog_size,
-        catalog_dir=args.catalog_dir, seed=args.seed, axes=_kv(args.axis, "axis"), max_staleness=args.max_staleness,
-        checkpoint_every=args.checkpoint_every, resume=args.resume, ray=args.ray, workers=args.workers,
-        shards=args.shards, shopper=args.shopper, shopper_backend=args.shopper_backend,
-        max_concurrent=args.max_concurrent, batch_size=args.batch_size, sync=args.sync,
-        engine_max_batch=args.engine_max_batch, batch_wait_ms=args.batch_wait_ms,
-        engine_opts=_kv(args.engine_opt, "engine-opt"), address=args.address, num_cpus=args.num_cpus,
-        curriculum=cur, dapo=dapo, threads=args.threads,
-    ).validate()
-
-
-def cmd_train(args) -> int:
-    try:
-        cfg = config_from_args(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def cmd_train(cfg: TrainCommand) -> int:
+    require_extra(("torch", "transformers"), "llm", "`ecomrlve train`")
     if not cfg.ray:
         trainer = Trainer(cfg)
         trainer.run()
@@ -803,7 +730,7 @@ def cmd_train(args) -> int:
     console = Console(stderr=True)
     trainer = RayTrainer(cfg, log=console.log)
     trainer.setup()
-    if args.no_live or not console.is_terminal:
+    if not cfg.live or not console.is_terminal:
         trainer.run(on_step=lambda m: console.log(format_step(m, cfg.steps)))
     else:
         columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -821,30 +748,35 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _add_sft(sub) -> None:
-    p = sub.add_parser("sft", help="supervised warm start on oracle trajectories (agent tokens only)",
-                       description="Fine-tune on the episodes of an `ecomrlve run --policy oracle` run directory.")
-    p.add_argument("run_dir", help="run directory (or parquet file) with messages/actions columns")
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--out", required=True, help="output directory (the model goes to OUT/model)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--prefill", default='{"', help="must match the prefill used at train/eval time")
-    p.add_argument("--tool-format", choices=("auto", "native", "compact", "json", "none"), default="auto")
-    p.add_argument("--all-episodes", action="store_true", help="also train on episodes that were not correct")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_sft)
+class SftConfig(BaseModel):
+    """``ecomrlve sft``: supervised warm start on the correct episodes of an oracle run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str = arg(description="run directory (or parquet file) with messages/actions columns", positional=True)
+    model: str = arg("smollm2", "smollm2, a local model directory, or a cached HF id")
+    steps: int = arg(100, "optimizer steps", ge=1)
+    out: str = arg(description="output directory (the model goes to OUT/model)")
+    batch_size: int = arg(4, "episodes per step", ge=1)
+    lr: float = arg(5e-5, "AdamW learning rate", gt=0)
+    device: str = arg("cpu", "cpu or cuda")
+    prefill: str = arg('{"', "assistant prefill; must match the prefill used at train/eval time")
+    tool_format: TOOL_FORMATS = arg("auto", "how tools are shown to the model")
+    all_episodes: bool = arg(False, "also train on episodes that were not correct")
+    seed: int = arg(0, "shuffling seed")
+
+    @field_validator("model")
+    @classmethod
+    def _model_resolves(cls, v: str) -> str:
+        _locate(v)
+        return v
 
 
-def cmd_sft(args) -> int:
-    if args.steps < 1 or args.batch_size < 1:
-        print("error: --steps and --batch-size must be >= 1", file=sys.stderr)
-        return 2
+def cmd_sft(cfg: SftConfig) -> int:
+    require_extra(("torch", "transformers"), "llm", "`ecomrlve sft`")
     try:
-        run_sft(args.run_dir, args.model, args.steps, args.out, args.batch_size, args.lr, args.device, args.prefill,
-                args.tool_format, not args.all_episodes, args.seed)
+        run_sft(cfg.run_dir, cfg.model, cfg.steps, cfg.out, cfg.batch_size, cfg.lr, cfg.device, cfg.prefill,
+                cfg.tool_format, not cfg.all_episodes, cfg.seed)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -852,23 +784,11 @@ def cmd_sft(args) -> int:
 
 
 def add_train_commands(subparsers) -> None:
-    """Register ``train`` and ``sft`` (ecomrlve.actors.cli calls this through OPTIONAL_COMMANDS);
-    a subcommand name already taken is left alone."""
-    taken = set(getattr(subparsers, "choices", {}) or {})
-    if "train" not in taken:
-        _add_train(subparsers)
-    if "sft" not in taken:
-        _add_sft(subparsers)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m ecomrlve.actors.train train ...``) until the CLI registers us."""
-    parser = argparse.ArgumentParser(prog="ecomrlve")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_train_commands(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    """Register ``train`` and ``sft``."""
+    add_command(subparsers, "train", TrainCommand, cmd_train,
+                help="DAPO training of an LLM policy with the adaptive curriculum",
+                description="Train an LLM agent with DAPO on a collection; writes a run directory with metrics, "
+                            "trajectories, curriculum and checkpoints.")
+    add_command(subparsers, "sft", SftConfig, cmd_sft,
+                help="supervised warm start on oracle trajectories (agent tokens only)",
+                description="Fine-tune on the episodes of an `ecomrlve run --policy oracle` run directory.")

@@ -34,7 +34,6 @@ tasks the curriculum still lists as leased and unplayed run first.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -110,7 +109,7 @@ class RayTrainer:
     `close()` writes the summary and tears the actors down."""
 
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print):
-        self.cfg = cfg.validate()
+        self.cfg = cfg
         self.log = log
         self.step = 0
         self.metrics: list[dict] = []
@@ -142,7 +141,7 @@ class RayTrainer:
             _write_text(self.run_dir / "curriculum.json", (ckpt / "curriculum.json").read_text())
             state = json.loads((ckpt / "train_state.json").read_text())
             self.step = int(state["step"])
-        _write_json(self.run_dir / "config.json", dataclasses.asdict(cfg))
+        _write_json(self.run_dir / "config.json", cfg.model_dump())
         t0 = time.perf_counter()
         gpu = cfg.device.startswith("cuda")
         total = float(ray.cluster_resources().get("CPU", 2.0))

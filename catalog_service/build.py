@@ -1,10 +1,9 @@
 """Build and inspect catalog directories (synthetic catalog + search index).
 
-Command line (also reachable as ``ecomrlve catalog ...`` once the top-level CLI calls
-`add_catalog_commands`)::
+Command line (the models `CatalogBuildConfig` / `CatalogInfoConfig` give the flags)::
 
-    python -m ecomrlve.catalog_service.build build --n 100000 --seed 0 --out catalogs/c100k [--dense]
-    python -m ecomrlve.catalog_service.build info catalogs/c100k
+    ecomrlve catalog build --n 100000 --seed 0 --out catalogs/c100k [--dense]
+    ecomrlve catalog info catalogs/c100k
 
 A catalog directory holds what ``Catalog.save(dir, with_index=True)`` writes: the product
 table and the row lookups episodes use instead of scanning it (`ecomrlve.catalog_service.lookups`;
@@ -15,17 +14,18 @@ searcher, so no index is rebuilt at load time.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.table import Table
 
+from .catalog import check_catalog_dir
 from .search import build_searcher, read_meta
 
-__all__ = ["build_catalog", "add_catalog_commands", "main_catalog", "catalog_info"]
+__all__ = ["build_catalog", "catalog_info", "CatalogBuildConfig", "CatalogInfoConfig", "build_command", "info_command"]
 
 
 def _attach_searcher(catalog, searcher) -> None:
@@ -77,26 +77,43 @@ def catalog_info(directory) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- argparse
+# --------------------------------------------------------------------------- commands
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if args.n < 1:
-        problem = f"--n: the number of products must be >= 1, got {args.n}"
-    elif out.exists() and not out.is_dir():
-        problem = f"--out: {args.out} exists and is not a directory"
-    else:
-        problem = None
-    if problem:
-        Console(stderr=True).print(f"[red]error:[/red] {problem}")
-        return 2
-    build_catalog(args.n, args.seed, args.out, dense=args.dense)
+class CatalogBuildConfig(BaseModel):
+    """``ecomrlve catalog build``: what to generate and where to save it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(10_000, ge=1, description="number of products")
+    seed: int = Field(0, description="generator seed")
+    out: str = Field(description="output directory")
+    dense: bool = Field(False, description="also build the dense (embedding) index")
+
+    @field_validator("out")
+    @classmethod
+    def _directory(cls, out: str) -> str:
+        if Path(out).exists() and not Path(out).is_dir():
+            raise ValueError(f"{out} exists and is not a directory")
+        return out
+
+
+class CatalogInfoConfig(BaseModel):
+    """``ecomrlve catalog info``: the directory to describe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: Annotated[str, AfterValidator(check_catalog_dir)] = Field(
+        description="catalog directory", json_schema_extra={"cli": {"positional": True}})
+
+
+def build_command(cfg: CatalogBuildConfig) -> int:
+    build_catalog(cfg.n, cfg.seed, cfg.out, dense=cfg.dense)
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    info = catalog_info(args.dir)
+def info_command(cfg: CatalogInfoConfig) -> int:
+    info = catalog_info(cfg.dir)
     table = Table(title=f"catalog {info['directory']}", show_header=False)
     table.add_row("products", f"{info['n_products']:,}")
     table.add_row("index kinds", ", ".join(info["index_kinds"]) or "(none saved)")
@@ -104,36 +121,3 @@ def _cmd_info(args: argparse.Namespace) -> int:
         table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
     Console().print(table)
     return 0
-
-
-def _add_leaf_commands(sub) -> None:
-    build = sub.add_parser("build", help="generate a synthetic catalog, index it and save both")
-    build.add_argument("--n", type=int, default=10_000, help="number of products (default 10000)")
-    build.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    build.add_argument("--out", required=True, help="output directory")
-    build.add_argument("--dense", action="store_true", help="also build the dense (embedding) index")
-    build.set_defaults(func=_cmd_build)
-    info = sub.add_parser("info", help="print the number of products and the saved index kinds")
-    info.add_argument("dir", help="catalog directory")
-    info.set_defaults(func=_cmd_info)
-
-
-def add_catalog_commands(subparsers) -> argparse.ArgumentParser:
-    """Register ``catalog build|info`` on a top-level ``add_subparsers()`` object.
-
-    Each leaf sets ``func``; the caller runs ``sys.exit(args.func(args))``."""
-    catalog = subparsers.add_parser("catalog", help="build or inspect a product catalog")
-    _add_leaf_commands(catalog.add_subparsers(dest="catalog_command", required=True))
-    return catalog
-
-
-def main_catalog(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m ecomrlve.catalog_service.build {build,info} ...``."""
-    parser = argparse.ArgumentParser(prog="python -m ecomrlve.catalog_service.build", description=__doc__.splitlines()[0])
-    _add_leaf_commands(parser.add_subparsers(dest="catalog_command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main_catalog())

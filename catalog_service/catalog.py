@@ -46,9 +46,10 @@ import os
 import threading
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import numpy as np
+from pydantic import AfterValidator
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -71,12 +72,31 @@ __all__ = [
     "TEXT_COLUMNS",
     "normalize_table",
     "coerce_filters",
+    "check_catalog_dir",
+    "CatalogDir",
 ]
 
 SCHEMA_VERSION = 1
 TABLE_FILE = "products.arrow"
 MANIFEST_FILE = "manifest.json"
 TEXT_COLUMNS: tuple[str, ...] = ("product_id", "title", "description")
+
+
+def check_catalog_dir(directory: str | None) -> str | None:
+    """`directory` unchanged when it is None or a built catalog directory (it holds a
+    manifest); else ValueError saying what is there and how to build one."""
+    if directory is None:
+        return None
+    path = Path(directory).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"no catalog directory at {directory} (build one with `ecomrlve catalog build --out DIR`)")
+    if not (path / MANIFEST_FILE).is_file():
+        raise ValueError(f"{directory} is not a catalog directory (no {MANIFEST_FILE})")
+    return directory
+
+
+# a config field naming a built catalog directory, or None (a synthetic catalog)
+CatalogDir = Annotated[str | None, AfterValidator(check_catalog_dir)]
 DICTIONARY_TYPE = pa.dictionary(pa.int32(), pa.string())
 NUMERIC_TYPES: dict[str, pa.DataType] = {
     "price": pa.float64(),

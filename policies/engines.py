@@ -567,7 +567,7 @@ class VLLMEngine:
         try:
             from vllm import LLM
         except ImportError as exc:
-            raise ImportError("VLLMEngine needs vllm: pip install vllm (on a CUDA machine)") from exc
+            raise ImportError("VLLMEngine needs vllm: pip install 'ecomrlve[vllm]' (on a CUDA machine)") from exc
         try:  # "smollm2" / a .gguf -> the converted safetensors directory
             from .models import ModelNotFound, local_dir
 

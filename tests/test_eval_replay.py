@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
 import pyarrow.parquet as pq
 import pytest
 
-from ecomrlve.actors.evaluate import (EVAL_SEED_BASE, EvalConfig, PolicySpec, add_eval_commands, pass_hat_k, play_episode,
+from ecomrlve.actors.evaluate import (EVAL_SEED_BASE, EvalConfig, PolicySpec, pass_hat_k, play_episode,
                              run_eval, summarize)
-from ecomrlve.actors.replay import add_replay_commands, replay_episode
+from ecomrlve.actors.replay import replay_episode
 from ecomrlve.envs import env_class, make_env
 
 EVAL_ENVS = "E_CART,E_STATUS"
@@ -26,12 +25,9 @@ def _require(*env_ids):
 
 
 def _cli(*argv) -> int:
-    parser = argparse.ArgumentParser(prog="ecomrlve")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_eval_commands(sub)
-    add_replay_commands(sub)
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    from ecomrlve.actors.cli import main
+
+    return main(list(argv))
 
 
 # --------------------------------------------------------------------------- pass^k
@@ -68,7 +64,7 @@ def test_policy_specs():
     spec = PolicySpec("hf:some/model")
     assert spec.is_llm and not spec.deterministic and spec.target == "some/model"
     with pytest.raises(ValueError, match="engine option"):
-        EvalConfig(policy="openai:http://127.0.0.1:9/v1", engine={"temprature": 0}).validate()
+        EvalConfig(policy="openai:http://127.0.0.1:9/v1", engine={"temprature": 0})
 
 
 def test_openai_engine_policy_against_a_local_chat_server(catalog, tmp_path):

@@ -223,19 +223,23 @@ def test_train_config_errors_name_the_field():
     from ecomrlve.actors.train import TrainConfig
 
     with pytest.raises(ValueError, match="group_size"):
-        TrainConfig(group_size=1).validate()
+        TrainConfig(group_size=1)
     with pytest.raises(ValueError, match="unknown environment"):
-        TrainConfig(collection="C9").validate()
+        TrainConfig(collection="C9")
     with pytest.raises(ValueError, match="bogus"):
-        TrainConfig(dapo={"bogus": 1}).validate()
+        TrainConfig(dapo={"bogus": 1})
     with pytest.raises(ValueError, match="T_maxx"):
-        TrainConfig(axes={"T_maxx": 1}).validate()
+        TrainConfig(axes={"T_maxx": 1})
 
 
 def test_cli_registers_train_and_sft():
     import argparse
 
-    from ecomrlve.actors.train import TrainConfig, add_train_commands, config_from_args
+    from ecomrlve.actors.config import parse_model
+    from ecomrlve.actors.train import SftConfig, TrainCommand, TrainConfig, add_train_commands
+
+    def config_from_args(args):
+        return parse_model(TrainCommand, args)
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
@@ -254,12 +258,12 @@ def test_cli_registers_train_and_sft():
     cfg = config_from_args(args)
     assert not cfg.ray and cfg.sync and cfg.engine_opts == {"static_cache": True} and cfg.workers == 3
     assert cfg.shards == 1 and cfg.dispatch_size() == 2 and cfg.shopper == "local"
-    for bad, field in ((["--shards", "0"], "shards"), (["--batch-size", "0"], "batch_size"),
-                       (["--engine-opt", "static_cache"], "engine-opt"), (["--catalog-size", "1"], "catalog_size")):
+    for bad, field in ((["--shards", "0"], "--shards"), (["--batch-size", "0"], "--batch-size"),
+                       (["--engine-opt", "static_cache"], "--engine-opt"), (["--catalog-size", "1"], "--catalog-size")):
         with pytest.raises(ValueError, match=field):
             config_from_args(parser.parse_args(["train", *bad]))
     args = parser.parse_args(["sft", "runs/x", "--out", "o", "--steps", "5"])
-    assert args.func.__name__ == "cmd_sft" and args.steps == 5
+    assert args.config_model is SftConfig and parse_model(SftConfig, args).steps == 5
 
 
 # --------------------------------------------------------------------------- SFT

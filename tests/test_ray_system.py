@@ -389,11 +389,12 @@ def test_ray_job_submit_runs_ecomrlve(ray_env, tmp_path):
 
 def test_cli_registers_run_and_catalog_and_rejects_bad_input(capsys):
     from ecomrlve.actors import cli
+    from ecomrlve.actors.config import parse_model
 
     parser = cli.build_parser()
     args = parser.parse_args(["run", "--episodes", "5", "--policy", "oracle", "--collection", "C1"])
-    cfg = cli._config_from_args(args)
-    assert (cfg.episodes, cfg.policy, cfg.collection, cfg.catalog_size) == (5, "oracle", "C1", cli.DEFAULT_CATALOG_SIZE)
+    cfg = parse_model(cli.RunCommand, args)
+    assert (cfg.episodes, cfg.policy, cfg.collection, cfg.catalog_size) == (5, "oracle", "C1", 20_000)
     assert parser.parse_args(["catalog", "info", "somewhere"]).func is not None
     # bad values are named and exit 2 before any Ray cluster starts
     assert cli.main(["run", "--episodes", "0", "--collection", "C1"]) == 2

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from ecomrlve.catalog_service import Catalog
 from ecomrlve.catalog_service import search as search_mod
-from ecomrlve.catalog_service.build import add_catalog_commands, main_catalog
 from ecomrlve.catalog_service.filters import compile_filters, filter_mask, row_matches
 from ecomrlve.catalog_service.search import (
     MAX_TOP_K,
@@ -457,15 +456,19 @@ def test_searcher_on_a_slice_answers_in_slice_rows(cat):
 
 def test_cli_build_and_info(tmp_path, capsys):
     out = tmp_path / "c"
-    assert main_catalog(["build", "--n", "300", "--seed", "3", "--out", str(out)]) == 0
+    from ecomrlve.actors.cli import main
+
+    assert main(["catalog", "build", "--n", "300", "--seed", "3", "--out", str(out)]) == 0
     loaded = Catalog.load(out)
     assert len(loaded) == 300 and isinstance(loaded.searcher, LexicalSearcher)
-    assert main_catalog(["info", str(out)]) == 0
+    assert main(["catalog", "info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "300" in text and "bm25" in text
 
 
 def test_add_catalog_commands_registers_subcommands():
+    from ecomrlve.actors.cli import add_catalog_commands
+
     parser = argparse.ArgumentParser(prog="ecomrlve")
     add_catalog_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["catalog", "build", "--n", "50", "--seed", "1", "--out", "x", "--dense"])
