@@ -95,6 +95,7 @@ class Episode:
         self.env, self.catalog, self.phraser = env, catalog, phraser
         self.max_steps = int(max_steps)
         self.obs: dict | None = None
+        self.info: dict = {}
         self.actions: list = []
         self.error: str | None = None
         self.exception: BaseException | None = None
