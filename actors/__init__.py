@@ -13,6 +13,8 @@ _LAZY = {
     "Driver": "ecomrlve.actors.driver",
     "RunConfig": "ecomrlve.actors.driver",
     "RunResult": "ecomrlve.actors.driver",
+    "Episode": "ecomrlve.actors.rollout",
+    "play": "ecomrlve.actors.rollout",
     "EnvWorker": "ecomrlve.actors.env_worker",
     "PolicyClient": "ecomrlve.actors.env_worker",
     "LocalPolicyClient": "ecomrlve.actors.env_worker",

@@ -7,9 +7,9 @@ service, and the finished episode becomes a trajectory record.
 
 Concurrency: every episode is an asyncio task (bounded by ``max_concurrent``). The
 environment code is synchronous, so each turn (policy act + ``env.step``) runs in a thread
-pool; while one episode's thread waits on a shard search (which releases the GIL) the
-others go on, and the router batches their searches. Remote calls that are naturally async
-(the shopper deployment, a remote policy engine) are awaited on the event loop.
+pool; while one episode's thread waits on a shard search or a shopper reply (both release
+the GIL) the others go on, and the router batches their searches. A remote policy engine is
+awaited on the event loop.
 
 Policies: `PolicyClient` is the seam. `LocalPolicyClient` runs ``oracle`` / ``heuristic`` in
 the worker; `ActorPolicyClient` forwards observations to any actor with an ``act(obs)``
@@ -28,7 +28,6 @@ is recorded with ``termination_reason = "error: ..."`` and ``is_correct = False`
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import traceback
@@ -37,13 +36,11 @@ from typing import Any, Protocol
 
 import ray
 
-from ecomrlve.envs import make_env
+from .rollout import Episode, outcomes_of, play_async, summary_of
 
-MAX_STEPS = 256  # safety net; environments end far earlier (T_max)
 POLICIES = ("oracle", "heuristic")
 
-__all__ = ["EnvWorker", "PolicyClient", "LocalPolicyClient", "ActorPolicyClient", "run_episode_sync",
-           "trajectory_record", "outcomes_of", "POLICIES"]
+__all__ = ["EnvWorker", "PolicyClient", "LocalPolicyClient", "ActorPolicyClient", "POLICIES"]
 
 
 # --------------------------------------------------------------------------- policy seam
@@ -51,10 +48,11 @@ __all__ = ["EnvWorker", "PolicyClient", "LocalPolicyClient", "ActorPolicyClient"
 
 class PolicyClient(Protocol):
     name: str
-    local: bool  # True: `episode(env).act(obs)` is a cheap synchronous call
 
     def episode(self, env) -> Any:
-        """A per-episode policy object with `act(obs)` (sync when `local`, else async)."""
+        """A per-episode policy object with `act(obs)`: a coroutine function for a remote
+        policy (awaited on the event loop), else a cheap synchronous call (run in the thread
+        pool together with the env step)."""
 
     # optional: ``async finish(episode, task, record) -> (learner item | None, summary fields)``,
     # called once per finished episode (also after an error) by `EnvWorker.run_rollouts`
@@ -62,8 +60,6 @@ class PolicyClient(Protocol):
 
 class LocalPolicyClient:
     """The in-process policies: ``oracle`` (privileged) and ``heuristic``."""
-
-    local = True
 
     def __init__(self, name: str):
         if name not in POLICIES:
@@ -93,8 +89,6 @@ class _RemoteEpisode:
 class ActorPolicyClient:
     """Forwards each observation to a policy-engine actor (``await engine.act.remote(obs)``)."""
 
-    local = False
-
     def __init__(self, handle, name: str = "engine"):
         self.handle, self.name = handle, name
 
@@ -106,66 +100,6 @@ def make_policy_client(policy: str | Any) -> PolicyClient:
     if isinstance(policy, str):
         return LocalPolicyClient(policy)
     return policy
-
-
-# --------------------------------------------------------------------------- records
-
-
-def _json(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
-
-
-def trajectory_record(task: dict, env, actions: list, policy: str, worker: int | str, wall_ms: float,
-                      error: str | None = None) -> dict:
-    info = env.reward_info.as_dict() if getattr(env, "reward_info", None) is not None else {}
-    return {
-        "episode_id": int(task.get("episode_id", task["task_id"])),
-        "env_id": task["env_id"],
-        "difficulty": int(task["difficulty"]),
-        "seed": int(task["seed"]),
-        "actions": _json(actions),
-        "messages": _json(getattr(env, "messages", [])),
-        "r_task": float(info.get("r_task", -1.0)),
-        "r_eff": float(info.get("r_eff", 0.0)),
-        "r_hall": float(info.get("r_hall", 0.0)),
-        "r_total": float(info.get("r_total", -1.0)),
-        "is_correct": bool(info.get("is_correct", False)) and error is None,
-        "termination_reason": f"error: {error}" if error else str(info.get("termination_reason", "")),
-        "turns": int(getattr(env, "turn", 0)),
-        "worker": str(worker),
-        "policy": policy,
-        "wall_ms": float(wall_ms),
-    }
-
-
-def summary_of(rec: dict) -> dict:
-    return {k: rec[k] for k in ("episode_id", "env_id", "difficulty", "seed", "r_total", "is_correct", "turns",
-                                "worker", "termination_reason", "wall_ms")}
-
-
-def outcomes_of(tasks: list[dict], records: list[dict]) -> list[dict]:
-    """Curriculum outcomes of finished episodes: every episode counts; the task id goes only
-    with rollout 0 of a group (the curriculum drops a task id it has already seen)."""
-    out = []
-    for t, r in zip(tasks, records):
-        o = {"env_id": r["env_id"], "difficulty": r["difficulty"], "is_correct": r["is_correct"]}
-        if int(t.get("rollout", 0)) == 0:
-            o["task_id"] = int(t["task_id"])
-        out.append(o)
-    return out
-
-
-def run_episode_sync(env, policy, task: dict, phrase=None) -> list:
-    """Play one episode in this thread (the in-process reference path). Returns the actions."""
-    obs, _ = env.reset(seed=int(task["seed"]), options={"difficulty": int(task["difficulty"])})
-    actions = []
-    for _ in range(MAX_STEPS):
-        action = policy.act(obs)
-        actions.append(action)
-        obs, _, term, trunc, _ = env.step(action)
-        if term or trunc:
-            return actions
-    raise RuntimeError(f"episode did not end within {MAX_STEPS} steps")
 
 
 # --------------------------------------------------------------------------- the actor
@@ -184,7 +118,7 @@ class EnvWorkerImpl:
 
             router.observer = lambda ms, shards, batch: get_metrics().search(ms, shards, batch)
         self.policy = make_policy_client(policy)
-        self.shopper = shopper  # object with `async phrase(request) -> str`, or None
+        self.shopper = shopper  # a shopper client (`for_episode(episode_id)` is a phraser), or None
         self.scheduler = scheduler
         self.max_concurrent = max(1, int(max_concurrent))
         self.pool = ThreadPoolExecutor(max(1, int(threads)), thread_name_prefix=f"env{worker_id}")
@@ -235,36 +169,6 @@ class EnvWorkerImpl:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
 
-    async def _phrase(self, env, start: int, task: dict, utterances: dict) -> None:
-        """Send shopper messages ``env.messages[start:]`` through the shopper service.
-
-        The request carries the template text and what a rephrasing backend needs to check
-        itself: the clean (typo-free) text, the kind, the slots it discloses, the phrases of
-        every slot the shopper knows and the ids it mentions."""
-        if self.shopper is None:
-            return
-        for i in range(start, len(env.messages)):
-            msg = env.messages[i]
-            if msg.get("role") != "user":
-                continue
-            req = {"text": msg["content"], "env_id": task["env_id"], "turn": env.turn,
-                   "episode_id": task["task_id"], "difficulty": task["difficulty"]}
-            utt = utterances.get(i)
-            if utt is not None:
-                shopper = getattr(env, "shopper", None)
-                req.update(clean_text=utt.clean_text, kind=utt.kind, slots=list(utt.slots),
-                           mentioned_ids=list(utt.mentioned_ids), seed=int(task["seed"]),
-                           noise=float(getattr(shopper, "p_noise", 0.0)),
-                           slot_phrases={n: sl.phrase for n, sl in getattr(shopper, "slots", {}).items()})
-            text = await self.shopper.phrase(req)
-            if text != msg["content"]:  # an LLM backend rephrased it: the transcript shows what was said
-                msg["content"] = text
-
-    @staticmethod
-    def _local_turn(policy, env, obs):
-        action = policy.act(obs)
-        return action, env.step(action)
-
     async def _episode(self, task: dict, finish=None) -> tuple[dict, dict, Any]:
         """Play `task`; returns (trajectory record, timing in ms, ``finish``'s result or None).
 
@@ -278,50 +182,14 @@ class EnvWorkerImpl:
             metrics = get_metrics()
             metrics.queue_depth(f"worker{self.worker_id}_active", self.active)
             t0 = time.perf_counter()
-            clock = {"policy_ms": 0.0, "env_ms": 0.0, "shopper_ms": 0.0}
-
-            async def timed(key, coro):
-                s0 = time.perf_counter()
-                try:
-                    return await coro
-                finally:
-                    clock[key] += (time.perf_counter() - s0) * 1e3
-
-            env, actions, error, policy = None, [], None, None
-            try:
-                env = make_env(task["env_id"], self.view)
-                utterances = _record_utterances(env)
-                options: dict = {"difficulty": int(task["difficulty"])}
-                if task.get("axes"):
-                    options["axes"] = dict(task["axes"])
-                obs, _ = await timed("env_ms", self._call(env.reset, seed=int(task["seed"]), options=options))
-                await timed("shopper_ms", self._phrase(env, 0, task, utterances))
-                policy = self.policy.episode(env)
-                for _ in range(MAX_STEPS):
-                    before = len(env.messages)
-                    if self.policy.local:
-                        action, step = await timed("env_ms", self._call(self._local_turn, policy, env, obs))
-                    else:
-                        action = await timed("policy_ms", policy.act(obs))
-                        step = await timed("env_ms", self._call(env.step, action))
-                    actions.append(action)
-                    obs, _, term, trunc, _ = step
-                    await timed("shopper_ms", self._phrase(env, before, task, utterances))
-                    if term or trunc:
-                        break
-                else:
-                    error = f"episode did not end within {MAX_STEPS} steps"
-            except Exception as exc:  # noqa: BLE001 - one bad episode never kills the worker
-                error = f"{type(exc).__name__}: {exc}"
-                traceback.print_exc()
-            wall_ms = (time.perf_counter() - t0) * 1e3
-            if env is None:
-                env = _Blank()
-            rec = trajectory_record(task, env, actions, self.policy.name, self.worker_id, wall_ms, error)
+            phraser = self.shopper.for_episode(task["task_id"]) if self.shopper is not None else None
+            episode = Episode(task, catalog=self.view, phraser=phraser)
+            await play_async(episode, lambda e: self.policy.episode(e.env), self._call)
+            rec = episode.record(self.policy.name, self.worker_id, wall_ms=(time.perf_counter() - t0) * 1e3)
             extra = None
             if finish is not None:
                 try:
-                    extra = await finish(policy, task, rec)
+                    extra = await finish(episode.actor, task, rec)
                 except Exception as exc:  # noqa: BLE001 - the record is kept; nothing to learn from
                     traceback.print_exc()
                     extra = (None, {"finish_error": f"{type(exc).__name__}: {exc}"})
@@ -330,29 +198,7 @@ class EnvWorkerImpl:
             metrics.queue_depth(f"worker{self.worker_id}_active", self.active)
             metrics.episode(rec["env_id"], rec["policy"], rec["r_total"], rec["is_correct"], rec["difficulty"],
                             rec["turns"])
-            return rec, clock, extra
-
-
-def _record_utterances(env) -> dict:
-    """{message index: Utterance} of the shopper's messages, recorded as the env writes
-    them (so the shopper service gets clean text and slots, not just the final text)."""
-    record: dict = {}
-    write = getattr(env, "_user", None)
-    if write is None:
-        return record
-
-    def _user(utt):
-        write(utt)
-        record[len(env.messages) - 1] = utt
-
-    env._user = _user
-    return record
-
-
-class _Blank:
-    messages: list = []
-    turn = 0
-    reward_info = None
+            return rec, dict(episode.timing), extra
 
 
 EnvWorker = ray.remote(max_restarts=-1, max_task_retries=0)(EnvWorkerImpl)

@@ -45,7 +45,6 @@ import math
 import sys
 import threading
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,12 +58,13 @@ from ecomrlve.catalog_service.catalog import CatalogDir
 
 from .config import add_command, arg
 
+from .rollout import MAX_STEPS
+
 EVAL_SEED_BASE = 10**9
 DEFAULT_CATALOG_SIZE = 20_000
 DEFAULT_DIFFICULTIES = (0, 3, 6, 9, 12)
 DETERMINISTIC_POLICIES = ("heuristic", "oracle")
 ENGINE_PREFIXES = ("hf", "openai", "vllm")
-MAX_STEPS = 256
 
 EPISODES_FILE = "episodes.parquet"
 SUMMARY_PARQUET = "summary.parquet"
@@ -73,8 +73,7 @@ HEATMAP_FILE = "heatmap.png"
 CONFIG_FILE = "config.json"
 
 __all__ = ["EVAL_SEED_BASE", "EvalConfig", "EvalResult", "run_eval", "pass_hat_k", "summarize", "markdown_table",
-           "write_heatmap", "load_catalog", "jsonable", "PolicySpec", "add_eval_commands", "episode_schema",
-           "play_episode"]
+           "write_heatmap", "load_catalog", "jsonable", "PolicySpec", "add_eval_commands", "episode_schema"]
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -246,45 +245,6 @@ def episode_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def _dumps(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
-
-
-def play_episode(env, make_policy: Callable[[], Any], seed: int, difficulty: int,
-                 max_steps: int = MAX_STEPS) -> tuple[list, str | None]:
-    """Reset `env`, build the policy (``make_policy()``, after the reset) and play it to the
-    end. Returns (actions, error or None); an exception is recorded, never raised."""
-    actions: list = []
-    try:
-        obs, _ = env.reset(seed=int(seed), options={"difficulty": int(difficulty)})
-        policy = make_policy()
-        for _ in range(max_steps):
-            action = policy.act(obs)
-            actions.append(action)
-            obs, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                return actions, None
-        return actions, f"episode did not end within {max_steps} steps"
-    except Exception as exc:  # noqa: BLE001 - one failing episode is a recorded failure, not a crash
-        traceback.print_exc(limit=3, file=sys.stderr)
-        return actions, f"{type(exc).__name__}: {exc}"
-
-
-def _record(env, actions, error, *, episode_id, env_id, difficulty, seed, policy, trial, task_index,
-            policy_seed, wall_ms) -> dict:
-    info = env.reward_info.as_dict() if getattr(env, "reward_info", None) is not None else {}
-    return {
-        "episode_id": int(episode_id), "env_id": env_id, "difficulty": int(difficulty), "seed": int(seed),
-        "actions": _dumps(actions), "messages": _dumps(getattr(env, "messages", [])),
-        "r_task": float(info.get("r_task", -1.0)), "r_eff": float(info.get("r_eff", 0.0)),
-        "r_hall": float(info.get("r_hall", 0.0)), "r_total": float(info.get("r_total", -1.0)),
-        "is_correct": bool(info.get("is_correct", False)) and error is None,
-        "termination_reason": f"error: {error}" if error else str(info.get("termination_reason", "")),
-        "turns": int(getattr(env, "turn", 0)), "worker": "eval", "policy": policy, "wall_ms": float(wall_ms),
-        "trial": int(trial), "task_index": int(task_index), "policy_seed": int(policy_seed), "replicated": False,
-    }
-
-
 # --------------------------------------------------------------------------- config
 
 
@@ -423,8 +383,12 @@ _SPECS: dict[tuple[str, str], PolicySpec] = {}  # loaded engines, one per policy
 
 
 def _run_cell(job: dict, cfg_dict: dict, catalog=None) -> list[dict]:
-    """Play every task and trial of one (env, difficulty) cell."""
-    from ecomrlve.envs import make_env
+    """Play every task and trial of one (env, difficulty) cell: per trial, all tasks of the
+    cell in lockstep (`ecomrlve.actors.rollout.play`: an LLM policy answers them with one
+    ``act_batch`` per turn, generation seed = the trial index; the heuristic and the oracle get
+    one policy per episode). A deterministic policy plays trial 0 only, copied to the others
+    unless ``rerun_deterministic``."""
+    from .rollout import Episode, play
 
     if catalog is None:
         catalog = load_catalog(cfg_dict["catalog_dir"], cfg_dict["catalog_size"], cfg_dict["catalog_seed"])
@@ -432,81 +396,23 @@ def _run_cell(job: dict, cfg_dict: dict, catalog=None) -> list[dict]:
     spec = _SPECS.get(key)
     if spec is None:
         spec = _SPECS[key] = PolicySpec(cfg_dict["policy"], cfg_dict.get("engine"))
-    if spec.is_llm:
-        return _run_cell_batched(job, cfg_dict, catalog, spec)
-    env_id, d, n = job["env_id"], job["difficulty"], job["n"]
-    env = make_env(env_id, catalog, difficulty=d)
+    env_id, d, n, seeds = job["env_id"], job["difficulty"], job["n"], cfg_dict["seeds"]
     replicate = spec.deterministic and not cfg_dict["rerun_deterministic"]
     rows = []
-    for i in range(cfg_dict["seeds"]):
-        seed = cfg_dict["seed_base"] + i
-        task_index = job["task_base"] + i
-        first = None
-        for trial in range(n):
-            episode_id = task_index * n + trial
-            if replicate and first is not None:
-                rows.append({**first, "episode_id": episode_id, "trial": trial, "policy_seed": trial, "replicated": True})
-                continue
-            t0 = time.perf_counter()
-            actions, error = play_episode(env, lambda: spec.make(env, policy_seed=trial), seed, d,
-                                          cfg_dict["max_steps"])
-            rec = _record(env, actions, error, episode_id=episode_id, env_id=env_id, difficulty=d, seed=seed,
-                          policy=cfg_dict["policy"], trial=trial, task_index=task_index, policy_seed=trial,
-                          wall_ms=(time.perf_counter() - t0) * 1e3)
-            rows.append(rec)
-            first = rec
-    return rows
-
-
-def _run_cell_batched(job: dict, cfg_dict: dict, catalog, spec: PolicySpec) -> list[dict]:
-    """LLM policies: per trial, all tasks of the cell advance in lockstep, one batched
-    ``act_batch`` per turn (policy seed = the trial index)."""
-    from ecomrlve.envs import make_env
-
-    env_id, d, n, seeds = job["env_id"], job["difficulty"], job["n"], cfg_dict["seeds"]
-    rows = []
-    for trial in range(n):
-        t0 = time.perf_counter()
-        policy = spec.llm_policy(trial)
-        envs = [make_env(env_id, catalog, difficulty=d) for _ in range(seeds)]
-        obs: dict[int, dict] = {}
-        actions: dict[int, list] = {i: [] for i in range(seeds)}
-        errors: dict[int, str] = {}
-        finished: set[int] = set()
-        for i, env in enumerate(envs):
-            try:
-                obs[i], _ = env.reset(seed=cfg_dict["seed_base"] + i, options={"difficulty": d})
-            except Exception as exc:  # noqa: BLE001
-                errors[i] = f"{type(exc).__name__}: {exc}"
-                finished.add(i)
-        for _ in range(cfg_dict["max_steps"]):
-            live = [i for i in range(seeds) if i not in finished]
-            if not live:
-                break
-            try:
-                acts = policy.act_batch([obs[i] for i in live], keys=live)
-            except Exception as exc:  # noqa: BLE001 - an engine failure fails these episodes, not the eval
-                traceback.print_exc(limit=3, file=sys.stderr)
-                for i in live:
-                    errors[i] = f"{type(exc).__name__}: {exc}"
-                    finished.add(i)
-                break
-            for i, action in zip(live, acts):
-                actions[i].append(action)
-                try:
-                    obs[i], _, terminated, truncated, _ = envs[i].step(action)
-                except Exception as exc:  # noqa: BLE001
-                    errors[i] = f"{type(exc).__name__}: {exc}"
-                    terminated = True
-                if terminated or truncated:
-                    finished.add(i)
-        wall_ms = (time.perf_counter() - t0) * 1e3 / max(1, seeds)
-        for i, env in enumerate(envs):
-            error = errors.get(i) or (None if i in finished else f"episode did not end within {cfg_dict['max_steps']} steps")
-            task_index = job["task_base"] + i
-            rows.append(_record(env, actions[i], error, episode_id=task_index * n + trial, env_id=env_id, difficulty=d,
-                                seed=cfg_dict["seed_base"] + i, policy=cfg_dict["policy"], trial=trial,
-                                task_index=task_index, policy_seed=trial, wall_ms=wall_ms))
+    for trial in range(1 if replicate else n):
+        episodes = [Episode({"env_id": env_id, "difficulty": d, "seed": cfg_dict["seed_base"] + i,
+                             "episode_id": (job["task_base"] + i) * n + trial},
+                            catalog=catalog, key=i, max_steps=cfg_dict["max_steps"]) for i in range(seeds)]
+        if spec.is_llm:
+            play(episodes, spec.llm_policy(trial))
+        else:
+            play(episodes, lambda e, trial=trial: spec.make(e.env, policy_seed=trial))
+        rows += [e.record(cfg_dict["policy"], "eval", extra={"trial": trial, "task_index": job["task_base"] + i,
+                                                              "policy_seed": trial, "replicated": False})
+                 for i, e in enumerate(episodes)]
+    if replicate:
+        rows += [{**r, "episode_id": r["task_index"] * n + trial, "trial": trial, "policy_seed": trial,
+                  "replicated": True} for r in list(rows) for trial in range(1, n)]
     return rows
 
 

@@ -60,6 +60,7 @@ from ecomrlve.envs.difficulty import MAX_DIFFICULTY
 
 from .config import add_command, arg, require_extra
 from .evaluate import DEFAULT_CATALOG_SIZE, jsonable, load_catalog
+from .rollout import Episode
 
 DEFAULT_PORT = 8000
 MAX_BODY_BYTES = 256 * 1024
@@ -192,7 +193,8 @@ class Session:
 
     def __init__(self, server: "EnvServer", episode_id: str | None = None):
         self.server = server
-        self.env = None
+        self.env = None  # kept across resets of the same env_id
+        self.episode: Episode | None = None
         self.episode_id = episode_id
         self.step_count = 0
         self.lock = threading.Lock()
@@ -218,14 +220,17 @@ class Session:
                     raise RequestError(f"env_id: {env_id} is not available in this installation ({exc})",
                                        status=503, code="EXECUTION_ERROR") from None
             seed = params.seed if params.seed is not None else self.server.next_seed()
-            try:
-                obs, info = self.env.reset(seed=seed, options=options)
-            except ValueError as exc:
-                raise RequestError(str(exc)) from None
+            episode = Episode({"env_id": env_id, "seed": seed, "difficulty": difficulty, "axes": params.axes},
+                              env=self.env)
+            if episode.reset() is None:
+                if isinstance(episode.exception, ValueError):
+                    raise RequestError(str(episode.exception))
+                raise RequestError(f"reset failed: {episode.error}", status=500, code="EXECUTION_ERROR")
+            self.episode = episode
             self.episode_id = params.episode_id or self.episode_id or secrets.token_urlsafe(12)
             self.step_count = 0
             self.last_used = time.monotonic()
-            return self._payload(obs, None, False, False, info)
+            return self._payload(episode.obs, None, False, False, episode.info)
 
     def step(self, action: Any) -> dict:
         if not isinstance(action, dict):
@@ -236,12 +241,15 @@ class Session:
                 raise RequestError("action.raw must be a string")
             action = action["raw"]
         with self.lock:
-            if self.env is None:
+            if self.episode is None:
                 raise RequestError("no episode: send reset first", status=409, code="EXECUTION_ERROR")
-            if self.env.done:
+            if self.episode.done:
                 raise RequestError("episode is over: send reset to start a new one", status=409,
                                    code="EXECUTION_ERROR")
-            obs, reward, terminated, truncated, info = self.env.step(action)
+            out = self.episode.step(action)
+            if out is None:
+                raise RequestError(f"step failed: {self.episode.error}", status=500, code="EXECUTION_ERROR")
+            obs, reward, terminated, truncated, info = out
             self.step_count += 1
             self.last_used = time.monotonic()
             return self._payload(obs, float(reward), terminated, truncated, info)

@@ -39,6 +39,7 @@ from ecomrlve.envs.difficulty import MAX_DIFFICULTY
 from .evaluate import DEFAULT_CATALOG_SIZE, jsonable, load_catalog
 from .config import add_command, arg, require_extra
 from .openenv_server import MAX_BODY_BYTES, RequestError, install_error_handlers, known_env, read_json
+from .rollout import Episode
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_FILES = {"play.html": "text/html", "play.js": "text/javascript", "play.css": "text/css"}
@@ -92,7 +93,8 @@ def answer_schema(fields: tuple[str, ...]) -> dict:
 
 class PlaySession:
     def __init__(self):
-        self.env = None
+        self.env = None  # the current episode's env
+        self.episode: Episode | None = None
         self.envs: dict[str, Any] = {}
         self.lock = threading.Lock()
         self.last_reward: float | None = None
@@ -155,22 +157,26 @@ class Player:
                                        status=503) from None
                 sess.envs[body.env_id] = env
             seed = body.seed if body.seed is not None else self.next_seed()
-            try:
-                env.reset(seed=seed, options={"difficulty": body.difficulty})
-            except ValueError as exc:
-                raise RequestError(str(exc)) from None
-            sess.env = env
+            episode = Episode({"env_id": body.env_id, "seed": seed, "difficulty": body.difficulty}, env=env)
+            if episode.reset() is None:
+                if isinstance(episode.exception, ValueError):
+                    raise RequestError(str(episode.exception))
+                raise RequestError(f"reset failed: {episode.error}", status=500)
+            sess.env, sess.episode = env, episode
             sess.last_reward, sess.terminated, sess.truncated = None, False, False
             return self.view(sess)
 
     def step(self, sess: PlaySession, action: Any) -> dict:
         with sess.lock:
-            env = sess.env
-            if env is None:
+            episode = sess.episode
+            if episode is None:
                 raise RequestError("no episode: reset first", status=409)
-            if env.done:
+            if episode.done:
                 raise RequestError("episode is over: start a new one", status=409)
-            _, reward, terminated, truncated, _ = env.step(action)
+            out = episode.step(action)
+            if out is None:
+                raise RequestError(f"step failed: {episode.error}", status=500)
+            _, reward, terminated, truncated, _ = out
             sess.last_reward, sess.terminated, sess.truncated = float(reward), bool(terminated), bool(truncated)
             return self.view(sess)
 

@@ -179,8 +179,6 @@ class EngineClient:
     episode that raised, or whose record is missing, yields no trajectory: an environment or
     engine failure is not the policy's fault and must not move its advantages."""
 
-    local = False
-
     def __init__(self, handle, name: str = "llm", max_new_tokens: int | None = None, dapo: dict | None = None):
         self.handle, self.name = handle, name
         self.max_new_tokens = max_new_tokens
@@ -195,13 +193,14 @@ class EngineClient:
         if episode is None:  # failed before the first act: the engine holds nothing
             return None, {}
         [tokens] = await self.handle.pop_episodes.remote([episode.key])
-        from .train import is_error_reason
+        from .rollout import is_error_reason
 
         if self.max_new_tokens is None or tokens is None or is_error_reason(record["termination_reason"]):
             return None, {}
         from ecomrlve.policies.dapo import DAPOConfig
 
-        from .train import EpisodeResult, to_trajectory
+        from .rollout import EpisodeResult
+        from .train import to_trajectory
 
         reward = {k: record[k] for k in ("r_total", "is_correct", "termination_reason")}
         res = EpisodeResult(task, int(task.get("rollout", 0)), tokens, reward, [], [], int(record["turns"]))

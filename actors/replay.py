@@ -28,6 +28,7 @@ from ecomrlve.catalog_service.catalog import CatalogDir
 from .config import add_command, arg
 
 from .evaluate import DEFAULT_CATALOG_SIZE, load_catalog
+from .rollout import Episode
 
 TRAJECTORY_FILES = ("trajectories.parquet", "episodes.parquet")
 REWARD_FIELDS = ("r_task", "r_eff", "r_hall", "r_total", "is_correct", "termination_reason", "turns")
@@ -81,8 +82,6 @@ def replay_episode(run_dir, episode_id: int, catalog=None, catalog_dir: str | No
                    catalog_size: int | None = None, catalog_seed: int | None = None,
                    check_messages: bool | None = None) -> ReplayResult:
     """Replay one recorded episode; `ReplayResult.diffs` lists every difference."""
-    from ecomrlve.envs import make_env
-
     row, config = load_episode(run_dir, episode_id)
     if catalog is None:
         catalog = load_catalog(catalog_dir or config.get("catalog_dir"),
@@ -92,24 +91,21 @@ def replay_episode(run_dir, episode_id: int, catalog=None, catalog_dir: str | No
     recorded_messages = json.loads(row["messages"] or "[]")
     if check_messages is None:
         check_messages = config.get("shopper_backend", "template") == "template"
-    env = make_env(row["env_id"], catalog, difficulty=int(row["difficulty"]))
-    error = None
-    try:
-        env.reset(seed=int(row["seed"]), options={"difficulty": int(row["difficulty"])})
-        for i, action in enumerate(actions):
-            if env.done:
-                error = f"the episode ended after {i} of {len(actions)} recorded actions"
-                break
-            env.step(action)
-        else:
-            if not env.done and actions:
-                error = f"the episode had not ended after all {len(actions)} recorded actions"
-    except Exception as exc:  # noqa: BLE001 - reported as a difference
-        error = f"{type(exc).__name__}: {exc}"
-    info = env.reward_info.as_dict() if getattr(env, "reward_info", None) is not None else {}
-    replayed = {"r_task": info.get("r_task"), "r_eff": info.get("r_eff"), "r_hall": info.get("r_hall"),
-                "r_total": info.get("r_total"), "is_correct": info.get("is_correct"),
-                "termination_reason": info.get("termination_reason"), "turns": int(getattr(env, "turn", 0))}
+    episode = Episode(row, catalog=catalog)
+    episode.reset()
+    for action in actions:
+        if episode.done:
+            break
+        episode.step(action)
+    if episode.error is not None:
+        error = episode.error
+    elif len(episode.actions) < len(actions):
+        error = f"the episode ended after {len(episode.actions)} of {len(actions)} recorded actions"
+    elif not episode.done and actions:
+        error = f"the episode had not ended after all {len(actions)} recorded actions"
+    else:
+        error = None
+    replayed = {**episode.reward, "turns": episode.turns}
     recorded = {k: row.get(k) for k in REWARD_FIELDS}
     diffs = []
     if error:
@@ -121,7 +117,7 @@ def replay_episode(run_dir, episode_id: int, catalog=None, catalog_dir: str | No
             continue
         if recorded.get(k) != replayed.get(k):
             diffs.append(f"{k}: recorded {recorded.get(k)!r}, replayed {replayed.get(k)!r}")
-    messages = json.loads(json.dumps(getattr(env, "messages", []), ensure_ascii=False, default=str))
+    messages = json.loads(json.dumps(episode.messages, ensure_ascii=False, default=str))
     if check_messages and recorded_messages and messages != recorded_messages:
         first = next((i for i, (a, b) in enumerate(zip(recorded_messages, messages)) if a != b),
                      min(len(recorded_messages), len(messages)))

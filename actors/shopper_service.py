@@ -2,7 +2,11 @@
 
 Environments write what the shopper says (`ecomrlve.envs.shopper.TemplateShopper` decides *what*
 is said: which slots are disclosed, typos, quits). This service decides *how it is
-phrased*: env workers send every new shopper message through ``phrase(request) -> text``.
+phrased*: a client's ``for_episode(episode_id)`` is the episode's `ecomrlve.envs.shopper.Phraser`,
+so the environment itself sends every shopper message through ``phrase(request) -> text``
+when it speaks, and its transcript and checks hold the phrased text. The env runs in an env
+worker's thread pool, so the client waits for the Serve reply synchronously there (never on
+the event loop).
 
 - ``template`` backend (default): returns the template text unchanged, so transcripts stay
   byte-identical to an in-process run (the determinism contract).
@@ -48,7 +52,8 @@ MAX_OPEN_BATCHES = 1024
 
 __all__ = [
     "ShopperBackend", "TemplateBackend", "register_backend", "make_backend", "ShopperService", "deploy_shopper",
-    "ShopperClient", "LocalShopperClient", "validate_request", "phrase_batch_of", "APP_NAME",
+    "ShopperClient", "LocalShopperClient", "EpisodePhraser", "phrase_request", "validate_request", "phrase_batch_of",
+    "APP_NAME",
     "MAX_BATCH_SIZE", "BATCH_WAIT_TIMEOUT_S",
 ]
 
@@ -281,19 +286,46 @@ def shutdown_shopper() -> None:
         pass
 
 
+def phrase_request(utterance, context, episode_id) -> dict:
+    """The request for one shopper message: the template text plus what a rephrasing backend
+    needs to check itself (clean text, kind, disclosed slots, the phrases of every slot the
+    shopper knows, mentioned ids, typo rate) and the key of its typo stream (env, episode,
+    seed, difficulty, turn)."""
+    return {"text": utterance.text, "env_id": context.env_id, "turn": int(context.turn), "episode_id": episode_id,
+            "difficulty": int(context.difficulty), "clean_text": utterance.clean_text, "kind": utterance.kind,
+            "slots": list(utterance.slots), "mentioned_ids": list(utterance.mentioned_ids),
+            "seed": int(context.seed), "noise": float(context.noise),
+            "slot_phrases": {n: sl.phrase for n, sl in context.slots.items()}}
+
+
+class EpisodePhraser:
+    """One episode's `ecomrlve.envs.shopper.Phraser` over a shopper client."""
+
+    def __init__(self, client, episode_id):
+        self.client, self.episode_id = client, episode_id
+
+    def phrase(self, utterance, context) -> str:
+        return self.client.phrase(phrase_request(utterance, context, self.episode_id))
+
+
 class ShopperClient:
-    """What an env worker uses: ``await client.phrase(request)`` through a Serve
-    DeploymentHandle, recording latency. A request whose replica died or became unreachable
-    while serving it (its node was lost) is sent again, with growing pauses, for up to
-    `retry_s` seconds (Ray may take that long to declare a node dead and Serve to start a
-    replacement replica): phrasing is deterministic, so a resent request gets the same text."""
+    """What an env worker uses: ``client.phrase(request)`` through a Serve DeploymentHandle,
+    waiting for the reply in the calling thread (an env worker's thread pool, never an event
+    loop) and recording latency. ``for_episode(episode_id)`` is an episode's phraser. A request
+    whose replica died or became unreachable while serving it (its node was lost) is sent
+    again, with growing pauses, for up to `retry_s` seconds (Ray may take that long to declare
+    a node dead and Serve to start a replacement replica): phrasing is deterministic, so a
+    resent request gets the same text."""
 
     def __init__(self, handle, backend: str = "template", retry_s: float = 120.0):
         self.handle = handle
         self.backend = backend
         self.retry_s = float(retry_s)
 
-    async def phrase(self, request: dict) -> str:
+    def for_episode(self, episode_id) -> EpisodePhraser:
+        return EpisodePhraser(self, episode_id)
+
+    def phrase(self, request: dict) -> str:
         from ray.exceptions import RayActorError  # ActorDiedError, ActorUnavailableError
 
         from .metrics import get_metrics
@@ -302,28 +334,27 @@ class ShopperClient:
         pause = 0.1
         while True:
             try:
-                text = await self.handle.phrase.remote(request)
+                text = self.handle.phrase.remote(request).result()
                 break
             except RayActorError:
                 if time.perf_counter() - t0 > self.retry_s:
                     raise
-                await asyncio.sleep(pause)
+                time.sleep(pause)
                 pause = min(2.0 * pause, 2.0)
         get_metrics().shopper((time.perf_counter() - t0) * 1e3, self.backend)
         return text
 
 
 class LocalShopperClient:
-    """In-process backend (no Serve hop): for benchmarks and single-process use. A backend
-    that is not ``inline`` runs in a worker thread, so the caller's event loop never blocks."""
+    """In-process backend (no Serve hop): for benchmarks and single-process use; ``phrase``
+    blocks the calling thread for the backend's call."""
 
     def __init__(self, backend: str = "template", backend_options: dict | None = None):
         self.impl = make_backend(backend, backend_options)
         self.backend = backend
-        self.inline = bool(getattr(self.impl, "inline", False))
 
-    async def phrase(self, request: dict) -> str:
-        request = validate_request(request)
-        if self.inline:
-            return self.impl.phrase(request)
-        return await asyncio.to_thread(self.impl.phrase, request)
+    def for_episode(self, episode_id) -> EpisodePhraser:
+        return EpisodePhraser(self, episode_id)
+
+    def phrase(self, request: dict) -> str:
+        return self.impl.phrase(validate_request(request))

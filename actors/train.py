@@ -36,7 +36,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -45,9 +44,10 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from ecomrlve.catalog_service.catalog import CatalogDir
 
 from .config import add_command, arg, require_extra
+from .rollout import EpisodeResult, is_error_reason, outcomes_of, rollout_groups, summary_of
 
-__all__ = ["TrainConfig", "TrainCommand", "SftConfig", "Trainer", "EpisodeResult", "rollout_groups", "to_trajectory", "add_train_commands",
-           "sft_examples", "run_sft", "trainable", "is_error_reason"]
+__all__ = ["TrainConfig", "TrainCommand", "SftConfig", "Trainer", "to_trajectory", "add_train_commands",
+           "sft_examples", "run_sft", "trainable"]
 
 MAX_TURNS = 64
 log = logging.getLogger(__name__)
@@ -172,107 +172,10 @@ class TrainConfig(BaseModel):
 # --------------------------------------------------------------------------- rollouts
 
 
-@dataclass
-class EpisodeResult:
-    task: dict  # env_id, difficulty, seed, task_id
-    rollout: int
-    tokens: Any  # EpisodeTokens (or its dict)
-    reward: dict  # info["reward"]
-    messages: list
-    actions: list
-    turns: int
-    gen_s: float = 0.0
-    env_s: float = 0.0
-
-    @property
-    def episode_id(self) -> int:
-        return int(self.task["task_id"]) * 1_000 + self.rollout
-
-    @property
-    def is_error(self) -> bool:
-        """The episode broke (an exception in env code), not the policy: it is recorded but
-        never trained on and never reported to the curriculum."""
-        return is_error_reason(self.reward.get("termination_reason", ""))
-
-
-def is_error_reason(reason: str) -> bool:
-    """`error: ...` (the runner caught an exception) or `env_error: ...` (ShopEnv.step did)."""
-    return str(reason).startswith(("error:", "env_error:"))
-
-
 def trainable(results: Sequence[EpisodeResult]) -> list[EpisodeResult]:
     """The episodes the update and the curriculum see: error episodes are left out (they
     are still written to the run's trajectories)."""
     return [r for r in results if not r.is_error]
-
-
-def _error_reward(exc: BaseException) -> dict:
-    return {"r_total": -1.0, "is_correct": False, "termination_reason": f"error: {type(exc).__name__}: {exc}"[:500]}
-
-
-def _jsonable_action(a: Any) -> Any:
-    return a if isinstance(a, (str, dict, list)) else str(a)
-
-
-def rollout_groups(policy, catalog, tasks: Sequence[dict], group_size: int, axes: dict | None = None,
-                   on_turn: Callable[[float, float, int], None] | None = None) -> list[EpisodeResult]:
-    """Play every task `group_size` times at once: one `act_batch` per turn over all live
-    episodes. Returns one `EpisodeResult` per episode (task order, then rollout)."""
-    from ecomrlve.envs import make_env
-
-    live = []
-    done: list[EpisodeResult] = []
-    for t in tasks:
-        for g in range(group_size):
-            env = make_env(t["env_id"], catalog)
-            opts: dict = {"difficulty": int(t["difficulty"])}
-            if axes:
-                opts["axes"] = dict(axes)
-            key = (int(t["task_id"]), g)
-            policy.episodes.pop(key, None)
-            try:
-                obs, _ = env.reset(seed=int(t["seed"]), options=opts)
-            except Exception as exc:  # noqa: BLE001 - one broken episode never ends training
-                log.exception("reset failed: %s", t)
-                done.append(EpisodeResult(dict(t), g, None, _error_reward(exc), [], [], 0))
-                continue
-            live.append({"task": dict(t), "g": g, "env": env, "obs": obs, "key": key, "actions": [], "gen": 0.0,
-                         "env_s": 0.0})
-    for _ in range(MAX_TURNS):
-        if not live:
-            break
-        t0 = time.perf_counter()
-        actions = policy.act_batch([e["obs"] for e in live], [e["key"] for e in live])
-        gen = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        still = []
-        for e, a in zip(live, actions):
-            e["gen"] += gen / len(live)
-            s0 = time.perf_counter()
-            e["actions"].append(_jsonable_action(a))
-            try:
-                obs, _, term, trunc, info = e["env"].step(a)
-            except Exception as exc:  # noqa: BLE001 - recorded as an error, left out of the update
-                log.exception("env.step failed: %s rollout %s", e["task"], e["g"])
-                term, trunc, info = True, False, {"reward": _error_reward(exc)}
-                obs = e["obs"]
-            e["env_s"] += time.perf_counter() - s0
-            e["obs"] = obs
-            if term or trunc:
-                env = e["env"]
-                done.append(EpisodeResult(e["task"], e["g"], policy.pop_episode(e["key"]), info["reward"],
-                                          list(env.messages), e["actions"], int(env.turn), e["gen"], e["env_s"]))
-            else:
-                still.append(e)
-        if on_turn is not None:
-            on_turn(gen, time.perf_counter() - t1, len(live))
-        live = still
-    for e in live:  # safety net: never reached with T_max-bounded envs
-        done.append(EpisodeResult(e["task"], e["g"], policy.pop_episode(e["key"]),
-                                  {"r_total": -1.0, "is_correct": False, "termination_reason": "error: max turns"},
-                                  list(e["env"].messages), e["actions"], int(e["env"].turn), e["gen"], e["env_s"]))
-    done.sort(key=lambda r: (int(r.task["task_id"]), r.rollout))
-    return done
 
 
 def to_trajectory(res: EpisodeResult, max_new_tokens: int, dapo_cfg) -> Any:
@@ -292,37 +195,6 @@ def to_trajectory(res: EpisodeResult, max_new_tokens: int, dapo_cfg) -> Any:
                        "r_total": float(res.reward.get("r_total", -1.0)), "overlong_penalty": pen,
                        "is_correct": bool(res.reward.get("is_correct", False)),
                        "termination_reason": str(res.reward.get("termination_reason", ""))})
-
-
-def _record(res: EpisodeResult, policy_name: str, wall_ms: float = 0.0) -> dict:
-    r = res.reward
-    return {
-        "episode_id": res.episode_id, "env_id": res.task["env_id"], "difficulty": int(res.task["difficulty"]),
-        "seed": int(res.task["seed"]), "actions": json.dumps(res.actions, ensure_ascii=False, default=str),
-        "messages": json.dumps(res.messages, ensure_ascii=False, default=str),
-        "r_task": float(r.get("r_task", -1.0)), "r_eff": float(r.get("r_eff", 0.0)),
-        "r_hall": float(r.get("r_hall", 0.0)), "r_total": float(r.get("r_total", -1.0)),
-        "is_correct": bool(r.get("is_correct", False)), "termination_reason": str(r.get("termination_reason", "")),
-        "turns": int(res.turns), "worker": "train", "policy": policy_name, "wall_ms": float(wall_ms),
-    }
-
-
-def _summary(rec: dict) -> dict:
-    return {k: rec[k] for k in ("episode_id", "env_id", "difficulty", "seed", "r_total", "is_correct", "turns",
-                                "termination_reason")}
-
-
-def _outcomes(results: Sequence[EpisodeResult]) -> list[dict]:
-    """Curriculum outcomes: every rollout counts; the task id goes with the first one only
-    (the curriculum ignores a task id reported twice)."""
-    out = []
-    for r in results:
-        o = {"env_id": r.task["env_id"], "difficulty": int(r.task["difficulty"]),
-             "is_correct": bool(r.reward.get("is_correct", False))}
-        if r.rollout == 0:
-            o["task_id"] = int(r.task["task_id"])
-        out.append(o)
-    return out
 
 
 def _make_catalog(cfg: TrainConfig):
@@ -438,10 +310,12 @@ class Trainer:
                 timing[1] += e
                 self.turn_times.append((g, e, n))
 
-            res = rollout_groups(self.policy, self.catalog, tasks, cfg.group_size, cfg.axes, on_turn)
+            res = rollout_groups(self.policy, self.catalog, tasks, cfg.group_size, cfg.axes, on_turn, MAX_TURNS)
             gen_s += timing[0]
             env_s += timing[1]
-            self.curriculum.report(_outcomes(trainable(res)))
+            ok = trainable(res)
+            self.curriculum.report(outcomes_of([{**r.task, "rollout": r.rollout} for r in ok],
+                                               [{**r.task, **r.reward} for r in ok]))
             results += res
             trajs += [to_trajectory(r, cfg.max_new_tokens, dcfg) for r in trainable(res)]
             kept, _ = filter_groups(trajs)
@@ -451,10 +325,10 @@ class Trainer:
         upd = self.learner.update(trajs)
         sync = self._sync() if upd["stepped"] else {"sync_s": 0.0, "checksum": self.engine.checksum,
                                                      "version": self.engine.version}
-        recs = [_record(r, f"llm:{cfg.model}") for r in results]
+        recs = [r.record(f"llm:{cfg.model}") for r in results]
         if self.writer is not None:
             self.writer.write(recs)
-        self.summaries += [_summary(r) for r in recs]
+        self.summaries += [summary_of(r) for r in recs]
         self.step += 1
         m = {"step": self.step, "rounds": rounds, **_step_stats(results, trajs), "rollout_s": rollout_s,
              "gen_s": gen_s, "env_s": env_s, **{k: v for k, v in upd.items() if not isinstance(v, (list, dict))},

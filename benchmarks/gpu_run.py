@@ -504,7 +504,7 @@ def evaluate(tr, difficulties, seeds: int) -> dict:
     """Greedy held-out success of the trainer's current engine: every (d, seed) episode
     in one lockstep rollout (one batched generate per turn)."""
     from ecomrlve.actors.evaluate import EVAL_SEED_BASE
-    from ecomrlve.actors.train import rollout_groups
+    from ecomrlve.actors.rollout import rollout_groups
     from ecomrlve.policies.llm_policy import LLMPolicy
 
     policy = LLMPolicy(tr.engine, codec=tr.codec, temperature=0.0, max_new_tokens=tr.cfg.max_new_tokens, seed=0)

@@ -51,30 +51,18 @@ def _tasks(collection: str, n: int, seed: int):
 
 
 def bench_in_process(catalog, collection: str, n: int, policy: str, seed: int) -> dict:
-    from ecomrlve.actors.env_worker import LocalPolicyClient, run_episode_sync
-    from ecomrlve.envs import make_env
+    from ecomrlve.actors.env_worker import LocalPolicyClient
+    from ecomrlve.actors.rollout import Episode, play
 
     client = LocalPolicyClient(policy)
     turns = 0
     t0 = time.perf_counter()
     for task in _tasks(collection, n, seed):
-        env = make_env(task["env_id"], catalog)
-        # the oracle binds to the env; it is created after reset by run_episode_sync's first act
-        pol = _LazyPolicy(client, env)
-        run_episode_sync(env, pol, task)
-        turns += env.turn
+        episode = Episode(task, catalog=catalog)
+        play([episode], lambda e: client.episode(e.env))
+        turns += episode.turns
     wall = time.perf_counter() - t0
     return {"episodes": n, "turns": turns, "wall_s": wall, "episodes_per_s": n / wall, "ms_per_turn": wall / turns * 1e3}
-
-
-class _LazyPolicy:
-    def __init__(self, client, env):
-        self.client, self.env, self.policy = client, env, None
-
-    def act(self, obs):
-        if self.policy is None:
-            self.policy = self.client.episode(self.env)
-        return self.policy.act(obs)
 
 
 def bench_ray(args, workers: int, episodes: int, max_concurrent: int, batch: int, tag: str) -> dict:

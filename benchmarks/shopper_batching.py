@@ -70,7 +70,7 @@ async def shopper_episodes(client, episodes: int, concurrency: int, turns: int) 
         async with sem:
             for t in range(turns):
                 text = f"episode {e} turn {t}: I need a usb-c charger under $30."
-                if await client.phrase({"text": text, "episode_id": e, "turn": t}) != text:
+                if await asyncio.to_thread(client.phrase, {"text": text, "episode_id": e, "turn": t}) != text:
                     return {"termination_reason": "error: wrong text"}
             return {"termination_reason": "done"}
 

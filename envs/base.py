@@ -20,6 +20,8 @@ unexpected exception inside env code also ends the episode (r_total = -1, reason
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import re
@@ -33,7 +35,7 @@ from .difficulty import Axes, axes_for
 from .reward import RewardBreakdown, TaskScore, combine, efficiency, invalid
 from .rng import EpisodeRandom
 from .store_policy import generate_policy
-from .shopper import QUIT, TemplateShopper, Utterance, merge_utterances
+from .shopper import QUIT, TEMPLATE_PHRASER, PhraseContext, Phraser, TemplateShopper, Utterance, merge_utterances
 from .tools import TOOLS, Args, ToolContext, tool_schemas, validate_call
 from .world import SimClock, World
 
@@ -78,6 +80,7 @@ class ShopEnv:
         self._tool_schemas = tool_schemas(self.tools)
         self.done = True
         self.seen_ids: set[str] = set()
+        self.phraser: Phraser = TEMPLATE_PHRASER  # how the shopper words its messages (see `_user`)
 
     # ------------------------------------------------------------------ hooks
     def _generate(self) -> Utterance:
@@ -275,6 +278,13 @@ class ShopEnv:
         return info
 
     def _user(self, utt: Utterance) -> None:
+        """The shopper says `utt`, worded by `self.phraser`: the transcript and the recorded
+        utterance hold the worded text (the clean text is kept)."""
+        context = PhraseContext(self.env_id, self.seed, self.difficulty, self.turn + (len(self.messages) > 1),
+                                self.shopper.p_noise, self.shopper.slots)
+        text = self.phraser.phrase(utt, context)
+        if text != utt.text:
+            utt = dataclasses.replace(utt, text=text)
         self.utterances.append(utt)
         self.seen_ids.update(utt.mentioned_ids)
         self.messages.append({"role": "user", "content": utt.text})

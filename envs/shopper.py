@@ -18,6 +18,11 @@ slot gets a non-committal reply, annoys the shopper, and stays the agent's turn.
 
 Every message is an `Utterance` that keeps its clean text and the slots it disclosed, so
 an LLM backend can rephrase it and a check can verify the rephrasing.
+
+How a message is worded is injected: a `Phraser` (``env.phraser``, set before ``reset``)
+turns each `Utterance` into the text the shopper says, when the environment writes it; the
+transcript, every later check and the agent see that text. `TEMPLATE_PHRASER` (the default)
+says the template text unchanged, so a run without a phraser is byte-identical to one with it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Mapping, Protocol
 
 import inflect
 import numpy as np
@@ -81,6 +87,38 @@ class Utterance:
     kind: str
     slots: tuple[str, ...] = ()
     mentioned_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PhraseContext:
+    """What a phraser may use besides the utterance: the episode's identity, the agent turns
+    completed before the message (0 for the opening), the shopper's typo rate and the slots it
+    knows (name -> `Slot`, for checking that a rephrasing keeps every disclosed value)."""
+
+    env_id: str
+    seed: int
+    difficulty: int
+    turn: int
+    noise: float
+    slots: Mapping[str, Slot]
+
+
+class Phraser(Protocol):
+    """Words a shopper message: ``phrase(utterance, context) -> text``. Called synchronously
+    by the environment, once per message, before the message joins the transcript."""
+
+    def phrase(self, utterance: Utterance, context: PhraseContext) -> str:
+        ...
+
+
+class TemplatePhraser:
+    """The template wording: the utterance's own text (typos included)."""
+
+    def phrase(self, utterance: Utterance, context: PhraseContext) -> str:
+        return utterance.text
+
+
+TEMPLATE_PHRASER = TemplatePhraser()
 
 
 def add_typos(text: str, p: float, rng: np.random.Generator) -> str:

@@ -8,10 +8,9 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from ecomrlve.actors.evaluate import (EVAL_SEED_BASE, EvalConfig, PolicySpec, pass_hat_k, play_episode,
-                             run_eval, summarize)
+from ecomrlve.actors.evaluate import EVAL_SEED_BASE, EvalConfig, PolicySpec, pass_hat_k, run_eval, summarize
 from ecomrlve.actors.replay import replay_episode
-from ecomrlve.envs import env_class, make_env
+from ecomrlve.envs import env_class
 
 EVAL_ENVS = "E_CART,E_STATUS"
 
@@ -180,17 +179,15 @@ def test_eval_cli(tmp_path, capsys):
 
 def _record_run(run_dir, catalog, env_id="E_CART", n=3):
     """A run directory in actors/run_dir.py's schema, written without Ray."""
-    from ecomrlve.actors.evaluate import _record
+    from ecomrlve.actors.rollout import Episode, play
     from ecomrlve.actors.run_dir import TrajectoryWriterImpl, write_config
     from ecomrlve.policies import HeuristicPolicy
 
     writer = TrajectoryWriterImpl(str(run_dir))
-    env = make_env(env_id, catalog)
     for i in range(n):
-        actions, error = play_episode(env, HeuristicPolicy, seed=i, difficulty=2 + i)
-        rec = _record(env, actions, error, episode_id=100 + i, env_id=env_id, difficulty=2 + i, seed=i,
-                      policy="heuristic", trial=0, task_index=i, policy_seed=0, wall_ms=1.0)
-        writer.write([rec])
+        episode = Episode({"env_id": env_id, "difficulty": 2 + i, "seed": i, "episode_id": 100 + i}, catalog=catalog)
+        play([episode], lambda e: HeuristicPolicy())
+        writer.write([episode.record("heuristic", "test", wall_ms=1.0)])
     writer.close()
     write_config(run_dir, {"catalog_size": 20_000, "catalog_seed": 0, "catalog_dir": None, "shopper_backend": "template"})
 

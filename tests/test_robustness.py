@@ -181,7 +181,8 @@ class _ScriptedPolicy:
 def test_trainer_rollouts_survive_an_env_that_raises(catalog, monkeypatch):
     import ecomrlve.envs
 
-    from ecomrlve.actors.train import rollout_groups, trainable
+    from ecomrlve.actors.rollout import rollout_groups
+    from ecomrlve.actors.train import trainable
 
     real = ecomrlve.envs.make_env
 

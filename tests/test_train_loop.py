@@ -9,7 +9,8 @@ import asyncio
 import pyarrow.parquet as pq
 import pytest
 
-from ecomrlve.actors.env_worker import EnvWorkerImpl, outcomes_of
+from ecomrlve.actors.env_worker import EnvWorkerImpl
+from ecomrlve.actors.rollout import outcomes_of
 from ecomrlve.actors.train_ray import informative_groups, step_record
 
 
