@@ -121,7 +121,10 @@ class EnvWorkerImpl:
         self.shopper = shopper  # a shopper client (`for_episode(episode_id)` is a phraser), or None
         self.scheduler = scheduler
         self.max_concurrent = max(1, int(max_concurrent))
-        self.pool = ThreadPoolExecutor(max(1, int(threads)), thread_name_prefix=f"env{worker_id}")
+        # An episode's step holds a pool thread while the Serve shopper phrases its reply, so with
+        # a shopper every concurrent episode gets a thread: fewer would cap the shopper's batches.
+        n_threads = max(1, int(threads), self.max_concurrent if shopper is not None else 1)
+        self.pool = ThreadPoolExecutor(n_threads, thread_name_prefix=f"env{worker_id}")
         self._sem: asyncio.Semaphore | None = None
         self.active = 0
         self.finished = 0

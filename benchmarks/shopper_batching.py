@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ecomrlve.actors.shopper_service import BATCH_WAIT_TIMEOUT_S
@@ -63,18 +64,25 @@ def tasks_for(n: int, first: int = 0) -> list[dict]:
 
 
 async def shopper_episodes(client, episodes: int, concurrency: int, turns: int) -> list[dict]:
-    """`episodes` conversations of `turns` shopper messages each, `concurrency` at a time."""
+    """`episodes` conversations of `turns` shopper messages each, `concurrency` at a time.
+    `ShopperClient.phrase` blocks its caller (an env worker calls it from the thread that
+    steps the env), so each concurrent conversation gets a thread, as in the env worker."""
     sem = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="shopper-bound")
 
     async def one(e: int) -> dict:
         async with sem:
             for t in range(turns):
                 text = f"episode {e} turn {t}: I need a usb-c charger under $30."
-                if await asyncio.to_thread(client.phrase, {"text": text, "episode_id": e, "turn": t}) != text:
+                if await loop.run_in_executor(pool, client.phrase, {"text": text, "episode_id": e, "turn": t}) != text:
                     return {"termination_reason": "error: wrong text"}
             return {"termination_reason": "done"}
 
-    return list(await asyncio.gather(*(one(e) for e in range(episodes))))
+    try:
+        return list(await asyncio.gather(*(one(e) for e in range(episodes))))
+    finally:
+        pool.shutdown(wait=False)
 
 
 def measure(workload: str, source, episodes: int, concurrency: int, max_batch_size: int, delay_s: float | None,
