@@ -23,7 +23,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .search import build_searcher, read_meta
+from .search import read_meta
+from .searchers import build_searcher
 
 __all__ = ["build_catalog", "add_catalog_commands", "main_catalog", "catalog_info"]
 
