@@ -16,7 +16,6 @@ _LAZY = {
     "EnvWorker": "ecomrlve.actors.env_worker",
     "PolicyClient": "ecomrlve.actors.env_worker",
     "LocalPolicyClient": "ecomrlve.actors.env_worker",
-    "ActorPolicyClient": "ecomrlve.actors.env_worker",
     "deploy_shopper": "ecomrlve.actors.shopper_service",
     "ShopperClient": "ecomrlve.actors.shopper_service",
     "TrajectoryWriter": "ecomrlve.actors.run_dir",

@@ -7,7 +7,7 @@ DAPO (Yu et al., 2025) = GRPO's group-relative advantages, plus
   * dynamic sampling: groups whose G rewards are all equal carry no signal and are dropped;
   * soft overlong punishment: a reply longer than max_new_tokens - buffer loses up to
     ``overlong_factor`` linearly; a reply cut by the length limit gets -overlong_factor;
-  * no KL term by default (``kl_coef`` > 0 adds the k3 estimator against ``ref_logprobs``).
+  * no KL term (DAPO drops it: there is no reference model).
 
 One *trajectory* is one episode: its token sequence(s) from `EpisodeTokens.segments()`,
 a loss mask over the policy's own sampled tokens, the logprobs recorded at sampling, the
@@ -43,7 +43,6 @@ class DAPOConfig:
     adv_eps: float = 1e-6
     overlong_buffer: int = 0  # 0: off; else the soft-penalty window (tokens) before max_new_tokens
     overlong_factor: float = 1.0
-    kl_coef: float = 0.0
     micro_batch_tokens: int = 4096  # sequences per forward pass are packed up to this many tokens
     epochs: int = 1  # passes over the batch per update (1: ratio == 1 at the first token-step)
     lora_r: int = 0  # >0: train LoRA adapters (needs peft)
@@ -132,7 +131,7 @@ def filter_groups(trajectories: Sequence[Trajectory]) -> tuple[list[Trajectory],
 
 
 def dapo_loss(logp, old_logp, advantages, mask, eps_low: float = 0.2, eps_high: float = 0.28,
-              num_tokens: float | None = None, ref_logp=None, kl_coef: float = 0.0):
+              num_tokens: float | None = None):
     """Token-level clipped surrogate. All tensors are [B, T]; `advantages` may be [B] or
     [B, T]. Divides by `num_tokens` (the whole batch's policy-token count, so micro-batches
     add up to the full-batch mean) or by ``mask.sum()``. Returns (loss, stats)."""
@@ -144,9 +143,6 @@ def dapo_loss(logp, old_logp, advantages, mask, eps_low: float = 0.2, eps_high: 
     surr1 = ratio * adv
     surr2 = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     per_token = -torch.min(surr1, surr2)
-    if kl_coef and ref_logp is not None:
-        d = ref_logp - logp
-        per_token = per_token + kl_coef * (torch.exp(d) - d - 1.0)
     denom = float(num_tokens) if num_tokens is not None else mask.sum().clamp(min=1.0)
     loss = (per_token * mask).sum() / denom
     with torch.no_grad():
@@ -241,14 +237,15 @@ def make_optimizer(model, cfg: DAPOConfig):
 
 
 def maybe_lora(model, cfg: DAPOConfig):
-    """Wrap `model` with LoRA adapters when ``cfg.lora_r > 0`` and peft is installed
-    (otherwise full fine-tuning; the caller is told by the second return value)."""
+    """`(model, wrapped)`: `model` with LoRA adapters when ``cfg.lora_r > 0``, else `model`
+    itself (full fine-tuning). LoRA asked for without peft installed is an ImportError
+    naming the ``lora`` extra, never a silent fall back to full fine-tuning."""
     if cfg.lora_r <= 0:
         return model, False
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
-        return model, False
+        raise ImportError("lora_r > 0 needs peft: pip install 'ecomrlve[lora]'") from None
     lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     return get_peft_model(model, lc), True
