@@ -48,7 +48,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, usage_stat
         os.environ.setdefault("RAY_USAGE_STATS_REPORT_URL", "http://127.0.0.1:9/")
     import ray
 
-    from .driver import NAMESPACE
+    from .system import NAMESPACE
 
     if ray.is_initialized():
         return ray.get_runtime_context()

@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Hashable, Sequence
+from typing import Any, Hashable, Iterable, Sequence
 
-__all__ = ["DAPOConfig", "Trajectory", "group_advantages", "filter_groups", "overlong_penalty", "dapo_loss",
+__all__ = ["DAPOConfig", "Trajectory", "group_advantages", "filter_groups", "informative_groups", "overlong_penalty", "dapo_loss",
            "token_logprobs", "make_batch", "dapo_update", "make_optimizer", "maybe_lora", "sft_loss"]
 
 
@@ -112,19 +112,24 @@ def group_advantages(rewards: Sequence[float], groups: Sequence[Hashable], std: 
     return out
 
 
+def informative_groups(samples: Iterable[tuple[Hashable, float]]) -> set:
+    """The dynamic-sampling rule, on ``(group, reward)`` pairs: the groups with at least two
+    members whose rewards are not all equal (the only ones with a non-zero advantage). A
+    trainer counts them on episode summaries before the trajectories reach the learner."""
+    by: dict[Hashable, set[float]] = defaultdict(set)
+    size: dict[Hashable, int] = defaultdict(int)
+    for g, r in samples:
+        by[g].add(float(r))
+        size[g] += 1
+    return {g for g, rs in by.items() if size[g] >= 2 and len(rs) > 1}
+
+
 def filter_groups(trajectories: Sequence[Trajectory]) -> tuple[list[Trajectory], int]:
-    """Dynamic sampling: drop every group whose rewards are all equal (or which has one
-    member). Returns (kept trajectories, number of groups dropped)."""
-    by: dict[Hashable, list[Trajectory]] = defaultdict(list)
-    for t in trajectories:
-        by[t.group].append(t)
-    kept, dropped = [], 0
-    for g, ts in by.items():
-        if len(ts) < 2 or len({t.reward for t in ts}) == 1:
-            dropped += 1
-        else:
-            kept += ts
-    return kept, dropped
+    """Dynamic sampling: drop every group that is not `informative_groups` (all rewards
+    equal, or one member). Returns (kept trajectories, number of groups dropped)."""
+    keep = informative_groups((t.group, t.reward) for t in trajectories)
+    kept = [t for t in trajectories if t.group in keep]
+    return kept, len({t.group for t in trajectories}) - len(keep)
 
 
 # --------------------------------------------------------------------------- loss
