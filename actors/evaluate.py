@@ -319,6 +319,9 @@ class EvalConfig:
     rerun_deterministic: bool = False
     max_steps: int = MAX_STEPS
     engine: dict = field(default_factory=dict)  # LLM policies: device, dtype, temperature, max_new_tokens, model, prefill
+    ray: bool = False  # play on the actor system (workers = env workers) instead of in-process / a process pool
+    address: str | None = None  # a Ray cluster to play on (implies ray; "auto": the running one)
+    shards: int = 2  # catalog shard actors (ray)
     env_ids: tuple[str, ...] = field(default=(), init=False)
 
     def validate(self) -> "EvalConfig":
@@ -330,7 +333,15 @@ class EvalConfig:
         unknown = sorted(set(self.engine) - {"device", "dtype", "temperature", "max_new_tokens", "model", "prefill"})
         if unknown:
             raise ValueError(f"unknown engine option(s): {', '.join(unknown)}")
-        for name in ("seeds", "k", "workers", "max_steps"):
+        if self.address:
+            self.ray = True
+        if self.ray:
+            from .eval_actors import ACTOR_POLICIES
+
+            if self.policy not in ACTOR_POLICIES:
+                raise ValueError(f"policy: {self.policy!r} cannot run on actors (only {', '.join(ACTOR_POLICIES)}); "
+                                 "drop --ray/--address to evaluate it in-process")
+        for name in ("seeds", "k", "workers", "max_steps", "shards"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -484,7 +495,11 @@ def run_eval(cfg: EvalConfig, catalog=None, progress: Callable[[int, int], None]
     cfg_dict = cfg.as_dict()
     jobs = _cell_jobs(cfg)
     rows: list[dict] = []
-    if cfg.workers > 1 and catalog is None:
+    if cfg.ray:  # the same task list on the actor system (local Ray or a cluster)
+        from .eval_actors import play_on_actors
+
+        rows = play_on_actors(cfg, jobs, progress)
+    elif cfg.workers > 1 and catalog is None:
         import multiprocessing as mp
 
         with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as pool:
@@ -675,7 +690,14 @@ def add_eval_commands(subparsers) -> None:
     p.add_argument("--catalog-seed", type=int, default=0, help="synthetic catalog seed (default 0)")
     p.add_argument("--catalog", dest="catalog_dir", default=None, help="a catalog directory from `ecomrlve catalog build`")
     p.add_argument("--out", default=None, help="output directory (default runs/eval-<timestamp>)")
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1: in this process)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes (default 1: in this process); with --ray / --address: env worker actors")
+    p.add_argument("--ray", action="store_true",
+                   help="play the task list on the actor system (env workers, catalog shards, the scheduler in "
+                        "fixed-task-list mode) of a local Ray cluster; heuristic and oracle policies")
+    p.add_argument("--address", default=None,
+                   help="play on this Ray cluster (implies --ray; 'auto' joins the running one)")
+    p.add_argument("--shards", type=int, default=2, help="catalog shard actors with --ray / --address (default 2)")
     p.add_argument("--rerun-deterministic", action="store_true",
                    help="play every trial of heuristic/oracle instead of copying the first (they are deterministic)")
     p.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"safety limit of steps per episode (default {MAX_STEPS})")
@@ -699,6 +721,7 @@ def cmd_eval(args) -> int:
                      trials=args.trials, catalog_size=args.catalog_size, catalog_seed=args.catalog_seed,
                      catalog_dir=args.catalog_dir, out=args.out, workers=args.workers, seed_base=args.seed_base,
                      rerun_deterministic=args.rerun_deterministic, max_steps=args.max_steps,
+                     ray=args.ray, address=args.address, shards=args.shards,
                      engine={k: v for k, v in (("device", args.device), ("dtype", args.dtype),
                                                ("temperature", args.temperature), ("max_new_tokens", args.max_new_tokens),
                                                ("model", args.engine_model), ("prefill", args.prefill)) if v is not None})
@@ -713,7 +736,7 @@ def cmd_eval(args) -> int:
         return 2
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("evaluating", total=len(cfg.env_ids) * len(cfg.difficulties))
-        result = run_eval(cfg, progress=lambda done, total: bar.update(task, completed=done))
+        result = run_eval(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
     out = Console()
     if out.is_terminal:
         out.print(rich_table(result.summary, title=f"ecomrlve eval: {cfg.policy} ({result.wall_s:.1f} s)"))
