@@ -18,12 +18,11 @@ _LAZY = {
     "EnvWorker": "ecomrlve.actors.env_worker",
     "PolicyClient": "ecomrlve.actors.env_worker",
     "LocalPolicyClient": "ecomrlve.actors.env_worker",
-    "ActorPolicyClient": "ecomrlve.actors.env_worker",
     "deploy_shopper": "ecomrlve.actors.shopper_service",
     "ShopperClient": "ecomrlve.actors.shopper_service",
     "TrajectoryWriter": "ecomrlve.actors.run_dir",
     "get_metrics": "ecomrlve.actors.metrics",
-    "init_ray": "ecomrlve.actors.cli",
+    "init_ray": "ecomrlve.actors.ray_session",
     "main": "ecomrlve.actors.cli",
 }
 

@@ -30,7 +30,8 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-__all__ = ["ConfigError", "MissingExtra", "arg", "add_arguments", "parse_model", "add_command", "cli_fields", "flag_of", "require_extra"]
+__all__ = ["ConfigError", "MissingExtra", "arg", "add_arguments", "parse_model", "add_command", "cli_fields", "flag_of", "require_extra",
+           "print_error"]
 
 _CLI = "cli"  # json_schema_extra key holding the command-line options of a field
 
@@ -223,3 +224,10 @@ def require_extra(modules: tuple[str, ...] | list[str], extra: str, what: str) -
             missing.append(module)
     if missing:
         raise MissingExtra(f"{what} needs {', '.join(missing)}: pip install 'ecomrlve[{extra}]'")
+
+
+def print_error(console, message: str) -> None:
+    """One line on stderr: ``error: <message>`` (never wrapped to the terminal width)."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)

@@ -12,8 +12,7 @@ the GIL) the others go on, and the router batches their searches. A remote polic
 awaited on the event loop.
 
 Policies: `PolicyClient` is the seam. `LocalPolicyClient` runs ``oracle`` / ``heuristic`` in
-the worker; `ActorPolicyClient` forwards observations to any actor with an ``act(obs)``
-method; `ecomrlve.actors.policy_engine.EngineClient` sends them to a `PolicyEngine` (an LLM) and, for
+the worker; `ecomrlve.actors.policy_engine.EngineClient` sends them to a `PolicyEngine` (an LLM) and, for
 training, turns each finished episode's token record into a learner `Trajectory`.
 
 Training tasks carry ``rollout`` (0..G-1 within a group) and ``episode_id`` (``task_id * 1000
@@ -40,7 +39,7 @@ from .rollout import Episode, outcomes_of, play_async, summary_of
 
 POLICIES = ("oracle", "heuristic")
 
-__all__ = ["EnvWorker", "PolicyClient", "LocalPolicyClient", "ActorPolicyClient", "POLICIES"]
+__all__ = ["EnvWorker", "PolicyClient", "LocalPolicyClient", "POLICIES"]
 
 
 # --------------------------------------------------------------------------- policy seam
@@ -76,24 +75,6 @@ class LocalPolicyClient:
         pol = HeuristicPolicy()
         pol.reset()
         return pol
-
-
-class _RemoteEpisode:
-    def __init__(self, handle, episode_key: str):
-        self.handle, self.key = handle, episode_key
-
-    async def act(self, obs):
-        return await self.handle.act.remote(obs)
-
-
-class ActorPolicyClient:
-    """Forwards each observation to a policy-engine actor (``await engine.act.remote(obs)``)."""
-
-    def __init__(self, handle, name: str = "engine"):
-        self.handle, self.name = handle, name
-
-    def episode(self, env):
-        return _RemoteEpisode(self.handle, f"{env.env_id}:{env.seed}")
 
 
 def make_policy_client(policy: str | Any) -> PolicyClient:

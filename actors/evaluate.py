@@ -289,7 +289,11 @@ class EvalConfig(BaseModel):
     catalog_seed: int = arg(0, "synthetic catalog seed")
     catalog_dir: CatalogDir = arg(None, "a catalog directory from `ecomrlve catalog build`", flag="--catalog")
     out: str | None = arg(None, "output directory (default runs/eval-<timestamp>)")
-    workers: int = arg(1, "processes (1: in this process)", ge=1)
+    workers: int = arg(1, "processes (1: in this process); with --ray / --address: env worker actors", ge=1)
+    ray: bool = arg(False, "play the task list on the actor system (env workers, catalog shards, the scheduler in "
+                           "fixed-task-list mode) of a local Ray cluster; heuristic and oracle policies")
+    address: str | None = arg(None, "play on this Ray cluster (implies --ray; 'auto' joins the running one)")
+    shards: int = arg(2, "catalog shard actors with --ray / --address", ge=1)
     rerun_deterministic: bool = arg(False, "play every trial of heuristic/oracle instead of copying the first "
                                            "(they are deterministic)")
     max_steps: int = arg(MAX_STEPS, "safety limit of steps per episode", ge=1)
@@ -337,6 +341,14 @@ class EvalConfig(BaseModel):
         unknown = sorted(set(self.engine) - set(ENGINE_FIELDS.values()))
         if unknown:
             raise ValueError(f"engine: unknown engine option(s): {', '.join(unknown)}")
+        if self.address:
+            self.ray = True
+        if self.ray:
+            from .eval_actors import ACTOR_POLICIES
+
+            if self.policy not in ACTOR_POLICIES:
+                raise ValueError(f"policy: {self.policy!r} cannot run on actors (only {', '.join(ACTOR_POLICIES)}); "
+                                 "drop --ray/--address to evaluate it in-process")
         if self.trials is None:
             self.trials = self.k
         if self.trials < self.k:
@@ -427,7 +439,11 @@ def run_eval(cfg: EvalConfig, catalog=None, progress: Callable[[int, int], None]
     cfg_dict = cfg.as_dict()
     jobs = _cell_jobs(cfg)
     rows: list[dict] = []
-    if cfg.workers > 1 and catalog is None:
+    if cfg.ray:  # the same task list on the actor system (local Ray or a cluster)
+        from .eval_actors import play_on_actors
+
+        rows = play_on_actors(cfg, jobs, progress)
+    elif cfg.workers > 1 and catalog is None:
         import multiprocessing as mp
 
         with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as pool:
@@ -622,7 +638,7 @@ def cmd_eval(cfg: EvalConfig) -> int:
         raise ConfigError(f"--policy: {exc}") from None
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("evaluating", total=len(cfg.env_ids) * len(cfg.difficulties))
-        result = run_eval(cfg, progress=lambda done, total: bar.update(task, completed=done))
+        result = run_eval(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
     out = Console()
     if out.is_terminal:
         out.print(rich_table(result.summary, title=f"ecomrlve eval: {cfg.policy} ({result.wall_s:.1f} s)"))

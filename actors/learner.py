@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from ecomrlve.policies.dapo import DAPOConfig, Trajectory, dapo_update, filter_groups, make_optimizer, maybe_lora
 
-__all__ = ["LearnerCore", "Learner", "flatten_trajectories"]
+__all__ = ["LearnerCore", "Learner", "flatten_trajectories", "trajectory_of"]
 
 
 def flatten_trajectories(items: Sequence[Any]) -> list[Trajectory]:
@@ -41,6 +41,25 @@ def flatten_trajectories(items: Sequence[Any]) -> list[Trajectory]:
         else:
             raise TypeError(f"expected Trajectory objects, got {type(it).__name__}")
     return out
+
+
+def trajectory_of(tokens: Any, task: dict, reward: dict, max_new_tokens: int, dapo_cfg: DAPOConfig) -> Trajectory:
+    """One episode as a learner `Trajectory`: its token record (`EpisodeTokens` or its
+    dict), reward = r_total plus the soft overlong penalty of its worst turn, group = the
+    task id."""
+    from ecomrlve.policies.codec import EpisodeTokens
+    from ecomrlve.policies.dapo import overlong_penalty
+
+    ep = tokens if isinstance(tokens, EpisodeTokens) else EpisodeTokens.from_dict(tokens or {"turns": []})
+    lengths = [len(t.completion_ids) for t in ep.turns]
+    truncated = [t.finish_reason == "length" for t in ep.turns]
+    pen = min((overlong_penalty(n, max_new_tokens, dapo_cfg.overlong_buffer, dapo_cfg.overlong_factor, tr)
+               for n, tr in zip(lengths, truncated)), default=0.0)
+    r_total = float(reward.get("r_total", -1.0))
+    return Trajectory(ep.segments(), r_total + pen, int(task["task_id"]), ep.min_version(), lengths, truncated,
+                      {"env_id": task["env_id"], "difficulty": int(task["difficulty"]), "r_total": r_total,
+                       "overlong_penalty": pen, "is_correct": bool(reward.get("is_correct", False)),
+                       "termination_reason": str(reward.get("termination_reason", ""))})
 
 
 class LearnerCore:

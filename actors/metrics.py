@@ -109,7 +109,7 @@ class RolloutMetrics:
         self.eps.set(float(value))
 
     def train_step(self, m: Mapping):
-        """One train step's figures (an `ecomrlve.actors.train_ray` metrics record)."""
+        """One train step's figures (a `metrics.jsonl` record of `ecomrlve.actors.train.Trainer`)."""
         for key, field in (("reward", "reward_mean"), ("success_rate", "success_rate"),
                            ("generation_tokens_per_second", "generation_tokens_per_s"),
                            ("update_tokens_per_second", "update_tokens_per_s"), ("staleness", "staleness_max"),

@@ -193,18 +193,15 @@ class EngineClient:
         if episode is None:  # failed before the first act: the engine holds nothing
             return None, {}
         [tokens] = await self.handle.pop_episodes.remote([episode.key])
+        from .learner import trajectory_of
         from .rollout import is_error_reason
 
         if self.max_new_tokens is None or tokens is None or is_error_reason(record["termination_reason"]):
             return None, {}
         from ecomrlve.policies.dapo import DAPOConfig
 
-        from .rollout import EpisodeResult
-        from .train import to_trajectory
-
         reward = {k: record[k] for k in ("r_total", "is_correct", "termination_reason")}
-        res = EpisodeResult(task, int(task.get("rollout", 0)), tokens, reward, [], [], int(record["turns"]))
-        traj = to_trajectory(res, self.max_new_tokens, DAPOConfig(**self.dapo))
+        traj = trajectory_of(tokens, task, reward, self.max_new_tokens, DAPOConfig(**self.dapo))
         return traj, {"reward": traj.reward, "group": int(task["task_id"]), "version": int(traj.version),
                       "policy_tokens": int(traj.n_tokens), "truncated_replies": int(sum(traj.truncated))}
 

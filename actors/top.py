@@ -177,14 +177,14 @@ def cmd_top(args: TopConfig) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from .cli import print_error
+    from .config import print_error
 
     console = Console()
     err = Console(stderr=True)
     import ray
 
     if not ray.is_initialized():
-        from .cli import init_ray
+        from .ray_session import init_ray
 
         address = args.address or os.environ.get("RAY_ADDRESS") or "auto"
         try:

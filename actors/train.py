@@ -11,21 +11,33 @@ with equal rewards dropped; another round of tasks when too few groups carry sig
 one DAPO update in the learner -> versioned weights pushed to the engine(s), checksum
 verified -> outcomes reported to the curriculum -> checkpoint every K steps.
 
-Two runners share every piece:
+One `Trainer` runs the loop over a backend (same loop, checkpoint layout and metrics):
 
-- Ray (default; `ecomrlve.actors.train_ray`): the actor system of ``ecomrlve run`` (catalog shards,
-  the shopper Serve deployment, the curriculum scheduler, the trajectory writer, W env
-  workers) with a `PolicyEngine` as the workers' policy and a `Learner` actor; rollouts of
-  the next step overlap the update (bounded by ``--max-staleness``); metrics go to the Ray
-  dashboard.
-- in-process (``--in-process``): `envs.make_env` + `LLMPolicy.act_batch` (one batched
-  generate per turn over all live episodes), `LearnerCore` and an `HFEngine` holding its own
-  copy of the weights (so the weight-sync path is the same one Ray uses). No Ray at all.
+- `RayBackend` (default): the actor system of ``ecomrlve run`` (`ecomrlve.actors.system`:
+  catalog shards, the shopper Serve deployment, the curriculum scheduler, the trajectory
+  writer, W env workers) whose policy is an `EngineClient` of one `PolicyEngine`, a `Learner`
+  actor, and ``ecomrlve run``'s `ecomrlve.actors.dispatch.Dispatcher` for the rounds (retry on
+  worker death, records to the writer by reference); the next step's rollouts may overlap
+  the update (bounded by ``--max-staleness``); metrics also go to the Ray dashboard.
+- `LocalBackend` (``--in-process``): `rollout_groups` (`LLMPolicy.act_batch`, one batched
+  generate per turn over all live episodes), `LearnerCore` and an `HFEngine` holding its
+  own copy of the weights (so the weight-sync path is the same one Ray uses). No Ray at all.
 
-Run directory: ``config.json``, ``metrics.jsonl`` (one line per step), ``trajectories.parquet``
+Dynamic sampling: rounds are played until ``min_groups`` groups are informative by
+`ecomrlve.policies.dapo.informative_groups` (the rule the learner's `filter_groups` applies)
+or ``max_sampling_rounds`` ran.
+
+Run directory: ``config.json``, ``metrics.jsonl`` (one line per step, `step_record` + the
+learner's statistics + timings: the names are listed in docs/training.md), ``trajectories.parquet``
 (the ``ecomrlve run`` schema, episode_id = task_id * 1000 + rollout), ``curriculum.json``,
-``summary.md``, ``checkpoints/step_NNNNNN/`` (``model/``, ``optimizer.pt``, ``learner.json``,
-``curriculum.json``, ``train_state.json``) and ``checkpoints/latest``.
+``summary.md``, and the checkpoints::
+
+    checkpoints/latest                 the name of the newest step directory
+    checkpoints/step_NNNNNN/model/     the learner's weights (save_pretrained)
+                           optimizer.pt
+                           learner.json       version, optimizer steps, DAPO config
+                           curriculum.json    no unplayed lease (an overlapped round is played first)
+                           train_state.json   step, version, engine_checksum (+ policy_calls in-process)
 """
 
 from __future__ import annotations
@@ -37,19 +49,19 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from ecomrlve.catalog_service.catalog import CatalogDir
 
 from .config import add_command, arg, require_extra
-from .rollout import EpisodeResult, is_error_reason, outcomes_of, rollout_groups, summary_of
+from .learner import trajectory_of
+from .rollout import EpisodeResult, is_error_reason, outcomes_of, rollout_groups
 
-__all__ = ["TrainConfig", "TrainCommand", "SftConfig", "Trainer", "to_trajectory", "add_train_commands",
-           "sft_examples", "run_sft", "trainable"]
+__all__ = ["TrainConfig", "TrainCommand", "SftConfig", "Trainer", "LocalBackend", "RayBackend", "step_record",
+           "format_step", "add_train_commands", "sft_examples", "run_sft", "trainable"]
 
-MAX_TURNS = 64
 log = logging.getLogger(__name__)
 
 
@@ -178,25 +190,6 @@ def trainable(results: Sequence[EpisodeResult]) -> list[EpisodeResult]:
     return [r for r in results if not r.is_error]
 
 
-def to_trajectory(res: EpisodeResult, max_new_tokens: int, dapo_cfg) -> Any:
-    """An `EpisodeResult` as a learner `Trajectory`: r_total plus the soft overlong penalty
-    of its worst turn; the group is the task id."""
-    from ecomrlve.policies.codec import EpisodeTokens
-    from ecomrlve.policies.dapo import Trajectory, overlong_penalty
-
-    ep = res.tokens if isinstance(res.tokens, EpisodeTokens) else EpisodeTokens.from_dict(res.tokens or {"turns": []})
-    lengths = [len(t.completion_ids) for t in ep.turns]
-    truncated = [t.finish_reason == "length" for t in ep.turns]
-    pen = min((overlong_penalty(n, max_new_tokens, dapo_cfg.overlong_buffer, dapo_cfg.overlong_factor, tr)
-               for n, tr in zip(lengths, truncated)), default=0.0)
-    reward = float(res.reward.get("r_total", -1.0)) + pen
-    return Trajectory(ep.segments(), reward, int(res.task["task_id"]), ep.min_version(), lengths, truncated,
-                      {"env_id": res.task["env_id"], "difficulty": int(res.task["difficulty"]),
-                       "r_total": float(res.reward.get("r_total", -1.0)), "overlong_penalty": pen,
-                       "is_correct": bool(res.reward.get("is_correct", False)),
-                       "termination_reason": str(res.reward.get("termination_reason", ""))})
-
-
 def _make_catalog(cfg: TrainConfig):
     from ecomrlve.catalog_service import Catalog
 
@@ -205,181 +198,470 @@ def _make_catalog(cfg: TrainConfig):
     return Catalog.synthetic(n_products=cfg.catalog_size, seed=cfg.catalog_seed)
 
 
-def _step_stats(results: Sequence[EpisodeResult], trajs) -> dict:
-    n = len(results) or 1
-    reasons = [str(r.reward.get("termination_reason", "")) for r in results]
+# --------------------------------------------------------------------------- metrics
+
+
+def step_record(summaries: Sequence[dict], learner_version: int) -> dict:
+    """The rollout half of a step's metrics, from episode summaries (both backends write the
+    same summary fields): rewards, success, invalid rate, policy tokens, staleness of the
+    trained data, and the split of episode time between the LLM (awaiting the policy) and
+    everything else (env, search, shopper, Ray)."""
+    n = max(1, len(summaries))
+    trained = [s for s in summaries if "version" in s]
+    stale = [learner_version - int(s["version"]) for s in trained]
+    wall = sum(float(s.get("wall_ms", 0.0)) for s in summaries)
+    policy = sum(float(s.get("policy_ms", 0.0)) for s in summaries)
+    env = sum(float(s.get("env_ms", 0.0)) for s in summaries)
+    shopper = sum(float(s.get("shopper_ms", 0.0)) for s in summaries)
+    turns = sum(int(s["turns"]) for s in summaries)
     return {
-        "episodes": len(results),
-        "reward_mean": sum(float(r.reward.get("r_total", -1)) for r in results) / n,
-        "success_rate": sum(bool(r.reward.get("is_correct")) for r in results) / n,
-        "invalid_rate": sum(x.startswith("invalid") for x in reasons) / n,
-        "error_episodes": sum(is_error_reason(x) for x in reasons),
-        "turns_mean": sum(r.turns for r in results) / n,
-        "policy_tokens": sum(t.n_tokens for t in trajs),
-        "truncated_replies": sum(sum(t.truncated) for t in trajs),
+        "episodes": len(summaries),
+        "reward_mean": sum(float(s["r_total"]) for s in summaries) / n,
+        "success_rate": sum(bool(s["is_correct"]) for s in summaries) / n,
+        "invalid_rate": sum(str(s["termination_reason"]).startswith("invalid") for s in summaries) / n,
+        "error_episodes": sum(is_error_reason(s["termination_reason"]) for s in summaries),
+        "turns_mean": turns / n,
+        "rollout_policy_tokens": sum(int(s.get("policy_tokens", 0)) for s in summaries),
+        "truncated_replies": sum(int(s.get("truncated_replies", 0)) for s in summaries),
+        "staleness_max": max(stale, default=0),
+        "staleness_mean": sum(stale) / len(stale) if stale else 0.0,
+        "episode_ms_mean": wall / n,
+        "llm_ms_per_turn": policy / max(1, turns),
+        "env_ms_per_turn": env / max(1, turns),
+        "shopper_ms_per_turn": shopper / max(1, turns),
+        "outside_llm_share": 1.0 - policy / wall if wall > 0 else 0.0,
     }
 
 
-# --------------------------------------------------------------------------- in-process trainer
+def _samples(summaries: Sequence[dict]) -> list[tuple[int, float]]:
+    """(group, reward) of the episodes that reach the learner (summaries with a reward)."""
+    return [(int(s["group"]), float(s["reward"])) for s in summaries if "reward" in s]
+
+
+def format_step(m: dict, steps: int) -> str:
+    return (f"step {m['step']}/{steps}: reward {m['reward_mean']:+.3f} success {m['success_rate']:.0%} "
+            f"invalid {m['invalid_rate']:.0%} | groups kept {m.get('groups_kept', 0)} dropped "
+            f"{m.get('groups_dropped', 0)} stale {m.get('stale_dropped', 0)} (max staleness {m['staleness_max']}) | "
+            f"{m['step_s']:.1f} s (waited {m['rollout_wait_s']:.1f} s on rollouts, update {m['update_s']:.1f} s) | "
+            f"gen {m['generation_tokens_per_s']:.0f} tok/s, train {m['update_tokens_per_s']:.0f} tok/s | "
+            f"outside the LLM {m['outside_llm_share']:.1%} | v{m['engine_version']}")
+
+
+# --------------------------------------------------------------------------- the trainer
 
 
 class Trainer:
-    """The in-process train loop (see module docstring). `run()` returns the final metrics."""
+    """One DAPO trainer over a backend (module docstring): `setup()` builds the backend
+    (``cfg.ray``: `RayBackend`, else `LocalBackend`) and restores the latest checkpoint when
+    resuming, `train_step()` runs one step, `checkpoint()` writes one, `run()` runs them
+    all, `close()` writes the summary and tears the backend down."""
 
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print):
         self.cfg = cfg
         self.log = log
         self.step = 0
         self.metrics: list[dict] = []
-        self.turn_times: list[tuple[float, float, int]] = []  # (generation s, env s, live episodes) per turn
+        self.summaries: list[dict] = []
+        self.backend: LocalBackend | RayBackend | None = None
+        self.version, self.checksum = 0, ""  # the policy engine's weights
+        self._closed = False
 
-    # ---- setup
     def setup(self) -> "Trainer":
+        cfg = self.cfg
+        self.run_dir = _run_dir(cfg)
+        ckpt = _latest_checkpoint(self.run_dir) if cfg.resume else None
+        state = json.loads((ckpt / "train_state.json").read_text()) if ckpt else {}
+        self.step = int(state.get("step", 0))
+        self.backend = (RayBackend if cfg.ray else LocalBackend)(cfg, self.run_dir, self.log)
+        self.backend.start(ckpt, state)
+        self.version, self.checksum = self.backend.version, self.backend.checksum
+        _write_json(self.run_dir / "config.json", cfg.model_dump())
+        if ckpt:
+            self.log(f"resumed from {ckpt} at step {self.step}, version {self.backend.version}")
+        return self
+
+    # ---- one step
+    def train_step(self) -> dict:
+        """Rounds of ``tasks_per_step`` tasks x ``group_size`` rollouts until ``min_groups``
+        groups are informative (`ecomrlve.policies.dapo.informative_groups`, the learner's
+        own filter) or ``max_sampling_rounds`` ran; then one update and a weight push."""
+        from ecomrlve.policies.dapo import informative_groups
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        summaries: list[dict] = []
+        items: list = []
+        rounds = 0
+        while rounds == 0 or (len(informative_groups(_samples(summaries))) < cfg.min_groups
+                              and rounds < cfg.max_sampling_rounds):
+            s, it = self.backend.play_round()
+            summaries += s
+            items += it
+            rounds += 1
+        rollout_wait_s = time.perf_counter() - t0
+        if self.backend.overlap and self.step + 1 < cfg.steps:
+            self.backend.prefetch_round()  # plays on the current weights while the learner updates
+        learner_version = self.backend.version
+        upd = self.backend.update(items)
+        self.version, self.checksum = upd["engine_version"], upd["engine_checksum"]
+        windows = self.backend.windows()
+        self.step += 1
+        m = {"step": self.step, "rounds": rounds, **step_record(summaries, learner_version),
+             **{k: v for k, v in upd.items() if not isinstance(v, (list, dict))},
+             "step_s": time.perf_counter() - t0, "rollout_wait_s": rollout_wait_s,
+             "generation_tokens_per_s": upd["generated_tokens"] / upd["engine_busy_s"] if upd["engine_busy_s"] else 0.0,
+             "update_tokens_per_s": upd.get("tokens_per_s", 0.0), "overlap": self.backend.overlap,
+             "retried_rollouts": self.backend.retried, "windows": {e: list(w) for e, w in windows.items()}}
+        self.metrics.append(m)
+        self.summaries += [{k: s[k] for k in SUMMARY_FIELDS} for s in summaries]
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(m) + "\n")
+        if cfg.ray:  # the Ray metrics (dashboard); the in-process backend never imports Ray
+            from .metrics import get_metrics
+
+            metrics = get_metrics()
+            metrics.train_step(m)
+            metrics.levels(windows)
+        if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+            self.checkpoint()
+        return m
+
+    def checkpoint(self) -> Path:
+        """``checkpoints/step_NNNNNN/`` (layout in the module docstring), then
+        ``checkpoints/latest`` names it."""
+        d = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
+        extra = self.backend.save(d)  # model/, optimizer.pt, learner.json, curriculum.json
+        _write_json(d / "train_state.json", {"step": self.step, "version": self.backend.version,
+                                             "engine_checksum": self.backend.checksum, **extra})
+        _write_text(self.run_dir / "checkpoints" / "latest", d.name + "\n")
+        return d
+
+    def run(self, on_step: Callable[[dict], None] | None = None) -> list[dict]:
+        if self.backend is None:
+            self.setup()
+        try:
+            while self.step < self.cfg.steps:
+                m = self.train_step()
+                if on_step is not None:
+                    on_step(m)
+                else:
+                    self.log(format_step(m, self.cfg.steps))
+        finally:
+            self.close()
+        return self.metrics
+
+    def close(self) -> None:
+        if self.backend is None or self._closed:
+            return
+        self._closed = True
+        from . import run_dir as rd
+
+        try:
+            curriculum = self.backend.finish()
+            rd.write_summary(self.run_dir, self.summaries, curriculum,
+                             {"policy": f"llm:{self.cfg.model} (DAPO)", "collection": self.cfg.collection,
+                              "episodes": len(self.summaries), "retried_tasks": self.backend.retried})
+            rd.write_plots(self.run_dir, self.summaries)
+        except Exception as exc:  # noqa: BLE001 - the summary is a convenience; teardown goes on
+            self.log(f"summary not written: {exc}")
+        finally:
+            self.backend.shutdown()
+
+
+SUMMARY_FIELDS = ("episode_id", "env_id", "difficulty", "seed", "r_total", "is_correct", "turns",
+                  "termination_reason")
+
+
+# --------------------------------------------------------------------------- backends
+#
+# A backend plays rounds and updates the weights; the Trainer owns the loop around it.
+#   start(ckpt, state)   build everything (from the checkpoint when resuming)
+#   play_round()         lease tasks_per_step tasks, play each group_size times, record and
+#                        report them -> (summaries, learner items); summaries carry the
+#                        fields of `step_record` and, for trainable episodes, reward/group/version
+#   prefetch_round()     start the next round now (overlap; Ray only)
+#   update(items)        one learner update + weight push -> learner stats + sync_s,
+#                        engine_version, engine_checksum, generated_tokens, engine_busy_s
+#   windows()            the curriculum's windows {env_id: (l, h)}
+#   save(d)              model/, optimizer.pt, learner.json, curriculum.json into d; returns
+#                        extra train_state fields
+#   finish()             write what is pending; the curriculum state
+#   shutdown()
+
+
+class LocalBackend:
+    """In-process (``--in-process``): `make_env` + `LLMPolicy.act_batch` through
+    `rollout_groups`, a `LearnerCore` and an `HFEngine` holding its own copy of the weights
+    (the weight-sync path Ray uses); the curriculum as a plain object. No Ray."""
+
+    overlap = False
+    retried = 0
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None]):
+        self.cfg, self.run_dir, self.log = cfg, run_dir, log
+        self.writer = None
+
+    def start(self, ckpt: Path | None, state: dict) -> None:
         import torch
 
         from ecomrlve.envs import resolve_envs
+        from ecomrlve.policies.codec import ChatCodec
         from ecomrlve.policies.engines import HFEngine
         from ecomrlve.policies.llm_policy import LLMPolicy
         from ecomrlve.policies.models import load_model
         from ecomrlve.scheduler import Curriculum, CurriculumConfig
 
         from .learner import LearnerCore
+        from .run_dir import TrajectoryWriterImpl
 
         cfg = self.cfg
+        if cfg.engine != "hf":
+            raise ValueError("the in-process trainer runs the hf engine; drop --in-process for vllm")
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
-        self.run_dir = _run_dir(cfg)
-        ckpt = _latest_checkpoint(self.run_dir) if cfg.resume else None
         model_src = str(ckpt / "model") if ckpt else cfg.model
         t0 = time.perf_counter()
         model, tok = load_model(model_src, device=cfg.device, dtype="float32")
         self.learner = LearnerCore(model, tok, cfg.dapo_config(), cfg.device, cfg.max_staleness)
-        if cfg.engine != "hf":
-            raise ValueError("the in-process trainer runs the hf engine; drop --in-process for vllm")
         emodel, _ = load_model(model_src, device=cfg.device, dtype=cfg.dtype)
         self.engine = HFEngine(emodel, tok, device=cfg.device, **cfg.engine_opts)
-        self.tokenizer = tok
-        from ecomrlve.policies.codec import ChatCodec
-
         self.codec = ChatCodec(tok, tool_format=cfg.tool_format, prefill=cfg.prefill, lenient=cfg.lenient)
         self.policy = LLMPolicy(self.engine, codec=self.codec, temperature=cfg.temperature,
                                 max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
         self.catalog = _make_catalog(cfg)
-        env_ids = resolve_envs(cfg.collection)
         if ckpt:
             self.curriculum = Curriculum.from_json((ckpt / "curriculum.json").read_text())
             self.learner.load_optimizer(ckpt)
-            state = json.loads((ckpt / "train_state.json").read_text())
-            self.step = int(state["step"])
             self.policy.calls = int(state.get("policy_calls", 0))
-            self.log(f"resumed from {ckpt} at step {self.step}, version {self.learner.version}")
         else:
             ccfg = CurriculumConfig.from_dict({"first_seed": cfg.seed * 1_000_000, **cfg.curriculum})
-            self.curriculum = Curriculum(env_ids, ccfg, seed=cfg.seed)
-        self._sync()
-        self.log(f"model {cfg.model}: learner + engine ready in {time.perf_counter() - t0:.1f} s; run dir {self.run_dir}")
-        _write_json(self.run_dir / "config.json", cfg.model_dump())
-        self.writer = _trajectory_writer(self.run_dir, append=bool(ckpt))
-        self.summaries: list[dict] = []
-        return self
+            self.curriculum = Curriculum(resolve_envs(cfg.collection), ccfg, seed=cfg.seed)
+        self.sync_s = self._sync()
+        self._engine_stats = self.engine.stats()
+        self.writer = TrajectoryWriterImpl(str(self.run_dir), append=bool(ckpt))
+        self.log(f"model {cfg.model}: learner + engine ready in {time.perf_counter() - t0:.1f} s; "
+                 f"run dir {self.run_dir}")
 
-    def _sync(self) -> dict:
+    @property
+    def version(self) -> int:
+        return int(self.engine.version)
+
+    @property
+    def checksum(self) -> str:
+        return self.engine.checksum
+
+    def _sync(self) -> float:
         t0 = time.perf_counter()
         sd, version, checksum = self.learner.weights(dtype=self.engine.dtype)
-        got = self.engine.load_weights(sd, version, checksum)
-        return {"sync_s": time.perf_counter() - t0, "checksum": got, "version": version}
+        self.engine.load_weights(sd, version, checksum)
+        return time.perf_counter() - t0
 
-    # ---- one step
-    def train_step(self) -> dict:
+    def play_round(self) -> tuple[list[dict], list]:
         cfg = self.cfg
-        dcfg = self.learner.cfg
+        tasks = [t.as_dict() for t in self.curriculum.lease(cfg.tasks_per_step)]
         t0 = time.perf_counter()
-        results: list[EpisodeResult] = []
-        trajs = []
-        rounds = 0
-        gen_s = env_s = 0.0
-        from ecomrlve.policies.dapo import filter_groups
-
-        while rounds < cfg.max_sampling_rounds:
-            rounds += 1
-            tasks = [t.as_dict() for t in self.curriculum.lease(cfg.tasks_per_step)]
-            timing = [0.0, 0.0]
-
-            def on_turn(g, e, n, timing=timing):
-                timing[0] += g
-                timing[1] += e
-                self.turn_times.append((g, e, n))
-
-            res = rollout_groups(self.policy, self.catalog, tasks, cfg.group_size, cfg.axes, on_turn, MAX_TURNS)
-            gen_s += timing[0]
-            env_s += timing[1]
-            ok = trainable(res)
-            self.curriculum.report(outcomes_of([{**r.task, "rollout": r.rollout} for r in ok],
-                                               [{**r.task, **r.reward} for r in ok]))
-            results += res
-            trajs += [to_trajectory(r, cfg.max_new_tokens, dcfg) for r in trainable(res)]
-            kept, _ = filter_groups(trajs)
-            if len({t.group for t in kept}) >= cfg.min_groups:
-                break
-        rollout_s = time.perf_counter() - t0
-        upd = self.learner.update(trajs)
-        sync = self._sync() if upd["stepped"] else {"sync_s": 0.0, "checksum": self.engine.checksum,
-                                                     "version": self.engine.version}
-        recs = [r.record(f"llm:{cfg.model}") for r in results]
-        if self.writer is not None:
-            self.writer.write(recs)
-        self.summaries += [summary_of(r) for r in recs]
-        self.step += 1
-        m = {"step": self.step, "rounds": rounds, **_step_stats(results, trajs), "rollout_s": rollout_s,
-             "gen_s": gen_s, "env_s": env_s, **{k: v for k, v in upd.items() if not isinstance(v, (list, dict))},
-             "sync_s": sync["sync_s"], "engine_version": self.engine.version, "engine_checksum": sync["checksum"],
-             "windows": {e: list(w) for e, w in self.curriculum.windows().items()}}
-        self.metrics.append(m)
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(m) + "\n")
+        results = rollout_groups(self.policy, self.catalog, tasks, cfg.group_size, cfg.axes)
+        wall_ms = (time.perf_counter() - t0) * 1000 / max(1, len(results))
+        ok = trainable(results)
+        self.curriculum.report(outcomes_of([{**r.task, "rollout": r.rollout} for r in ok],
+                                           [{**r.task, **r.reward} for r in ok]))
         _write_text(self.run_dir / "curriculum.json", self.curriculum.to_json())
-        return m
+        self.writer.write([r.record(f"llm:{cfg.model}") for r in results])
+        trajs = {r.episode_id: trajectory_of(r.tokens, r.task, r.reward, cfg.max_new_tokens, self.learner.cfg)
+                 for r in ok}
+        summaries = []
+        for r in results:
+            s = {"episode_id": r.episode_id, "env_id": r.task["env_id"], "difficulty": int(r.task["difficulty"]),
+                 "seed": int(r.task["seed"]), "r_total": float(r.reward.get("r_total", -1.0)),
+                 "is_correct": bool(r.reward.get("is_correct", False)),
+                 "termination_reason": str(r.reward.get("termination_reason", "")), "turns": int(r.turns),
+                 "wall_ms": wall_ms, "policy_ms": r.gen_s * 1000, "env_ms": r.env_s * 1000}
+            t = trajs.get(r.episode_id)
+            if t is not None:
+                s.update(reward=t.reward, group=int(t.group), version=int(t.version), policy_tokens=int(t.n_tokens),
+                         truncated_replies=int(sum(t.truncated)))
+            summaries.append(s)
+        return summaries, list(trajs.values())
 
-    def checkpoint(self) -> Path:
-        d = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
+    def prefetch_round(self) -> None:  # never called: overlap is False
+        raise NotImplementedError
+
+    def update(self, items: list) -> dict:
+        upd = self.learner.update(items)
+        sync_s = self._sync() if upd["stepped"] else 0.0
+        stats = self.engine.stats()
+        gen = {k: stats.get(k, 0) - self._engine_stats.get(k, 0) for k in ("generated_tokens", "generate_s")}
+        self._engine_stats = stats
+        return {**upd, "sync_s": sync_s, "engine_version": self.version, "engine_checksum": self.checksum,
+                "generated_tokens": gen["generated_tokens"], "engine_busy_s": gen["generate_s"]}
+
+    def windows(self) -> dict:
+        return self.curriculum.windows()
+
+    def save(self, d: Path) -> dict:
         self.learner.save(d)
         _write_text(d / "curriculum.json", self.curriculum.to_json())
-        _write_json(d / "train_state.json", {"step": self.step, "version": self.learner.version,
-                                             "policy_calls": self.policy.calls,
-                                             "engine_checksum": self.engine.checksum})
-        _write_text(self.run_dir / "checkpoints" / "latest", d.name + "\n")
-        return d
+        return {"policy_calls": self.policy.calls}
 
-    def run(self) -> list[dict]:
-        if not hasattr(self, "learner"):
-            self.setup()
-        cfg = self.cfg
-        try:
-            while self.step < cfg.steps:
-                m = self.train_step()
-                self.log(f"step {m['step']}/{cfg.steps}: reward {m['reward_mean']:+.3f} success {m['success_rate']:.0%} "
-                         f"invalid {m['invalid_rate']:.0%} groups kept {m.get('groups_kept', 0)} dropped "
-                         f"{m.get('groups_dropped', 0)} | rollout {m['rollout_s']:.1f} s (gen {m['gen_s']:.1f}, env "
-                         f"{m['env_s']:.2f}) update {m.get('update_s', 0):.1f} s | version {m['engine_version']}")
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                    self.checkpoint()
-        finally:
-            self.close()
-        return self.metrics
-
-    def close(self) -> None:
-        if getattr(self, "writer", None) is not None:
+    def finish(self) -> dict:
+        if self.writer is not None:
             self.writer.close()
             self.writer = None
-            try:
-                from . import run_dir as rd
+        return self.curriculum.state()
 
-                rd.write_summary(self.run_dir, self.summaries, self.curriculum.state(),
-                                 {"policy": f"llm:{self.cfg.model} (DAPO)", "collection": self.cfg.collection,
-                                  "episodes": len(self.summaries)})
-                rd.write_plots(self.run_dir, self.summaries)
-            except Exception as exc:  # noqa: BLE001 - the summary is a convenience
-                self.log(f"summary not written: {exc}")
+    def shutdown(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class RayBackend:
+    """The actor system of ``ecomrlve run`` (`ActorSystem`: catalog shards, shopper, the
+    `CurriculumScheduler`, the trajectory writer, W `EnvWorker`s) whose policy is an
+    `EngineClient` of one `PolicyEngine`, plus a `Learner` actor; rounds go through the
+    run's `Dispatcher` (``run_rollouts``: summaries, records to the writer, learner items by
+    reference, a dead worker's rollouts run again). With ``overlap`` the next round plays
+    during the update, bounded by ``max_staleness``."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None]):
+        self.cfg, self.run_dir, self.log = cfg, run_dir, log
+        self.overlap = cfg.overlap()
+        self.system = self.dispatcher = self.engine = self.learner = None
+        self._ahead: list | None = None  # episode ids of the next step's round, in flight
+        self._pending: list[dict] = []
+
+    @property
+    def retried(self) -> int:
+        return self.dispatcher.retried if self.dispatcher is not None else 0
+
+    def start(self, ckpt: Path | None, state: dict) -> None:
+        import ray
+
+        from ecomrlve.envs import resolve_envs
+
+        from .ray_session import init_ray
+        from .dispatch import Dispatcher
+        from .learner import Learner
+        from .policy_engine import EngineClient, PolicyEngine
+        from .system import ActorSystem, SystemSpec
+
+        cfg = self.cfg
+        init_ray(address=cfg.address, num_cpus=cfg.num_cpus)
+        if ckpt:  # the scheduler actor restores from run_dir/curriculum.json: make it the checkpoint's
+            _write_text(self.run_dir / "curriculum.json", (ckpt / "curriculum.json").read_text())
+        t0 = time.perf_counter()
+        gpu = cfg.device.startswith("cuda")
+        total = float(ray.cluster_resources().get("CPU", 2.0))
+        unit = round(max(0.1, min(1.0, total * 0.25)), 3)  # logical CPUs of the engine and of the learner
+        threads = cfg.threads
+        if threads is None and not gpu and self.overlap:
+            # generation and update run at the same time: half the cores each (on 2 cores,
+            # 2 + 2 threads made a step 1.7x slower than 1 + 1: measured, benchmarks/learner.py)
+            threads = max(1, (os.cpu_count() or 2) // 2)
+        self.engine = PolicyEngine.options(num_gpus=0.5 if gpu else 0, num_cpus=unit).remote(
+            str(ckpt / "model") if ckpt else cfg.model, device=cfg.device, engine=cfg.engine, dtype=cfg.dtype,
+            temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, prefill=cfg.prefill,
+            tool_format=cfg.tool_format, lenient=cfg.lenient, max_batch=cfg.engine_max_batch,
+            batch_wait_ms=cfg.batch_wait_ms, threads=threads, engine_kwargs=dict(cfg.engine_opts))
+        self.learner = Learner.options(num_gpus=0.5 if gpu else 0, num_cpus=unit).remote(
+            cfg.model, cfg.dapo_config().as_dict(), cfg.device, cfg.max_staleness, str(ckpt) if ckpt else None,
+            None, threads)
+        spec = SystemSpec(env_ids=resolve_envs(cfg.collection), workers=cfg.workers, shards=cfg.shards,
+                          catalog_size=cfg.catalog_size, catalog_dir=cfg.catalog_dir, catalog_seed=cfg.catalog_seed,
+                          seed=cfg.seed, max_concurrent=cfg.max_concurrent, shopper=cfg.shopper,
+                          shopper_backend=cfg.shopper_backend, checkpoint_every=cfg.checkpoint_every,
+                          curriculum=dict(cfg.curriculum))
+        client = EngineClient(self.engine, name=f"llm:{cfg.model}", max_new_tokens=cfg.max_new_tokens,
+                              dapo=cfg.dapo_config().as_dict())
+        self.system = ActorSystem(spec).start(self.run_dir, client, self.log, append=bool(ckpt),
+                                              reserved_cpus=0 if gpu else 2 * unit)
+        self.dispatcher = Dispatcher(self.system, cfg.dispatch_size(), cfg.max_concurrent, "run_rollouts",
+                                     log=self.log)
+        # tasks leased before the checkpoint but never played (the round that overlapped the
+        # last update) run first, so the curriculum never keeps an orphan lease
+        self._pending = ray.get(self.system.scheduler.pending.remote()) if ckpt else []
+        push = ray.get(self.learner.push.remote([self.engine], cfg.dtype))
+        self.version, self.checksum = int(push["version"]), push["checksum"]
+        self._engine_stats = ray.get(self.engine.info.remote())
+        self.log(f"train: engine + learner ({cfg.model}, {cfg.device}, {cfg.engine}) and {cfg.workers} env workers "
+                 f"up in {time.perf_counter() - t0:.1f} s; weights v{self.version} {self.checksum[:12]}; "
+                 f"{'asynchronous' if self.overlap else 'synchronous'} rollouts; run dir {self.run_dir}")
+
+    def _submit_round(self) -> list[int]:
+        import ray
+
+        cfg = self.cfg
+        tasks, self._pending = self._pending[:cfg.tasks_per_step], self._pending[cfg.tasks_per_step:]
+        if len(tasks) < cfg.tasks_per_step:
+            tasks += ray.get(self.system.scheduler.lease.remote(cfg.tasks_per_step - len(tasks)))
+        axes = {"axes": dict(cfg.axes)} if cfg.axes else {}
+        rollouts = [{**t, "rollout": g, "episode_id": int(t["task_id"]) * 1_000 + g, **axes}
+                    for t in tasks for g in range(cfg.group_size)]
+        self.dispatcher.submit(rollouts)
+        return [r["episode_id"] for r in rollouts]
+
+    def play_round(self) -> tuple[list[dict], list]:
+        ids, self._ahead = (self._ahead or self._submit_round()), None
+        calls = self.dispatcher.wait(ids)
+        return [self.dispatcher.done[e] for e in ids], [c.learner_items for c in calls]
+
+    def prefetch_round(self) -> None:
+        self._ahead = self._submit_round()
+
+    def update(self, items: list) -> dict:
+        import ray
+
+        upd = ray.get(self.learner.update_refs.remote(items))
+        sync_s = 0.0
+        if upd["stepped"]:
+            t0 = time.perf_counter()
+            push = ray.get(self.learner.push.remote([self.engine], self.cfg.dtype))
+            sync_s = time.perf_counter() - t0
+            self.version, self.checksum = int(push["version"]), push["checksum"]
+        engine = ray.get(self.engine.info.remote())
+        gen = {k: engine.get(k, 0) - self._engine_stats.get(k, 0) for k in ("generated_tokens", "generate_s")}
+        self._engine_stats = engine
+        return {**upd, "sync_s": sync_s, "engine_version": self.version, "engine_checksum": self.checksum,
+                "generated_tokens": gen["generated_tokens"], "engine_busy_s": gen["generate_s"]}
+
+    def windows(self) -> dict:
+        import ray
+
+        levels = ray.get(self.system.scheduler.summary.remote())["levels"]
+        return {e: (v["l"], v["h"]) for e, v in levels.items()}
+
+    def save(self, d: Path) -> dict:
+        """A round in flight (the overlap) is played to the end first, so the curriculum
+        saved has no unplayed lease and its episodes are in the parquet; the next step
+        trains on it."""
+        import ray
+
+        if self._ahead is not None:
+            self.dispatcher.wait(self._ahead)
+        ray.get(self.learner.save.remote(str(d)))
+        ray.get(self.system.scheduler.checkpoint.remote())
+        _write_text(d / "curriculum.json", (self.run_dir / "curriculum.json").read_text())
+        return {}
+
+    def finish(self) -> dict:
+        import ray
+
+        self.dispatcher.drain()
+        ray.get(self.system.writer.close.remote())
+        return ray.get(self.system.scheduler.state.remote())
+
+    def shutdown(self) -> None:
+        import ray
+
+        if self.system is not None:
+            self.system.shutdown()
+            self.system = None
+        for a in (self.engine, self.learner):
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self.engine = self.learner = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -420,12 +702,6 @@ def _write_text(path: Path, text: str) -> None:
 
 def _write_json(path: Path, obj) -> None:
     _write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def _trajectory_writer(run_dir: Path, append: bool):
-    from .run_dir import TrajectoryWriterImpl
-
-    return TrajectoryWriterImpl(str(run_dir), append=append)
 
 
 # --------------------------------------------------------------------------- SFT
@@ -591,18 +867,11 @@ class TrainCommand(TrainConfig):
 
 def cmd_train(cfg: TrainCommand) -> int:
     require_extra(("torch", "transformers"), "llm", "`ecomrlve train`")
-    if not cfg.ray:
-        trainer = Trainer(cfg)
-        trainer.run()
-        print(trainer.run_dir)
-        return 0
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .train_ray import RayTrainer, format_step
-
     console = Console(stderr=True)
-    trainer = RayTrainer(cfg, log=console.log)
+    trainer = Trainer(cfg, log=console.log)
     trainer.setup()
     if not cfg.live or not console.is_terminal:
         trainer.run(on_step=lambda m: console.log(format_step(m, cfg.steps)))

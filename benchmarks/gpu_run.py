@@ -461,10 +461,11 @@ def _worker_loop(conn, spec: dict) -> None:
 
     cfg = TrainConfig(**spec["config"])
     tr = Trainer(cfg, log=lambda s: None).setup()
+    local = tr.backend  # the in-process backend (the config says ray=False)
     if spec["schedule"] != "adaptive":
-        tr.curriculum = static_curriculum(list(tr.curriculum.env_ids), spec["difficulty"], cfg.seed)
-    env_id = tr.curriculum.env_ids[0]
-    conn.send({"ready": True, "window": list(tr.curriculum.window(env_id))})
+        local.curriculum = static_curriculum(list(local.curriculum.env_ids), spec["difficulty"], cfg.seed)
+    env_id = local.curriculum.env_ids[0]
+    conn.send({"ready": True, "window": list(local.curriculum.window(env_id))})
     try:
         while True:
             cmd = conn.recv()
@@ -480,7 +481,7 @@ def _worker_loop(conn, spec: dict) -> None:
 
 
 def _train_step(tr, env_id: str) -> dict:
-    eng = tr.engine
+    eng = tr.backend.engine
     g_s, g_tok = eng.generate_s, eng.generated_tokens
     t0 = time.perf_counter()
     m = tr.train_step()
@@ -489,13 +490,14 @@ def _train_step(tr, env_id: str) -> dict:
     gen_tok = eng.generated_tokens - g_tok
     upd = float(m.get("update_s", 0.0))
     out = {k: v for k, v in m.items() if isinstance(v, (int, float, bool, str))}
-    out.update({"window": list(tr.curriculum.window(env_id)), "step_s": step_s, "gen_s": gen_s,
+    out.update({"window": list(tr.backend.curriculum.window(env_id)), "step_s": step_s, "gen_s": gen_s,
                 "generated_tokens": gen_tok, "generation_tokens_per_s": gen_tok / gen_s if gen_s else 0.0,
                 "training_tokens_per_s": float(m.get("tokens_per_s", 0.0)), "update_s": upd,
                 "outside_llm_s": max(0.0, step_s - gen_s - upd),
                 "outside_llm_share": max(0.0, step_s - gen_s - upd) / step_s if step_s else 0.0,
                 "sync_share": float(m.get("sync_s", 0.0)) / step_s if step_s else 0.0,
-                "env_s": float(m.get("env_s", 0.0)), "stepped": bool(m.get("stepped", False)),
+                "env_s": float(m["env_ms_per_turn"]) * float(m["turns_mean"]) * int(m["episodes"]) / 1000,
+                "stepped": bool(m.get("stepped", False)),
                 "graph_captures": eng.captures, "graph_error": eng.graph_error})
     return out
 
@@ -507,12 +509,13 @@ def evaluate(tr, difficulties, seeds: int) -> dict:
     from ecomrlve.actors.rollout import rollout_groups
     from ecomrlve.policies.llm_policy import LLMPolicy
 
-    policy = LLMPolicy(tr.engine, codec=tr.codec, temperature=0.0, max_new_tokens=tr.cfg.max_new_tokens, seed=0)
-    env_id = tr.curriculum.env_ids[0]
+    local = tr.backend
+    policy = LLMPolicy(local.engine, codec=local.codec, temperature=0.0, max_new_tokens=tr.cfg.max_new_tokens, seed=0)
+    env_id = local.curriculum.env_ids[0]
     tasks = [{"env_id": env_id, "difficulty": d, "seed": EVAL_SEED_BASE + i, "task_id": k * seeds + i}
              for k, d in enumerate(difficulties) for i in range(seeds)]
     t0 = time.perf_counter()
-    res = rollout_groups(policy, tr.catalog, tasks, 1, tr.cfg.axes)
+    res = rollout_groups(policy, local.catalog, tasks, 1, tr.cfg.axes)
     out: dict = {"env_id": env_id, "seeds": seeds, "temperature": 0.0, "seconds": time.perf_counter() - t0,
                  "by_difficulty": {}}
     for d in difficulties:

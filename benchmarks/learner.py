@@ -10,7 +10,7 @@ throughput; generation vs environment time per turn; update vs rollout time) and
 them to ``benchmarks/results/learner.json``. These machines are noisy; compare ratios, not
 absolute numbers across runs.
 
-``--ray-steps N`` runs `ecomrlve.actors.train_ray` twice (N steps with rollouts overlapping updates,
+``--ray-steps N`` runs the Ray backend of `ecomrlve.actors.train.Trainer` twice (N steps with rollouts overlapping updates,
 then N with ``--sync``) on the full actor system and reports where an episode's time goes
 (LLM vs env vs shopper vs the rest: Ray and the event loop) and the step time of both modes.
 It starts Ray: run it in a loopback-only namespace, as every Ray command here
@@ -92,7 +92,7 @@ def bench_train_run(model_name: str, device: str, new_tokens: int, threads) -> d
                           device=device, group_size=4, tasks_per_step=1, max_new_tokens=new_tokens,
                           max_sampling_rounds=2, catalog_size=2000, checkpoint_every=1000, threads=threads,
                           prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]', lenient=True,
-                          tool_format="none", axes={"T_max": 2})
+                          tool_format="none", axes={"T_max": 2}, ray=False)
         tr = Trainer(cfg, log=lambda s: None).setup()
         try:
             t0 = time.perf_counter()
@@ -100,11 +100,11 @@ def bench_train_run(model_name: str, device: str, new_tokens: int, threads) -> d
             wall = time.perf_counter() - t0
         finally:
             tr.close()
-        turns = tr.turn_times
-    gen = sum(t[0] for t in turns)
-    env = sum(t[1] for t in turns)
-    return {"turns": len(turns), "episodes": m["episodes"], "gen_s": gen, "env_s": env,
-            "gen_s_per_turn": gen / max(1, len(turns)), "env_s_per_turn": env / max(1, len(turns)),
+    turns = round(m["turns_mean"] * m["episodes"])  # episode turns (the step's metrics, per turn)
+    gen = m["llm_ms_per_turn"] * turns / 1000
+    env = m["env_ms_per_turn"] * turns / 1000
+    return {"turns": turns, "episodes": m["episodes"], "gen_s": gen, "env_s": env,
+            "gen_s_per_turn": gen / max(1, turns), "env_s_per_turn": env / max(1, turns),
             "update_s": m.get("update_s", 0.0), "sync_s": m["sync_s"], "step_wall_s": wall,
             "stepped": m.get("stepped", False), "invalid_rate": m["invalid_rate"]}
 
@@ -113,8 +113,7 @@ def bench_ray_train(model_name: str, device: str, new_tokens: int, steps: int, t
     """Steps of the Ray runner, overlapped and then synchronous (fresh actors each)."""
     import ray
 
-    from ecomrlve.actors.train import TrainConfig
-    from ecomrlve.actors.train_ray import RayTrainer
+    from ecomrlve.actors.train import TrainConfig, Trainer
 
     out = {}
     for mode in ("overlap", "sync"):
@@ -126,7 +125,7 @@ def bench_ray_train(model_name: str, device: str, new_tokens: int, steps: int, t
                               lenient=True, tool_format="none", axes={"T_max": 2}, workers=2, shards=1,
                               sync=mode == "sync")
             t0 = time.perf_counter()
-            tr = RayTrainer(cfg, log=lambda s: None).setup()
+            tr = Trainer(cfg, log=lambda s: None).setup()
             setup_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             ms = tr.run(on_step=lambda m: None)

@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rollout.json"))
     args = p.parse_args(argv)
 
-    from ecomrlve.actors.cli import init_ray
+    from ecomrlve.actors.ray_session import init_ray
     from ecomrlve.catalog_service import Catalog
 
     catalog = Catalog.synthetic(n_products=args.catalog_size, seed=0)

@@ -135,7 +135,7 @@ def main() -> None:
                     help=f"batch_wait_timeout_s of the batched runs, in ms (default {BATCH_WAIT_TIMEOUT_S * 1e3:g})")
     args = ap.parse_args()
 
-    from ecomrlve.actors.cli import init_ray
+    from ecomrlve.actors.ray_session import init_ray
     from ecomrlve.catalog_service import Catalog
     from ecomrlve.catalog_service.shards import CatalogSource
 

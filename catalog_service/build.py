@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .catalog import check_catalog_dir
-from .search import build_searcher, read_meta
+from .search import read_meta
+from .searchers import build_searcher
 
 __all__ = ["build_catalog", "catalog_info", "CatalogBuildConfig", "CatalogInfoConfig", "build_command", "info_command"]
 

@@ -39,8 +39,6 @@ Search is delegated to `ecomrlve.catalog_service.search` (built lazily on the fi
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 import threading
@@ -65,12 +63,11 @@ from ecomrlve.envs.catalog import (
     SearchHits,
 )
 
+from .schema import NUMERIC_DTYPES, PRODUCT_SCHEMA, TEXT_COLUMNS, normalize_table, unify_dictionary
+
 __all__ = [
     "Catalog",
-    "PRODUCT_SCHEMA",
     "SCHEMA_VERSION",
-    "TEXT_COLUMNS",
-    "normalize_table",
     "coerce_filters",
     "check_catalog_dir",
     "CatalogDir",
@@ -79,9 +76,6 @@ __all__ = [
 SCHEMA_VERSION = 1
 TABLE_FILE = "products.arrow"
 MANIFEST_FILE = "manifest.json"
-TEXT_COLUMNS: tuple[str, ...] = ("product_id", "title", "description")
-
-
 def check_catalog_dir(directory: str | None) -> str | None:
     """`directory` unchanged when it is None or a built catalog directory (it holds a
     manifest); else ValueError saying what is there and how to build one."""
@@ -97,129 +91,7 @@ def check_catalog_dir(directory: str | None) -> str | None:
 
 # a config field naming a built catalog directory, or None (a synthetic catalog)
 CatalogDir = Annotated[str | None, AfterValidator(check_catalog_dir)]
-DICTIONARY_TYPE = pa.dictionary(pa.int32(), pa.string())
-NUMERIC_TYPES: dict[str, pa.DataType] = {
-    "price": pa.float64(),
-    "rating": pa.float32(),
-    "rating_count": pa.int32(),
-    "ship_days": pa.int16(),
-    "stock": pa.int32(),
-}
-NUMERIC_DTYPES: dict[str, np.dtype] = {
-    "price": np.dtype(np.float64),
-    "rating": np.dtype(np.float32),
-    "rating_count": np.dtype(np.int32),
-    "ship_days": np.dtype(np.int16),
-    "stock": np.dtype(np.int32),
-}
-FEATURES_TYPE = pa.list_(pa.string())
 MIN_CHOICE = 2  # values an attribute needs in a leaf before the leaf counts as showing a choice
-
-
-def _field_type(name: str) -> pa.DataType:
-    if name in TEXT_COLUMNS:
-        return pa.string()
-    if name in CATEGORICAL_COLUMNS:
-        return DICTIONARY_TYPE
-    if name in NUMERIC_TYPES:
-        return NUMERIC_TYPES[name]
-    if name == "features":
-        return FEATURES_TYPE
-    raise AssertionError(name)
-
-
-PRODUCT_SCHEMA = pa.schema([pa.field(name, _field_type(name)) for name in PRODUCT_COLUMNS])
-NON_NULL_COLUMNS: tuple[str, ...] = ("product_id", "title") + NUMERIC_COLUMNS
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _is_string(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
-
-
-def _normalize_column(name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """`col` cast to the schema type of `name`; ValueError naming the column when the
-    type is not compatible (or a numeric cast would lose information)."""
-    t = col.type
-    want = _field_type(name)
-    if t == want:
-        return col
-    bad = ValueError(f"column {name!r} has type {t}, expected {want}")
-    if pa.types.is_null(t):
-        if name in NON_NULL_COLUMNS:
-            raise bad
-        return pa.chunked_array([pa.nulls(len(c), want) for c in col.chunks], type=want)
-    if name in TEXT_COLUMNS:
-        if _is_string(t) or (pa.types.is_dictionary(t) and _is_string(t.value_type)):
-            return col.cast(pa.string())
-        raise bad
-    if name in CATEGORICAL_COLUMNS:
-        if pa.types.is_dictionary(t) and _is_string(t.value_type):
-            return col.cast(want)
-        if _is_string(t):
-            return pc.dictionary_encode(col.cast(pa.string())).cast(want)
-        raise bad
-    if name in NUMERIC_TYPES:
-        ok = pa.types.is_integer(t) or (pa.types.is_floating(want) and pa.types.is_floating(t))
-        if not ok:
-            raise bad
-        try:
-            return col.cast(want, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise ValueError(f"column {name!r} cannot be cast from {t} to {want}: {exc}") from None
-    if name == "features":
-        if (pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_string(t.value_type):
-            return col.cast(want)
-        raise bad
-    raise AssertionError(name)
-
-
-def _unify(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Make every chunk of a dictionary column share one dictionary."""
-    if col.num_chunks <= 1:
-        return col
-    first = col.chunk(0).dictionary
-    if all(c.dictionary is first or c.dictionary.equals(first) for c in col.chunks[1:]):
-        return col
-    return col.unify_dictionaries()
-
-
-def normalize_table(table: pa.Table, *, check_unique: bool = True) -> pa.Table:
-    """Validate `table` and return it with exactly `PRODUCT_SCHEMA` (extra columns are
-    dropped; unchanged columns are not copied).
-
-    Raises ValueError naming the column when a column is missing, has an incompatible
-    type, has nulls where none are allowed (`NON_NULL_COLUMNS`), has a negative or
-    non-finite price, negative stock, or (with `check_unique`) duplicate product ids."""
-    if not isinstance(table, pa.Table):
-        raise TypeError(f"expected a pyarrow.Table, got {type(table).__name__}")
-    columns = []
-    for name in PRODUCT_COLUMNS:
-        if name not in table.column_names:
-            raise ValueError(f"product table is missing column {name!r}")
-        if table.column_names.count(name) > 1:
-            raise ValueError(f"product table has column {name!r} more than once")
-        col = _normalize_column(name, table.column(name))
-        if name in CATEGORICAL_COLUMNS:
-            col = _unify(col)
-        if name in NON_NULL_COLUMNS and col.null_count:
-            raise ValueError(f"column {name!r} has {col.null_count} null values")
-        columns.append(col)
-    out = pa.Table.from_arrays(columns, schema=PRODUCT_SCHEMA)
-    if len(out):
-        price = out.column("price")
-        if not pc.all(pc.is_finite(price)).as_py() or pc.min(price).as_py() < 0:
-            raise ValueError("column 'price' must hold finite, non-negative dollars")
-        for name in ("stock", "ship_days", "rating_count"):
-            if pc.min(out.column(name)).as_py() < 0:
-                raise ValueError(f"column {name!r} must be non-negative")
-        if check_unique and pc.count_distinct(out.column("product_id")).as_py() != len(out):
-            counts = pc.value_counts(out.column("product_id"))
-            dup = next(v["values"] for v in counts.to_pylist() if v["counts"] > 1)
-            raise ValueError(f"column 'product_id' has duplicate values (e.g. {dup!r})")
-    return out
 
 
 def coerce_filters(filters: SearchFilters | Mapping[str, Any] | None) -> SearchFilters | None:
@@ -331,7 +203,7 @@ class Catalog:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Catalog":
         """Memory-map a catalog written by `save` and attach its saved search index
-        (via `ecomrlve.catalog_service.search.load_searcher`) when there is one."""
+        (via `ecomrlve.catalog_service.searchers.load_searcher`) when there is one."""
         directory = Path(directory)
         manifest_path = directory / MANIFEST_FILE
         if not manifest_path.is_file():
@@ -353,13 +225,11 @@ class Catalog:
             sequential_ids=True if manifest.get("sequential_ids") is True else None,
         )
         catalog._lookups = load_lookups(directory, len(table))
-        if importlib.util.find_spec("ecomrlve.catalog_service.search") is not None:
-            search = importlib.import_module("ecomrlve.catalog_service.search")
-            loader = getattr(search, "load_searcher", None)
-            if loader is not None:
-                searcher = loader(catalog, directory)
-                if searcher is not None:
-                    catalog.set_searcher(searcher)
+        from .searchers import load_searcher
+
+        searcher = load_searcher(catalog, directory)
+        if searcher is not None:
+            catalog.set_searcher(searcher)
         return catalog
 
     def save(self, directory: str | os.PathLike, with_index: bool = False) -> Path:
@@ -485,7 +355,7 @@ class Catalog:
         if name not in CATEGORICAL_COLUMNS:
             raise KeyError(f"{name!r} is not a categorical column; categorical columns: {', '.join(CATEGORICAL_COLUMNS)}")
         with self._lock:
-            col = _unify(self._table.column(name))
+            col = unify_dictionary(self._table.column(name))
             if col.num_chunks == 0:
                 out = (_readonly(np.empty(0, dtype=np.int32)), ())
             else:
@@ -737,7 +607,7 @@ class Catalog:
         if self._searcher is None:
             with self._lock:
                 if self._searcher is None:
-                    from ecomrlve.catalog_service.search import build_searcher
+                    from .searchers import build_searcher
 
                     self._searcher = build_searcher(self)
         return self._searcher

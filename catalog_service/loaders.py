@@ -7,7 +7,7 @@ numeric column is accepted too), ``average_rating``, ``rating_number``, ``featur
 (list of strings), ``description`` (list of strings or a string), ``store``,
 ``details`` (a JSON object as a string, keys like ``"Brand"``, ``"Color"``...).
 
-Mapping onto `ecomrlve.catalog_service.catalog.PRODUCT_SCHEMA`:
+Mapping onto `ecomrlve.catalog_service.schema.PRODUCT_SCHEMA`:
 
 - ``product_id`` = ``parent_asin``.
 - ``category_l1..l3`` = the first three entries of ``categories``; when it is empty,
@@ -52,7 +52,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ecomrlve.catalog_service.catalog import PRODUCT_SCHEMA, normalize_table
+from ecomrlve.catalog_service.schema import PRODUCT_SCHEMA, normalize_table
 from ecomrlve.catalog_service.synthetic import OUT_OF_STOCK_RATE, SHIP_DAYS_PROBS
 from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS, CATEGORICAL_COLUMNS, PRODUCT_COLUMNS
 

@@ -45,7 +45,6 @@ import json
 import math
 import re
 import threading
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -63,8 +62,6 @@ __all__ = [
     "IndexConfig",
     "LexicalSearcher",
     "Analyzer",
-    "build_searcher",
-    "load_searcher",
     "coerce_filters",
     "clip_top_k",
     "empty_hits",
@@ -988,34 +985,3 @@ def read_meta(directory) -> dict | None:
     if not path.exists():
         return None
     return json.loads(path.read_text())
-
-
-def build_searcher(catalog, dense: bool = False, config: IndexConfig | None = None, **dense_kwargs):
-    """The searcher a catalog uses: `LexicalSearcher`, or a `dense.HybridSearcher`
-    (lexical + sentence embeddings, needs torch / sentence-transformers / faiss) when
-    `dense` is True."""
-    lexical = LexicalSearcher.build(catalog, config)
-    if not dense:
-        return lexical
-    from .dense import HybridSearcher
-
-    return HybridSearcher.build(catalog, lexical, **dense_kwargs)
-
-
-def load_searcher(catalog, directory, mmap: bool = True):
-    """The searcher saved under ``directory/search/`` for `catalog`, or None when the
-    directory holds no index. A saved hybrid index loads as a `HybridSearcher`; when its
-    dependencies are missing it falls back to the lexical searcher with a warning."""
-    meta = read_meta(directory)
-    if meta is None:
-        return None
-    lexical = LexicalSearcher.load(catalog, directory, mmap=mmap)
-    if "dense" not in meta.get("kinds", []):
-        return lexical
-    try:
-        from .dense import HybridSearcher
-
-        return HybridSearcher.load(catalog, lexical, directory)
-    except ImportError as exc:
-        warnings.warn(f"dense index not loaded ({exc}); using lexical search only", stacklevel=2)
-        return lexical

@@ -38,7 +38,8 @@ import ray
 
 from ecomrlve.envs.catalog import SearchFilters, SearchHits
 
-from .search import IndexConfig, LexicalSearcher, clip_top_k, coerce_filters, empty_hits, load_searcher
+from .search import IndexConfig, LexicalSearcher, clip_top_k, coerce_filters, empty_hits
+from .searchers import load_searcher
 
 __all__ = [
     "CatalogSource", "CatalogShard", "ShardRouter", "RoutedCatalog", "shard_bounds", "slice_index",
@@ -155,7 +156,7 @@ class CatalogSource:
         if searcher is None:
             searcher = catalog.searcher
         if searcher is None:
-            from .search import build_searcher
+            from .searchers import build_searcher
 
             searcher = build_searcher(catalog)
             catalog.set_searcher(searcher)

@@ -1,7 +1,7 @@
 """Deterministic, vectorised synthetic product catalog.
 
 `generate_products(n_products, seed)` returns a `pyarrow.Table` with exactly the columns
-and types of `ecomrlve.catalog_service.catalog.PRODUCT_SCHEMA` (see `ecomrlve.envs.catalog`). Contract:
+and types of `ecomrlve.catalog_service.schema.PRODUCT_SCHEMA` (see `ecomrlve.envs.catalog`). Contract:
 
 - Deterministic: the only randomness is `numpy.random.default_rng(seed)` (and child
   generators spawned from it); no `random`, no salted built-in hashing, no clock. Same `(n_products,
@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomrlve.catalog_service import taxonomy
-from ecomrlve.catalog_service.catalog import PRODUCT_SCHEMA
+from ecomrlve.catalog_service.schema import PRODUCT_SCHEMA
 from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS
 
 __all__ = ["generate_products", "id_width", "SHIP_DAYS_PROBS", "OUT_OF_STOCK_RATE", "CHUNK_ROWS"]

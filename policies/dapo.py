@@ -7,7 +7,7 @@ DAPO (Yu et al., 2025) = GRPO's group-relative advantages, plus
   * dynamic sampling: groups whose G rewards are all equal carry no signal and are dropped;
   * soft overlong punishment: a reply longer than max_new_tokens - buffer loses up to
     ``overlong_factor`` linearly; a reply cut by the length limit gets -overlong_factor;
-  * no KL term by default (``kl_coef`` > 0 adds the k3 estimator against ``ref_logprobs``).
+  * no KL term (DAPO drops it: there is no reference model).
 
 One *trajectory* is one episode: its token sequence(s) from `EpisodeTokens.segments()`,
 a loss mask over the policy's own sampled tokens, the logprobs recorded at sampling, the
@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Hashable, Sequence
+from typing import Any, Hashable, Iterable, Sequence
 
-__all__ = ["DAPOConfig", "Trajectory", "group_advantages", "filter_groups", "overlong_penalty", "dapo_loss",
+__all__ = ["DAPOConfig", "Trajectory", "group_advantages", "filter_groups", "informative_groups", "overlong_penalty", "dapo_loss",
            "token_logprobs", "make_batch", "dapo_update", "make_optimizer", "maybe_lora", "sft_loss"]
 
 
@@ -43,7 +43,6 @@ class DAPOConfig:
     adv_eps: float = 1e-6
     overlong_buffer: int = 0  # 0: off; else the soft-penalty window (tokens) before max_new_tokens
     overlong_factor: float = 1.0
-    kl_coef: float = 0.0
     micro_batch_tokens: int = 4096  # sequences per forward pass are packed up to this many tokens
     epochs: int = 1  # passes over the batch per update (1: ratio == 1 at the first token-step)
     lora_r: int = 0  # >0: train LoRA adapters (needs peft)
@@ -113,26 +112,31 @@ def group_advantages(rewards: Sequence[float], groups: Sequence[Hashable], std: 
     return out
 
 
+def informative_groups(samples: Iterable[tuple[Hashable, float]]) -> set:
+    """The dynamic-sampling rule, on ``(group, reward)`` pairs: the groups with at least two
+    members whose rewards are not all equal (the only ones with a non-zero advantage). A
+    trainer counts them on episode summaries before the trajectories reach the learner."""
+    by: dict[Hashable, set[float]] = defaultdict(set)
+    size: dict[Hashable, int] = defaultdict(int)
+    for g, r in samples:
+        by[g].add(float(r))
+        size[g] += 1
+    return {g for g, rs in by.items() if size[g] >= 2 and len(rs) > 1}
+
+
 def filter_groups(trajectories: Sequence[Trajectory]) -> tuple[list[Trajectory], int]:
-    """Dynamic sampling: drop every group whose rewards are all equal (or which has one
-    member). Returns (kept trajectories, number of groups dropped)."""
-    by: dict[Hashable, list[Trajectory]] = defaultdict(list)
-    for t in trajectories:
-        by[t.group].append(t)
-    kept, dropped = [], 0
-    for g, ts in by.items():
-        if len(ts) < 2 or len({t.reward for t in ts}) == 1:
-            dropped += 1
-        else:
-            kept += ts
-    return kept, dropped
+    """Dynamic sampling: drop every group that is not `informative_groups` (all rewards
+    equal, or one member). Returns (kept trajectories, number of groups dropped)."""
+    keep = informative_groups((t.group, t.reward) for t in trajectories)
+    kept = [t for t in trajectories if t.group in keep]
+    return kept, len({t.group for t in trajectories}) - len(keep)
 
 
 # --------------------------------------------------------------------------- loss
 
 
 def dapo_loss(logp, old_logp, advantages, mask, eps_low: float = 0.2, eps_high: float = 0.28,
-              num_tokens: float | None = None, ref_logp=None, kl_coef: float = 0.0):
+              num_tokens: float | None = None):
     """Token-level clipped surrogate. All tensors are [B, T]; `advantages` may be [B] or
     [B, T]. Divides by `num_tokens` (the whole batch's policy-token count, so micro-batches
     add up to the full-batch mean) or by ``mask.sum()``. Returns (loss, stats)."""
@@ -144,9 +148,6 @@ def dapo_loss(logp, old_logp, advantages, mask, eps_low: float = 0.2, eps_high: 
     surr1 = ratio * adv
     surr2 = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     per_token = -torch.min(surr1, surr2)
-    if kl_coef and ref_logp is not None:
-        d = ref_logp - logp
-        per_token = per_token + kl_coef * (torch.exp(d) - d - 1.0)
     denom = float(num_tokens) if num_tokens is not None else mask.sum().clamp(min=1.0)
     loss = (per_token * mask).sum() / denom
     with torch.no_grad():
@@ -241,14 +242,15 @@ def make_optimizer(model, cfg: DAPOConfig):
 
 
 def maybe_lora(model, cfg: DAPOConfig):
-    """Wrap `model` with LoRA adapters when ``cfg.lora_r > 0`` and peft is installed
-    (otherwise full fine-tuning; the caller is told by the second return value)."""
+    """`(model, wrapped)`: `model` with LoRA adapters when ``cfg.lora_r > 0``, else `model`
+    itself (full fine-tuning). LoRA asked for without peft installed is an ImportError
+    naming the ``lora`` extra, never a silent fall back to full fine-tuning."""
     if cfg.lora_r <= 0:
         return model, False
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
-        return model, False
+        raise ImportError("lora_r > 0 needs peft: pip install 'ecomrlve[lora]'") from None
     lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     return get_peft_model(model, lc), True

@@ -60,6 +60,7 @@ class CurriculumScheduler:
         seed: int = 0,
         checkpoint_path: str | None = None,
         checkpoint_every: int = 10,
+        tasks: Sequence[dict] | None = None,
     ):
         if isinstance(config, dict):
             config = CurriculumConfig.from_dict(config)
@@ -71,7 +72,7 @@ class CurriculumScheduler:
             self.cur = _load(checkpoint_path)  # restarted after a crash: continue from disk
             self.restored_from = str(checkpoint_path)
         else:
-            self.cur = Curriculum(env_ids, config, seed=seed)
+            self.cur = Curriculum(env_ids, config, seed=seed, tasks=tasks)
 
     def lease(self, n: int) -> list[dict]:
         tasks = [t.as_dict() for t in self.cur.lease(n)]
@@ -133,9 +134,11 @@ def create_scheduler(
     name: str | None = SCHEDULER_NAME,
     namespace: str | None = None,
     scheduling_strategy: Any = None,
+    tasks: Sequence[dict] | None = None,
 ):
     """Start the named scheduler actor (or return the live one of that name);
-    `scheduling_strategy` places it (e.g. on the node holding `checkpoint_path`)."""
+    `scheduling_strategy` places it (e.g. on the node holding `checkpoint_path`); `tasks`:
+    serve exactly this list, no difficulty adaptation (evaluation)."""
     opts: dict = {}
     if scheduling_strategy is not None:
         opts["scheduling_strategy"] = scheduling_strategy
@@ -146,7 +149,7 @@ def create_scheduler(
     if checkpoint_path:
         checkpoint_path = str(Path(checkpoint_path).resolve())
     return CurriculumScheduler.options(**opts).remote(
-        list(env_ids), config, seed, checkpoint_path, checkpoint_every
+        list(env_ids), config, seed, checkpoint_path, checkpoint_every, None if tasks is None else list(tasks)
     )
 
 

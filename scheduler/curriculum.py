@@ -20,6 +20,11 @@ task that is not pending (already reported, never leased) is ignored, so a task 
 re-run after a worker failure is counted once. Outcomes without a ``task_id`` are always
 counted (direct use, tests).
 
+Fixed task list (evaluation): ``Curriculum(env_ids, tasks=[...])`` serves exactly those
+tasks, in order (task ids 0..n-1 by position unless a task names its own), and never adapts:
+`lease` hands out the next ones (fewer, then none, once the list is used up), `report`
+counts outcomes per environment but moves no window.
+
 ``state()`` is a JSON-serialisable dict (including the numpy generator's state) and
 ``Curriculum.from_state(state)`` rebuilds an identical curriculum: same future leases, same
 future level changes.
@@ -132,7 +137,8 @@ def _exact(x: float) -> Fraction:
 class Curriculum:
     """RLVE's adaptive difficulty rule over a set of environments (see module docstring)."""
 
-    def __init__(self, env_ids: Sequence[str], config: CurriculumConfig | None = None, seed: int = 0):
+    def __init__(self, env_ids: Sequence[str], config: CurriculumConfig | None = None, seed: int = 0,
+                 tasks: Sequence[Any] | None = None):
         env_ids = tuple(env_ids)
         if not env_ids:
             raise ValueError("a curriculum needs at least one environment")
@@ -148,13 +154,23 @@ class Curriculum:
         self.reports = 0  # report() calls
         self.ignored = 0  # outcomes ignored (duplicate / unknown task, unknown env)
         self.events: list[dict] = []  # level changes, in order
+        self.fixed: list[Task] | None = None if tasks is None else [_fixed_task(t, i, env_ids)
+                                                                    for i, t in enumerate(tasks)]
+        if self.fixed is not None and len({t.task_id for t in self.fixed}) != len(self.fixed):
+            raise ValueError("tasks: task ids must be unique")
 
     # ------------------------------------------------------------------ leasing
     def lease(self, n: int) -> list[Task]:
         """`n` new tasks: env uniform over the curriculum's envs, difficulty uniform over
-        that env's window, seed from the global counter."""
+        that env's window, seed from the global counter. With a fixed task list: its next
+        `n` tasks (fewer once it is used up)."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"lease(n): n must be a non-negative int, got {n!r}")
+        if self.fixed is not None:
+            out = self.fixed[self.next_task:self.next_task + int(n)]
+            self.next_task += len(out)
+            self.pending.update((t.task_id, t) for t in out)
+            return list(out)
         out: list[Task] = []
         for _ in range(int(n)):
             env_id = self.env_ids[int(self.rng.integers(len(self.env_ids)))]
@@ -196,7 +212,7 @@ class Curriculum:
             accepted += 1
             lvl.episodes += 1
             lvl.successes += int(o.is_correct)
-            if o.difficulty != lvl.h:
+            if self.fixed is not None or o.difficulty != lvl.h:  # a fixed list never adapts
                 continue
             lvl.n += 1
             lvl.correct += int(o.is_correct)
@@ -253,6 +269,7 @@ class Curriculum:
             "reports": self.reports,
             "ignored": self.ignored,
             "events": copy.deepcopy(self.events),
+            "tasks": None if self.fixed is None else [[t.task_id, t.env_id, t.difficulty, t.seed] for t in self.fixed],
         }
 
     @classmethod
@@ -263,7 +280,9 @@ class Curriculum:
         if version != STATE_VERSION:
             raise ValueError(f"curriculum state version {version!r} is not supported (expected {STATE_VERSION})")
         try:
-            cur = cls(state["env_ids"], CurriculumConfig.from_dict(state["config"]), seed=state["seed"])
+            fixed = state.get("tasks")
+            fixed = None if fixed is None else [Task(str(t[1]), int(t[2]), int(t[3]), int(t[0])) for t in fixed]
+            cur = cls(state["env_ids"], CurriculumConfig.from_dict(state["config"]), seed=state["seed"], tasks=fixed)
             bg = cur.rng.bit_generator
             bg.state = copy.deepcopy(dict(state["rng"]))
             cur.levels = {e: EnvLevel(**v) for e, v in state["levels"].items()}
@@ -284,6 +303,23 @@ class Curriculum:
     @classmethod
     def from_json(cls, text: str) -> "Curriculum":
         return cls.from_state(json.loads(text))
+
+
+def _fixed_task(t: Any, index: int, env_ids: Sequence[str]) -> Task:
+    """One entry of a fixed task list (a `Task`, or a mapping with env_id, difficulty, seed
+    and optionally task_id); ValueError naming the field that is wrong."""
+    if isinstance(t, Task):
+        task = t
+    else:
+        try:
+            task = Task(str(t["env_id"]), int(t["difficulty"]), int(t["seed"]), int(t.get("task_id", index)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"tasks[{index}]: needs env_id, difficulty and seed ({exc})") from None
+    if task.env_id not in env_ids:
+        raise ValueError(f"tasks[{index}].env_id: {task.env_id!r} is not one of {', '.join(env_ids)}")
+    if task.difficulty < 0:
+        raise ValueError(f"tasks[{index}].difficulty must be >= 0, got {task.difficulty}")
+    return task
 
 
 def _jsonable(obj: Any) -> Any:

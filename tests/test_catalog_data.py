@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ecomrlve.catalog_service import Catalog
-from ecomrlve.catalog_service.catalog import PRODUCT_SCHEMA, normalize_table
+from ecomrlve.catalog_service.schema import PRODUCT_SCHEMA, normalize_table
 from ecomrlve.catalog_service.loaders import LoadReport, parse_price, stock_and_ship_days
 from ecomrlve.catalog_service.synthetic import generate_products, id_width
 from ecomrlve.catalog_service.taxonomy import DEPARTMENTS, LEAVES, PROJECTS, leaf_by_name, validate_taxonomy

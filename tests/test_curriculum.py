@@ -195,3 +195,24 @@ def test_bad_state_and_config_are_named():
         CurriculumConfig.from_dict({"bogus": 1})
     with pytest.raises(ValueError, match="duplicate"):
         Curriculum(["E_CART", "E_CART"])
+
+
+def test_fixed_task_list_serves_exactly_its_tasks_and_never_adapts():
+    """Evaluation mode: the scheduler hands out exactly the given tasks, in order, then
+    nothing; outcomes are counted but no window moves; the state round-trips."""
+    from ecomrlve.scheduler import Curriculum, CurriculumConfig
+
+    tasks = [{"env_id": "E_CART", "difficulty": 6, "seed": 100 + i} for i in range(5)]
+    cur = Curriculum(["E_CART", "E_PD"], CurriculumConfig(tau_num=1, tau_acc=0.0), tasks=tasks)
+    first = cur.lease(3)
+    assert [tuple(t) for t in first] == [("E_CART", 6, 100, 0), ("E_CART", 6, 101, 1), ("E_CART", 6, 102, 2)]
+    again = Curriculum.from_json(cur.to_json())
+    assert [tuple(t) for t in again.lease(10)] == [("E_CART", 6, 103, 3), ("E_CART", 6, 104, 4)]
+    assert again.lease(4) == []
+    assert cur.report([{"env_id": "E_CART", "difficulty": 6, "is_correct": True, "task_id": 0}]) == 1
+    assert cur.windows() == {"E_CART": (0, 0), "E_PD": (0, 0)} and cur.events == []
+    assert cur.summary()["E_CART"]["successes"] == 1
+    with pytest.raises(ValueError, match=r"tasks\[0\]\.env_id"):
+        Curriculum(["E_PD"], tasks=tasks)
+    with pytest.raises(ValueError, match=r"tasks\[1\]"):
+        Curriculum(["E_CART"], tasks=[tasks[0], {"env_id": "E_CART"}])

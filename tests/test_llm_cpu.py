@@ -173,21 +173,22 @@ def test_train_two_real_steps_smollm2(smol, tmp_path):
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                       lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000,
-                      max_sampling_rounds=4, checkpoint_every=1, seed=0)
+                      max_sampling_rounds=4, checkpoint_every=1, seed=0, ray=False)
     tr = Trainer(cfg, log=lambda s: None).setup()
-    before = {k: v.detach().clone() for k, v in tr.learner.model.named_parameters()}
-    assert tr.engine.version == 0 and tr.engine.checksum == tr.engine.weights_checksum()
+    learner, engine = tr.backend.learner, tr.backend.engine
+    before = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
+    assert engine.version == 0 and engine.checksum == engine.weights_checksum()
     metrics = tr.run()
     assert len(metrics) == 2
     stepped = sum(bool(m.get("stepped")) for m in metrics)
     assert stepped >= 1, metrics
-    after = dict(tr.learner.model.named_parameters())
+    after = dict(learner.model.named_parameters())
     assert any(not torch.equal(before[k], after[k].detach()) for k in before)
-    assert tr.learner.version == stepped == tr.engine.version
-    sd, version, checksum = tr.learner.weights(dtype=tr.engine.dtype)
-    assert version == tr.engine.version
-    assert tr.engine.checksum == checksum == tr.engine.weights_checksum() == weights_checksum(sd)
-    assert metrics[-1]["engine_checksum"] == checksum
+    assert learner.version == stepped == engine.version == tr.version
+    sd, version, checksum = learner.weights(dtype=engine.dtype)
+    assert version == engine.version
+    assert engine.checksum == checksum == engine.weights_checksum() == weights_checksum(sd)
+    assert metrics[-1]["engine_checksum"] == checksum == tr.checksum
     run = Path(tr.run_dir)
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     ck = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
@@ -205,14 +206,15 @@ def test_resume_continues_from_checkpoint(tiny_dir, tmp_path):
     from ecomrlve.actors.train import TrainConfig, Trainer
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
-                max_new_tokens=3, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none")
+                max_new_tokens=3, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
+                ray=False)
     t1 = Trainer(TrainConfig(steps=1, **base), log=lambda s: None)
     t1.run()
-    leased = t1.curriculum.next_task
+    leased = t1.backend.curriculum.next_task
     t2 = Trainer(TrainConfig(steps=2, resume=str(tmp_path / "run"), **base), log=lambda s: None).setup()
-    assert t2.step == 1 and t2.curriculum.next_task == leased
+    assert t2.step == 1 and t2.backend.curriculum.next_task == leased
     t2.run()
-    assert t2.step == 2 and t2.curriculum.next_task > leased
+    assert t2.step == 2 and t2.backend.curriculum.next_task > leased
     import pyarrow.parquet as pq
 
     assert len(pq.read_table(Path(t2.run_dir) / "trajectories.parquet")) == 4
@@ -486,7 +488,7 @@ def ray_local(ray_env):
     skips them outside a loopback-only network namespace."""
     import ray
 
-    from ecomrlve.actors.cli import init_ray
+    from ecomrlve.actors.ray_session import init_ray
 
     init_ray(num_cpus=4, include_dashboard=False)
     yield
@@ -542,16 +544,15 @@ def test_ray_train_two_steps_through_env_workers(ray_local, smol, tmp_path):
     step 2 trains on data one version old, which max_staleness=1 accepts."""
     import pyarrow.parquet as pq
 
-    from ecomrlve.actors.train import TrainConfig
-    from ecomrlve.actors.train_ray import RayTrainer
+    from ecomrlve.actors.train import TrainConfig, Trainer
 
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                       lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000, max_sampling_rounds=4,
                       checkpoint_every=1, seed=0, workers=2, shards=1, max_staleness=1, sync=False)
-    tr = RayTrainer(cfg, log=lambda s: None).setup()
+    tr = Trainer(cfg, log=lambda s: None).setup()
     first = tr.checksum
-    assert tr.version == 0 and tr.overlap
+    assert tr.version == 0 and tr.backend.overlap
     metrics = tr.run(on_step=lambda m: None)
     assert [m["step"] for m in metrics] == [1, 2]
     stepped = sum(bool(m["stepped"]) for m in metrics)
@@ -590,23 +591,23 @@ def test_ray_train_checkpoint_collects_the_overlapped_round_and_resumes(ray_loca
     learned, which this test does not need)."""
     import pyarrow.parquet as pq
 
-    from ecomrlve.actors.train import TrainConfig
-    from ecomrlve.actors.train_ray import RayTrainer
+    from ecomrlve.actors.train import TrainConfig, Trainer
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
                 max_new_tokens=2, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
                 axes={"T_max": 1}, workers=1, shards=1, shopper="local", sync=False)
-    first = RayTrainer(TrainConfig(steps=3, **base), log=lambda s: None).setup()
+    first = Trainer(TrainConfig(steps=3, **base), log=lambda s: None).setup()
     try:
-        m1 = first.train_step()
-        assert first._ahead is None and first._ready is not None and len(first._ready[0]) == 2
+        m1 = first.train_step()  # its checkpoint played the overlapped round to the end
+        ahead = first.backend._ahead
+        assert ahead is not None and len(ahead) == 2 and all(e in first.backend.dispatcher.done for e in ahead)
     finally:
         first.close()  # stops before step 2 trains on the collected round
     run = tmp_path / "run"
     ck = json.loads((run / "checkpoints" / "step_000001" / "curriculum.json").read_text())
     assert ck["pending"] == [] and ck["next_task"] == 2 and m1["episodes"] == 2
     assert sorted(pq.read_table(run / "trajectories.parquet").column("episode_id").to_pylist()) == [0, 1, 1000, 1001]
-    second = RayTrainer(TrainConfig(steps=2, resume=str(run), **base), log=lambda s: None).setup()
+    second = Trainer(TrainConfig(steps=2, resume=str(run), **base), log=lambda s: None).setup()
     assert second.step == 1
     second.run(on_step=lambda m: None)
     ids = sorted(pq.read_table(run / "trajectories.parquet").column("episode_id").to_pylist())

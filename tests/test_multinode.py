@@ -44,7 +44,7 @@ def cluster(ray_env):
     import ray
     from ray.cluster_utils import Cluster
 
-    from ecomrlve.actors.driver import NAMESPACE
+    from ecomrlve.actors.system import NAMESPACE
 
     if ray.is_initialized():
         ray.shutdown()
@@ -107,15 +107,15 @@ def test_run_survives_losing_a_worker_node(cluster, catalog_dir, tmp_path, trans
     log: list[str] = []
     try:
         driver.start(log=log.append)
-        assert (driver.source.directory is not None) == (transport == "path")
+        assert (driver.system.source.directory is not None) == (transport == "path")
         # placement: shards and workers only on the resource-carrying nodes, spread over both
-        worker_nodes = [_node_of(w) for w in driver.workers]
-        shard_nodes = [_node_of(s) for s in driver.router.shards]
+        worker_nodes = [_node_of(w) for w in driver.system.workers]
+        shard_nodes = [_node_of(s) for s in driver.system.router.shards]
         assert set(worker_nodes) == set(env_nodes) and set(shard_nodes) <= set(env_nodes)
         assert set(shard_nodes) == set(env_nodes)  # SPREAD: one shard per node
         head = ray.get_runtime_context().get_node_id()
-        assert _node_of(driver.scheduler) == head and _node_of(driver.writer) == head
-        shopper_node = driver.shopper_client.handle.stats.remote().result(timeout_s=60)["node_id"]
+        assert _node_of(driver.system.scheduler) == head and _node_of(driver.system.writer) == head
+        shopper_node = driver.system.shopper_client.handle.stats.remote().result(timeout_s=60)["node_id"]
         assert shopper_node in env_nodes
 
         kill: dict = {}
@@ -130,8 +130,8 @@ def test_run_survives_losing_a_worker_node(cluster, catalog_dir, tmp_path, trans
             kill.update(node=victim, workers=lost, done_before=stats["done"], t=time.perf_counter())
             c.remove_node(env_nodes[victim], allow_graceful=False)
             kill["removed_s"] = time.perf_counter() - kill["t"]
-            kill["waiter"] = threading.Thread(target=wait_for_recovery, args=([drv.workers[i] for i in lost],
-                                                                               drv.shopper_client.handle, victim),
+            kill["waiter"] = threading.Thread(target=wait_for_recovery, args=([drv.system.workers[i] for i in lost],
+                                                                               drv.system.shopper_client.handle, victim),
                                               daemon=True)
             kill["waiter"].start()
 
@@ -163,7 +163,7 @@ def test_run_survives_losing_a_worker_node(cluster, catalog_dir, tmp_path, trans
         assert kill, "no worker node was removed"
         kill["waiter"].join(timeout=200)
         assert "workers_back_s" in kill and "shopper_back_s" in kill, "the lost node's actors never came back"
-        new_nodes = {_node_of(driver.workers[i]) for i in kill["workers"]}
+        new_nodes = {_node_of(driver.system.workers[i]) for i in kill["workers"]}
     finally:
         driver.shutdown()
 
@@ -200,11 +200,12 @@ def test_path_transport_names_the_node_without_the_catalog(cluster, catalog_dir,
     catalog) stops the run before any actor starts, with one line naming path and node."""
     import ray
 
-    from ecomrlve.actors import driver as drv
+    from ecomrlve.actors import system as drv
+    from ecomrlve.actors.driver import RunConfig
     from ecomrlve.catalog_service.shards import CatalogSource
 
     c, resources = cluster["cluster"], cluster["resources"]
-    d = drv.Driver(drv.RunConfig(collection="C1", catalog_dir=str(catalog_dir), catalog_transport="path"))
+    d = drv.ActorSystem(RunConfig(collection="C1", catalog_dir=str(catalog_dir), catalog_transport="path").system_spec())
     d.source = CatalogSource.from_dir(catalog_dir)
     nodes = d._placement_nodes({k: 0.001 for k in resources})
     assert len(nodes) >= 1 and all(n["Resources"].get(k) for n in nodes for k in resources)
@@ -215,7 +216,7 @@ def test_path_transport_names_the_node_without_the_catalog(cluster, catalog_dir,
     @ray.remote(num_cpus=0)
     def missing_on_victim(directory):
         here = ray.get_runtime_context().get_node_id()
-        return None if here == victim else drv._manifest_digest(directory)
+        return None if here == victim else drv.manifest_digest(directory)
 
     monkeypatch.setattr(drv, "_catalog_digest_on_node", missing_on_victim)
     with pytest.raises(ValueError) as err:

@@ -25,7 +25,7 @@ def _free_port() -> int:
 def ray_session(ray_env):
     import ray
 
-    from ecomrlve.actors.cli import init_ray
+    from ecomrlve.actors.ray_session import init_ray
 
     # no dashboard here (it costs seconds to start): tests/test_ops_cluster.py checks the URL a
     # job prints against a head that runs one

@@ -39,7 +39,7 @@ def _free_port() -> int:
 def ray_session(ray_env):
     import ray
 
-    from ecomrlve.actors.cli import init_ray
+    from ecomrlve.actors.ray_session import init_ray
 
     port = _free_port()
     init_ray(num_cpus=2, metrics_export_port=port, include_dashboard=False,
@@ -300,15 +300,15 @@ def test_killed_worker_and_shard_lose_and_duplicate_nothing(ray_session, tmp_pat
         if killed or stats["done"] < 4:
             return
         running = {}  # worker -> its calls that have not finished yet
-        for ref, (w, batch, _) in driver.inflight.items():
+        for ref, call in driver.dispatcher.inflight.items():
             if not ray.wait([ref], timeout=0)[0]:
-                running[w] = running.get(w, 0) + len(batch)
+                running[call.worker] = running.get(call.worker, 0) + len(call.tasks)
         if not running:
             return
         w = max(running, key=running.get)
         killed["worker"] = (w, running[w])
-        ray.kill(driver.workers[w], no_restart=False)
-        ray.kill(driver.router.shards[0], no_restart=False)
+        ray.kill(driver.system.workers[w], no_restart=False)
+        ray.kill(driver.system.router.shards[0], no_restart=False)
         killed["shard"] = 0
 
     cfg = RunConfig(collection="C1", episodes=48, workers=2, shards=2, policy="heuristic", catalog_size=20_000,
@@ -447,3 +447,23 @@ def test_env_worker_records_errors_and_uses_the_shopper_backend(catalog):
         assert users and all(u == u.upper() for u in users)  # every shopper message went through phrase()
     with pytest.raises(ValueError, match="text"):
         validate_request({"txt": "hi"})
+
+
+# --------------------------------------------------------------------------- eval on actors
+
+
+def test_eval_on_actors_gives_the_in_process_rows_and_summary(ray_session, tmp_path):
+    """`ecomrlve eval --ray`: the scheduler serves exactly the evaluation's task list (fixed
+    mode, nothing adapts), the dispatcher plays it on env workers over catalog shards, and
+    rows and summary equal the in-process path's (wall time and worker aside)."""
+    from ecomrlve.actors.evaluate import EvalConfig, run_eval
+
+    base = dict(policy="heuristic", envs="E_CART,E_PD", difficulties="0,6", seeds=3, k=2, catalog_size=2000)
+    local = run_eval(EvalConfig(**base), write=False)
+    actors = run_eval(EvalConfig(**base, ray=True, workers=2, shards=2, out=str(tmp_path / "eval")))
+    drop = {"wall_ms", "worker"}
+    strip = lambda table: [{k: v for k, v in r.items() if k not in drop} for r in table.to_pylist()]  # noqa: E731
+    assert len(strip(actors.episodes)) == 2 * 2 * 3 * 2
+    assert strip(actors.episodes) == strip(local.episodes)
+    assert actors.summary == local.summary
+    assert (tmp_path / "eval" / "summary.md").exists()

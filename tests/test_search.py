@@ -22,10 +22,9 @@ from ecomrlve.catalog_service.search import (
     Analyzer,
     IndexConfig,
     LexicalSearcher,
-    build_searcher,
     corpus_tokens,
-    load_searcher,
 )
+from ecomrlve.catalog_service.searchers import build_searcher, load_searcher
 from ecomrlve.envs.catalog import ATTRIBUTE_COLUMNS, SearchFilters
 
 STRATEGIES = ("auto", "maxscore", "exhaustive")

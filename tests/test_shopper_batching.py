@@ -99,7 +99,7 @@ def _stats_until(handle, done, timeout: float = 60.0) -> dict:
 def test_serve_shopper_batches_concurrent_requests_without_blocking(ray_env, tmp_path):
     import ray
 
-    from ecomrlve.actors.cli import init_ray
+    from ecomrlve.actors.ray_session import init_ray
     from ecomrlve.actors.shopper_service import deploy_shopper, shutdown_shopper
 
     init_ray(num_cpus=2, include_dashboard=False)

@@ -1,6 +1,6 @@
 """The training side of the rollout system without Ray: `EnvWorker.run_rollouts` with a
 policy client that feeds a learner, group outcomes to the curriculum, the per-step figures
-of `ecomrlve.actors.train_ray`, and the trajectory writer's append mode (resume)."""
+of `ecomrlve.actors.train` (one schema for both backends), and the trajectory writer's append mode (resume)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from ecomrlve.actors.env_worker import EnvWorkerImpl
 from ecomrlve.actors.rollout import outcomes_of
-from ecomrlve.actors.train_ray import informative_groups, step_record
+from ecomrlve.actors.train import _samples, step_record
+from ecomrlve.policies.dapo import informative_groups
 
 
 class _Remote:
@@ -118,7 +119,7 @@ def test_informative_groups_match_dynamic_sampling():
 
     rewards = {1: [1.0, 0.0, 0.0], 2: [-1.0, -1.0], 3: [0.5], 4: [0.2, 0.2, 0.3], 5: [0.0, 0.0]}
     summaries = [{"group": g, "reward": r} for g, rs in rewards.items() for r in rs] + [{"r_total": -1.0}]
-    assert informative_groups(summaries) == 2
+    assert informative_groups(_samples(summaries)) == {1, 4}
     trajs = [Trajectory([], s["reward"], s["group"]) for s in summaries if "reward" in s]
     kept, dropped = filter_groups(trajs)
     assert {t.group for t in kept} == {1, 4} and dropped == 3
