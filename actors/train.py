@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 __all__ = ["TrainConfig", "Trainer", "EpisodeResult", "rollout_groups", "to_trajectory", "add_train_commands",
-           "sft_examples", "run_sft", "trainable", "is_error_reason"]
+           "sft_examples", "run_sft", "trainable", "is_error_reason", "no_update_warning"]
 
 MAX_TURNS = 64
 log = logging.getLogger(__name__)
@@ -66,9 +66,14 @@ class TrainConfig:
     max_sampling_rounds: int = 3  # task rounds per step at most
     max_new_tokens: int = 256
     temperature: float = 1.0
-    prefill: str = '{"'
-    lenient: bool = False  # accept a leading JSON object followed by other text
-    tool_format: str = "auto"
+    # chat settings: None takes the model directory's chat.json, else the project default
+    # (ecomrlve.policies.chat_settings); validate() puts the resolved values in
+    prefill: str | None = None
+    lenient: bool | None = None  # accept a leading JSON object followed by other text
+    tool_format: str | None = None
+    warm_start: str = "auto"  # auto | always | never: SFT on oracle episodes first (ecomrlve.actors.warm_start)
+    warm_start_episodes: int = 32
+    warm_start_steps: int = 40
     catalog_size: int = 20_000
     catalog_dir: str | None = None
     catalog_seed: int = 0
@@ -99,13 +104,17 @@ class TrainConfig:
 
         resolve_envs(self.collection)
         for name in ("steps", "group_size", "tasks_per_step", "max_new_tokens", "max_sampling_rounds", "workers",
-                     "checkpoint_every"):
+                     "checkpoint_every", "warm_start_episodes", "warm_start_steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not 2 <= self.group_size <= 1000:
             raise ValueError(f"group_size must be in [2, 1000] (advantages are relative to the group), "
                              f"got {self.group_size}")
+        from .warm_start import WARM_START_MODES
+
+        if self.warm_start not in WARM_START_MODES:
+            raise ValueError(f"warm_start must be one of {', '.join(WARM_START_MODES)}, got {self.warm_start!r}")
         if self.engine not in ("hf", "vllm"):
             raise ValueError(f"engine must be hf or vllm, got {self.engine!r}")
         if self.temperature <= 0:
@@ -142,7 +151,24 @@ class TrainConfig:
                 locate_model(self.model)
             except ModelNotFound as exc:
                 raise ValueError(f"--model: {exc}") from None
+        chat = self.chat_settings()
+        self.prefill, self.tool_format, self.lenient = chat.prefill, chat.tool_format, chat.lenient
         return self
+
+    def chat_settings(self):
+        """The `ChatSettings` of this run: the fields set here over those recorded in the
+        model directory (the latest checkpoint's on resume), else the project default."""
+        from ecomrlve.policies.chat_settings import ChatSettings
+
+        src = self.model
+        if self.resume:
+            latest = Path(self.resume) / "checkpoints" / "latest"
+            if latest.is_file():
+                src = str(latest.parent / latest.read_text().strip() / "model")
+        try:
+            return ChatSettings.for_model(src, self.prefill, self.tool_format, self.lenient)
+        except ValueError as exc:
+            raise ValueError(f"--model: {exc}") from None
 
     def overlap(self) -> bool:
         """Whether the next step's rollouts run during the update (the Ray runner). Default:
@@ -339,6 +365,21 @@ def _step_stats(results: Sequence[EpisodeResult], trajs) -> dict:
     }
 
 
+def no_update_warning(m: dict) -> str | None:
+    """A warning line for a step whose every group was dropped by dynamic sampling (so the
+    weights did not move), naming why; None for a step that updated."""
+    if m.get("stepped") or not m.get("groups_dropped"):
+        return None
+    if m.get("invalid_rate", 0.0) >= 1.0:
+        why = ("every action was invalid (reward -1 everywhere): the model writes no valid action; warm-start it "
+               "(--warm-start always) or check --prefill / --tool-format")
+    else:
+        why = ("every group had equal rewards (no spread to learn from): raise --group-size or --max-rounds, or "
+               "adjust the difficulty")
+    stale = f", {m['stale_dropped']} stale trajectories" if m.get("stale_dropped") else ""
+    return (f"warning: step {m.get('step')}: no update, all {m['groups_dropped']} groups dropped{stale}: {why}")
+
+
 # --------------------------------------------------------------------------- in-process trainer
 
 
@@ -369,7 +410,10 @@ class Trainer:
             torch.set_num_threads(int(cfg.threads))
         self.run_dir = _run_dir(cfg)
         ckpt = _latest_checkpoint(self.run_dir) if cfg.resume else None
-        model_src = str(ckpt / "model") if ckpt else cfg.model
+        self.catalog = _make_catalog(cfg)
+        from .warm_start import warm_start
+
+        model_src = str(ckpt / "model") if ckpt else warm_start(cfg, self.run_dir, self.log, self.catalog)
         t0 = time.perf_counter()
         model, tok = load_model(model_src, device=cfg.device, dtype="float32")
         self.learner = LearnerCore(model, tok, cfg.dapo_config(), cfg.device, cfg.max_staleness)
@@ -383,7 +427,6 @@ class Trainer:
         self.codec = ChatCodec(tok, tool_format=cfg.tool_format, prefill=cfg.prefill, lenient=cfg.lenient)
         self.policy = LLMPolicy(self.engine, codec=self.codec, temperature=cfg.temperature,
                                 max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        self.catalog = _make_catalog(cfg)
         env_ids = resolve_envs(cfg.collection)
         if ckpt:
             self.curriculum = Curriculum.from_json((ckpt / "curriculum.json").read_text())
@@ -459,7 +502,7 @@ class Trainer:
 
     def checkpoint(self) -> Path:
         d = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
-        self.learner.save(d)
+        self.learner.save(d, self.cfg.chat_settings())
         _write_text(d / "curriculum.json", self.curriculum.to_json())
         _write_json(d / "train_state.json", {"step": self.step, "version": self.learner.version,
                                              "policy_calls": self.policy.calls,
@@ -478,6 +521,9 @@ class Trainer:
                          f"invalid {m['invalid_rate']:.0%} groups kept {m.get('groups_kept', 0)} dropped "
                          f"{m.get('groups_dropped', 0)} | rollout {m['rollout_s']:.1f} s (gen {m['gen_s']:.1f}, env "
                          f"{m['env_s']:.2f}) update {m.get('update_s', 0):.1f} s | version {m['engine_version']}")
+                warning = no_update_warning(m)
+                if warning:
+                    self.log(warning)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.checkpoint()
         finally:
@@ -620,21 +666,24 @@ def sft_examples(rows: Sequence[dict], codec, only_correct: bool = True) -> tupl
 
 
 def run_sft(run_dir, model: str = "smollm2", steps: int = 100, out: str | None = None, batch_size: int = 4,
-            lr: float = 5e-5, device: str = "cpu", prefill: str = '{"', tool_format: str = "auto",
+            lr: float = 5e-5, device: str = "cpu", prefill: str | None = None, tool_format: str | None = None,
             only_correct: bool = True, seed: int = 0, max_tokens: int = 8192, log: Callable[[str], None] = print,
             model_obj=None, tokenizer=None) -> dict:
-    """Supervised warm start on oracle episodes; only agent tokens are in the loss."""
+    """Supervised warm start on oracle episodes; only agent tokens are in the loss. `prefill`
+    and `tool_format` default to `model`'s recorded chat settings (else the project default);
+    the saved model records them (``OUT/model/chat.json``)."""
     import random
 
     import torch
 
-    from ecomrlve.policies.codec import ChatCodec
+    from ecomrlve.policies.chat_settings import ChatSettings
     from ecomrlve.policies.dapo import _micro_batches, make_batch, sft_loss
     from ecomrlve.policies.models import load_model, save_model
 
     if model_obj is None:
         model_obj, tokenizer = load_model(model, device=device, dtype="float32")
-    codec = ChatCodec(tokenizer, tool_format=tool_format, prefill=prefill)
+    chat = ChatSettings.for_model(model, prefill, tool_format)
+    codec = chat.codec(tokenizer)
     rows = _read_run_dir(run_dir)
     examples, skipped = sft_examples(rows, codec, only_correct)
     if not examples:
@@ -676,9 +725,9 @@ def run_sft(run_dir, model: str = "smollm2", steps: int = 100, out: str | None =
     result = {"steps": steps, "sequences": len(examples), "loss_first": losses[0], "loss_last": losses[-1],
               "tokens_per_s": tokens / (time.perf_counter() - t0), "skipped": skipped}
     if out:
-        d = save_model(model_obj, tokenizer, Path(out) / "model")
+        d = save_model(model_obj, tokenizer, Path(out) / "model", chat=chat)
         _write_json(Path(out) / "sft.json", {**result, "run_dir": str(run_dir), "model": model, "lr": lr,
-                                               "batch_size": batch_size, "prefill": prefill})
+                                               "batch_size": batch_size, "prefill": chat.prefill})
         result["model_dir"] = str(d)
         log(f"sft: model saved to {d} (use --model {d})")
     return result
@@ -716,9 +765,17 @@ def _add_train(sub) -> None:
     p.add_argument("--max-rounds", type=int, default=3, help="dynamic-sampling rounds per step (default 3)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="tokens per reply (default 256)")
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--prefill", default='{"', help="assistant prefill (default '{\"'; '' for none)")
-    p.add_argument("--lenient", action="store_true", help="accept a JSON object followed by other text")
-    p.add_argument("--tool-format", choices=("auto", "native", "compact", "json", "none"), default="auto")
+    p.add_argument("--prefill", default=None,
+                   help="assistant prefill ('' for none; default: the model directory's chat.json, else '{\"')")
+    p.add_argument("--lenient", action="store_const", const=True, default=None,
+                   help="accept a JSON object followed by other text (default: the model directory's chat.json)")
+    p.add_argument("--tool-format", choices=("auto", "native", "compact", "json", "none"), default=None,
+                   help="how tools are shown (default: the model directory's chat.json, else auto)")
+    p.add_argument("--warm-start", choices=("auto", "always", "never"), default="auto",
+                   help="SFT on oracle episodes before the first step: auto (default) when fewer than half of "
+                        "a greedy probe's replies are valid actions, always, or never")
+    p.add_argument("--warm-start-episodes", type=int, default=32, help="oracle episodes of the warm start (default 32)")
+    p.add_argument("--warm-start-steps", type=int, default=40, help="SFT steps of the warm start (default 40)")
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 1e-5)")
     p.add_argument("--overlong-buffer", type=int, default=None, help="soft overlong penalty window in tokens")
     p.add_argument("--dapo", action="append", metavar="KEY=VALUE", help="any DAPOConfig field, repeatable")
@@ -773,7 +830,9 @@ def config_from_args(args) -> TrainConfig:
         collection=args.collection, model=args.model, steps=args.steps, out=args.out, device=args.device,
         engine=args.engine, dtype=args.dtype, group_size=args.group_size, tasks_per_step=args.tasks_per_step,
         max_sampling_rounds=args.max_rounds, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        prefill=args.prefill, lenient=args.lenient, tool_format=args.tool_format, catalog_size=args.catalog_size,
+        prefill=args.prefill, lenient=args.lenient, tool_format=args.tool_format, warm_start=args.warm_start,
+        warm_start_episodes=args.warm_start_episodes, warm_start_steps=args.warm_start_steps,
+        catalog_size=args.catalog_size,
         catalog_dir=args.catalog_dir, seed=args.seed, axes=_kv(args.axis, "axis"), max_staleness=args.max_staleness,
         checkpoint_every=args.checkpoint_every, resume=args.resume, ray=args.ray, workers=args.workers,
         shards=args.shards, shopper=args.shopper, shopper_backend=args.shopper_backend,
@@ -831,8 +890,10 @@ def _add_sft(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--prefill", default='{"', help="must match the prefill used at train/eval time")
-    p.add_argument("--tool-format", choices=("auto", "native", "compact", "json", "none"), default="auto")
+    p.add_argument("--prefill", default=None, help="assistant prefill (default: the model directory's chat.json, "
+                   "else '{\"'); recorded in OUT/model/chat.json for train / eval / serve")
+    p.add_argument("--tool-format", choices=("auto", "native", "compact", "json", "none"), default=None,
+                   help="how tools are shown (default: the model directory's chat.json, else auto)")
     p.add_argument("--all-episodes", action="store_true", help="also train on episodes that were not correct")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sft)

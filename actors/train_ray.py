@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .train import TrainConfig, _latest_checkpoint, _run_dir, _write_json, _write_text
+from .train import TrainConfig, _latest_checkpoint, _run_dir, _write_json, _write_text, no_update_warning
 
 __all__ = ["RayTrainer", "train_ray", "informative_groups", "step_record"]
 
@@ -147,7 +147,9 @@ class RayTrainer:
         gpu = cfg.device.startswith("cuda")
         total = float(ray.cluster_resources().get("CPU", 2.0))
         unit = round(max(0.1, min(1.0, total * 0.25)), 3)  # logical CPUs of the engine and of the learner
-        model_src = str(ckpt / "model") if ckpt else cfg.model
+        from .warm_start import warm_start
+
+        model_src = str(ckpt / "model") if ckpt else warm_start(cfg, self.run_dir, self.log)
         threads = cfg.threads
         if threads is None and not gpu and self.overlap:
             # generation and update run at the same time: half the cores each (on 2 cores,
@@ -159,7 +161,7 @@ class RayTrainer:
             max_batch=cfg.engine_max_batch, batch_wait_ms=cfg.batch_wait_ms, threads=threads,
             engine_kwargs=dict(cfg.engine_opts))
         self.learner = Learner.options(num_gpus=0.5 if gpu else 0, num_cpus=unit).remote(
-            cfg.model, cfg.dapo_config().as_dict(), cfg.device, cfg.max_staleness, str(ckpt) if ckpt else None,
+            model_src, cfg.dapo_config().as_dict(), cfg.device, cfg.max_staleness, str(ckpt) if ckpt else None,
             None, threads)
         run_cfg = RunConfig(collection=cfg.collection, episodes=1, workers=cfg.workers, shards=cfg.shards,
                             catalog_size=cfg.catalog_size, catalog_dir=cfg.catalog_dir, catalog_seed=cfg.catalog_seed,
@@ -286,6 +288,9 @@ class RayTrainer:
              "engine_version": self.version, "engine_checksum": self.checksum, "retried_rollouts": self.retried,
              "windows": {e: [v["l"], v["h"]] for e, v in windows.items()}}
         self.metrics.append(m)
+        warning = no_update_warning(m)
+        if warning:
+            self.log(warning)
         self.summaries += [{k: s[k] for k in ("episode_id", "env_id", "difficulty", "seed", "r_total", "is_correct",
                                               "turns", "termination_reason")} for s in summaries]
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -307,7 +312,7 @@ class RayTrainer:
         if self._ahead is not None:
             self._ready, self._ahead = self._collect(self._ahead), None
         d = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
-        ray.get(self.learner.save.remote(str(d)))
+        ray.get(self.learner.save.remote(str(d), self.cfg.chat_settings()))
         ray.get(self.scheduler.checkpoint.remote())
         _write_text(d / "curriculum.json", (self.run_dir / "curriculum.json").read_text())
         _write_json(d / "train_state.json", {"step": self.step, "version": self.version,
