@@ -173,7 +173,7 @@ def test_train_two_real_steps_smollm2(smol, tmp_path):
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                       lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000,
-                      max_sampling_rounds=4, checkpoint_every=1, seed=0)
+                      max_sampling_rounds=4, checkpoint_every=1, seed=0, warm_start="never")
     tr = Trainer(cfg, log=lambda s: None).setup()
     before = {k: v.detach().clone() for k, v in tr.learner.model.named_parameters()}
     assert tr.engine.version == 0 and tr.engine.checksum == tr.engine.weights_checksum()
@@ -205,7 +205,8 @@ def test_resume_continues_from_checkpoint(tiny_dir, tmp_path):
     from ecomrlve.actors.train import TrainConfig, Trainer
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
-                max_new_tokens=3, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none")
+                max_new_tokens=3, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
+                warm_start="never")
     t1 = Trainer(TrainConfig(steps=1, **base), log=lambda s: None)
     t1.run()
     leased = t1.curriculum.next_task
@@ -544,7 +545,7 @@ def test_ray_train_two_steps_through_env_workers(ray_local, smol, tmp_path):
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                       lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000, max_sampling_rounds=4,
-                      checkpoint_every=1, seed=0, workers=2, shards=1, max_staleness=1, sync=False)
+                      checkpoint_every=1, seed=0, workers=2, shards=1, max_staleness=1, sync=False, warm_start="never")
     tr = RayTrainer(cfg, log=lambda s: None).setup()
     first = tr.checksum
     assert tr.version == 0 and tr.overlap
@@ -591,7 +592,7 @@ def test_ray_train_checkpoint_collects_the_overlapped_round_and_resumes(ray_loca
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
                 max_new_tokens=2, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
-                axes={"T_max": 1}, workers=1, shards=1, shopper="local", sync=False)
+                axes={"T_max": 1}, workers=1, shards=1, shopper="local", sync=False, warm_start="never")
     first = RayTrainer(TrainConfig(steps=3, **base), log=lambda s: None).setup()
     try:
         m1 = first.train_step()
