@@ -209,15 +209,27 @@ class PolicySpec:
                                                      api_key=os.environ.get("OPENAI_API_KEY")), None)
         return self._loaded
 
+    def chat_settings(self):
+        """The `ChatSettings` of an ``hf:``/``vllm:`` model: ``engine["prefill"]`` when given,
+        else the model directory's ``chat.json``, else the project default. An ``openai:``
+        server gets only an explicit prefill (default none)."""
+        from ecomrlve.policies.chat_settings import ChatSettings
+
+        prefill = self.engine_options.get("prefill")
+        if self.kind == "openai":
+            return ChatSettings(prefill=prefill or "")
+        return ChatSettings.for_model(self.target, prefill=prefill)
+
     def llm_policy(self, policy_seed: int):
         """A fresh `LLMPolicy` with generation seed `policy_seed` (tokens are not recorded)."""
         from ecomrlve.policies.llm_policy import LLMPolicy
 
         engine, tok = self._load()
         opts = self.engine_options
+        chat = self.chat_settings()
         return LLMPolicy(engine, tok, temperature=float(opts.get("temperature", 1.0)),
-                         max_new_tokens=int(opts.get("max_new_tokens", 256)), prefill=opts.get("prefill") or "",
-                         seed=int(policy_seed), record=False)
+                         max_new_tokens=int(opts.get("max_new_tokens", 256)), prefill=chat.prefill,
+                         tool_format=chat.tool_format, lenient=chat.lenient, seed=int(policy_seed), record=False)
 
     def make(self, env, policy_seed: int):
         """A fresh per-episode policy for `env` (already reset)."""
@@ -303,7 +315,8 @@ class EvalConfig(BaseModel):
     max_new_tokens: int = arg(256, "LLM policies: tokens per turn", ge=1)
     engine_model: str | None = arg(None, "LLM policies, openai: the model name the server expects (default "
                                          "'default'); key from $OPENAI_API_KEY", flag="--model")
-    prefill: str | None = arg(None, "LLM policies: text the reply is forced to start with, e.g. '{\"'")
+    prefill: str | None = arg(None, "LLM policies: text the reply is forced to start with (hf:/vllm: default the "
+                                    "model directory's chat.json, else '{\"'; openai: none)")
     engine: dict = arg(description="LLM engine options (device, dtype, temperature, max_new_tokens, model, prefill); "
                                    "the flags above fill the ones not given here", default_factory=dict, cli=False)
     env_ids: tuple[str, ...] = arg((), "the environments `envs` names (set on construction)", cli=False)

@@ -107,14 +107,16 @@ class LearnerCore:
         return sd, self.version, weights_checksum(sd)
 
     # ---- checkpoints
-    def save(self, directory) -> Path:
+    def save(self, directory, chat=None) -> Path:
+        """``model/`` (with `chat`, the run's `ChatSettings`, as ``model/chat.json``),
+        ``optimizer.pt`` and ``learner.json`` under `directory`."""
         import torch
 
         from ecomrlve.policies.models import save_model
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        save_model(self.model, self.tokenizer, d / "model")
+        save_model(self.model, self.tokenizer, d / "model", chat=chat)
         torch.save(self.optimizer.state_dict(), d / "optimizer.pt")
         (d / "learner.json").write_text(json.dumps({"version": self.version, "steps": self.steps,
                                                      "config": self.cfg.as_dict()}, indent=2) + "\n")
@@ -191,8 +193,8 @@ class LearnerImpl:
     def version(self) -> int:
         return self.core.version
 
-    def save(self, directory: str) -> str:
-        return str(self.core.save(directory))
+    def save(self, directory: str, chat=None) -> str:
+        return str(self.core.save(directory, chat))
 
     def history(self) -> list[dict]:
         return list(self.core.history)

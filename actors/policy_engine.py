@@ -50,16 +50,20 @@ def build_engine(model_name: str, device: str = "cpu", engine: str = "hf", dtype
 
 class PolicyEngineImpl:
     def __init__(self, model_name: str, device: str = "cpu", engine: str = "hf", dtype: str | None = None,
-                 temperature: float = 1.0, max_new_tokens: int = 256, prefill: str = "", tool_format: str = "auto",
-                 lenient: bool = False, max_batch: int = 64, batch_wait_ms: float = 5.0, threads: int | None = None,
+                 temperature: float = 1.0, max_new_tokens: int = 256, prefill: str | None = None,
+                 tool_format: str | None = None, lenient: bool | None = None, max_batch: int = 64,
+                 batch_wait_ms: float = 5.0, threads: int | None = None,
                  engine_kwargs: dict | None = None):
+        from ecomrlve.policies.chat_settings import ChatSettings
         from ecomrlve.policies.llm_policy import LLMPolicy
         from ecomrlve.policies.models import set_torch_threads
 
         set_torch_threads(threads, device)
         self.engine, self.tokenizer = build_engine(model_name, device, engine, dtype, **(engine_kwargs or {}))
-        self.policy = LLMPolicy(self.engine, self.tokenizer, temperature=temperature, max_new_tokens=max_new_tokens,
-                                prefill=prefill, tool_format=tool_format, lenient=lenient)
+        # chat settings left None come from the model directory's chat.json (else the default)
+        self.chat = ChatSettings.for_model(model_name, prefill, tool_format, lenient)
+        self.policy = LLMPolicy(self.engine, codec=self.chat.codec(self.tokenizer), temperature=temperature,
+                                max_new_tokens=max_new_tokens)
         self.max_batch = max(1, int(max_batch))
         self.batch_wait = max(0.0, float(batch_wait_ms)) / 1e3
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="engine")

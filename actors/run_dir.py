@@ -373,3 +373,15 @@ def write_config(run_dir, config: dict) -> Path:
     path = Path(run_dir) / CONFIG_FILE
     path.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

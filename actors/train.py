@@ -46,7 +46,6 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -56,29 +55,18 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from ecomrlve.catalog_service.catalog import CatalogDir
 
 from .config import add_command, arg, require_extra
+from .run_dir import write_json_atomic, write_text_atomic
+from .sft import SftConfig, ToolFormat, check_model, cmd_sft
 from .learner import trajectory_of
 from .rollout import EpisodeResult, is_error_reason, outcomes_of, rollout_groups
 
-__all__ = ["TrainConfig", "TrainCommand", "SftConfig", "Trainer", "LocalBackend", "RayBackend", "step_record",
-           "format_step", "add_train_commands", "sft_examples", "run_sft", "trainable"]
+__all__ = ["TrainConfig", "TrainCommand", "Trainer", "LocalBackend", "RayBackend", "step_record",
+           "format_step", "no_update_warning", "add_train_commands", "trainable"]
 
 log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- config
-
-
-def _locate(model: str) -> None:
-    """ValueError naming ``model`` when `model` does not resolve (ecomrlve.policies.models)."""
-    from ecomrlve.policies.models import ModelNotFound, locate_model
-
-    try:
-        locate_model(model)
-    except ModelNotFound as exc:
-        raise ValueError(f"model: {exc}") from None
-
-
-TOOL_FORMATS = Literal["auto", "native", "compact", "json", "none"]
 
 
 class TrainConfig(BaseModel):
@@ -100,9 +88,19 @@ class TrainConfig(BaseModel):
     max_sampling_rounds: int = arg(3, "dynamic-sampling rounds per step", flag="--max-rounds", ge=1)
     max_new_tokens: int = arg(256, "tokens per reply", ge=1)
     temperature: float = arg(1.0, "sampling temperature", gt=0)
-    prefill: str = arg('{"', "assistant prefill ('' for none)")
-    lenient: bool = arg(False, "accept a JSON object followed by other text")
-    tool_format: TOOL_FORMATS = arg("auto", "how tools are shown to the model")
+    # chat settings: None takes the model directory's chat.json, else the project default
+    # (ecomrlve.policies.chat_settings); validation puts the resolved values in
+    prefill: str | None = arg(None, "assistant prefill ('' for none; default: the model directory's chat.json, "
+                                    "else '{\"')")
+    lenient: bool | None = arg(None, "accept a JSON object followed by other text (default: the model directory's "
+                                     "chat.json)")
+    tool_format: ToolFormat | None = arg(None, "how tools are shown (default: the model directory's chat.json, "
+                                               "else auto)")
+    warm_start: Literal["auto", "always", "never"] = arg(
+        "auto", "SFT on oracle episodes before the first step: auto when fewer than half of a greedy probe's "
+                "replies are valid actions, always, or never")
+    warm_start_episodes: int = arg(32, "oracle episodes of the warm start", ge=1)
+    warm_start_steps: int = arg(40, "SFT steps of the warm start", ge=1)
     catalog_size: int = arg(20_000, "products of the synthetic catalog", ge=1)
     catalog_dir: CatalogDir = arg(None, "a catalog directory from `ecomrlve catalog build`", flag="--catalog")
     catalog_seed: int = arg(0, "synthetic catalog seed")
@@ -162,8 +160,22 @@ class TrainConfig(BaseModel):
         if self.catalog_dir is None and self.catalog_size < self.shards:
             raise ValueError(f"catalog_size must be >= shards ({self.shards}), got {self.catalog_size}")
         if not self.resume:  # a resumed run loads its checkpoint's model
-            _locate(self.model)
+            check_model(self.model)
+        chat = self.chat_settings()
+        self.prefill, self.tool_format, self.lenient = chat.prefill, chat.tool_format, chat.lenient
         return self
+
+    def chat_settings(self):
+        """The `ChatSettings` of this run: the fields set here over those recorded in the
+        model directory (the latest checkpoint's on resume), else the project default."""
+        from ecomrlve.policies.chat_settings import ChatSettings
+
+        src = self.model
+        if self.resume:
+            latest = Path(self.resume) / "checkpoints" / "latest"
+            if latest.is_file():
+                src = str(latest.parent / latest.read_text().strip() / "model")
+        return ChatSettings.for_model(src, self.prefill, self.tool_format, self.lenient)
 
     def overlap(self) -> bool:
         """Whether the next step's rollouts run during the update (the Ray runner). Default:
@@ -250,6 +262,21 @@ def format_step(m: dict, steps: int) -> str:
 # --------------------------------------------------------------------------- the trainer
 
 
+def no_update_warning(m: dict) -> str | None:
+    """A warning line for a step whose every group was dropped by dynamic sampling (so the
+    weights did not move), naming why; None for a step that updated."""
+    if m.get("stepped") or not m.get("groups_dropped"):
+        return None
+    if m.get("invalid_rate", 0.0) >= 1.0:
+        why = ("every action was invalid (reward -1 everywhere): the model writes no valid action; warm-start it "
+               "(--warm-start always) or check --prefill / --tool-format")
+    else:
+        why = ("every group had equal rewards (no spread to learn from): raise --group-size or --max-rounds, or "
+               "adjust the difficulty")
+    stale = f", {m['stale_dropped']} stale trajectories" if m.get("stale_dropped") else ""
+    return (f"warning: step {m.get('step')}: no update, all {m['groups_dropped']} groups dropped{stale}: {why}")
+
+
 class Trainer:
     """One DAPO trainer over a backend (module docstring): `setup()` builds the backend
     (``cfg.ray``: `RayBackend`, else `LocalBackend`) and restores the latest checkpoint when
@@ -272,10 +299,16 @@ class Trainer:
         ckpt = _latest_checkpoint(self.run_dir) if cfg.resume else None
         state = json.loads((ckpt / "train_state.json").read_text()) if ckpt else {}
         self.step = int(state.get("step", 0))
+        if ckpt:
+            model_src = str(ckpt / "model")
+        else:
+            from .warm_start import warm_start
+
+            model_src = warm_start(cfg, self.run_dir, self.log, lambda: _make_catalog(cfg))
         self.backend = (RayBackend if cfg.ray else LocalBackend)(cfg, self.run_dir, self.log)
-        self.backend.start(ckpt, state)
+        self.backend.start(model_src, ckpt, state)
         self.version, self.checksum = self.backend.version, self.backend.checksum
-        _write_json(self.run_dir / "config.json", cfg.model_dump())
+        write_json_atomic(self.run_dir / "config.json", cfg.model_dump())
         if ckpt:
             self.log(f"resumed from {ckpt} at step {self.step}, version {self.backend.version}")
         return self
@@ -331,9 +364,9 @@ class Trainer:
         ``checkpoints/latest`` names it."""
         d = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
         extra = self.backend.save(d)  # model/, optimizer.pt, learner.json, curriculum.json
-        _write_json(d / "train_state.json", {"step": self.step, "version": self.backend.version,
+        write_json_atomic(d / "train_state.json", {"step": self.step, "version": self.backend.version,
                                              "engine_checksum": self.backend.checksum, **extra})
-        _write_text(self.run_dir / "checkpoints" / "latest", d.name + "\n")
+        write_text_atomic(self.run_dir / "checkpoints" / "latest", d.name + "\n")
         return d
 
     def run(self, on_step: Callable[[dict], None] | None = None) -> list[dict]:
@@ -346,6 +379,9 @@ class Trainer:
                     on_step(m)
                 else:
                     self.log(format_step(m, self.cfg.steps))
+                warning = no_update_warning(m)
+                if warning:
+                    self.log(warning)
         finally:
             self.close()
         return self.metrics
@@ -401,7 +437,7 @@ class LocalBackend:
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
         self.writer = None
 
-    def start(self, ckpt: Path | None, state: dict) -> None:
+    def start(self, model_src: str, ckpt: Path | None, state: dict) -> None:
         import torch
 
         from ecomrlve.envs import resolve_envs
@@ -419,7 +455,6 @@ class LocalBackend:
             raise ValueError("the in-process trainer runs the hf engine; drop --in-process for vllm")
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
-        model_src = str(ckpt / "model") if ckpt else cfg.model
         t0 = time.perf_counter()
         model, tok = load_model(model_src, device=cfg.device, dtype="float32")
         self.learner = LearnerCore(model, tok, cfg.dapo_config(), cfg.device, cfg.max_staleness)
@@ -465,7 +500,7 @@ class LocalBackend:
         ok = trainable(results)
         self.curriculum.report(outcomes_of([{**r.task, "rollout": r.rollout} for r in ok],
                                            [{**r.task, **r.reward} for r in ok]))
-        _write_text(self.run_dir / "curriculum.json", self.curriculum.to_json())
+        write_text_atomic(self.run_dir / "curriculum.json", self.curriculum.to_json())
         self.writer.write([r.record(f"llm:{cfg.model}") for r in results])
         trajs = {r.episode_id: trajectory_of(r.tokens, r.task, r.reward, cfg.max_new_tokens, self.learner.cfg)
                  for r in ok}
@@ -499,8 +534,8 @@ class LocalBackend:
         return self.curriculum.windows()
 
     def save(self, d: Path) -> dict:
-        self.learner.save(d)
-        _write_text(d / "curriculum.json", self.curriculum.to_json())
+        self.learner.save(d, self.cfg.chat_settings())
+        write_text_atomic(d / "curriculum.json", self.curriculum.to_json())
         return {"policy_calls": self.policy.calls}
 
     def finish(self) -> dict:
@@ -534,7 +569,7 @@ class RayBackend:
     def retried(self) -> int:
         return self.dispatcher.retried if self.dispatcher is not None else 0
 
-    def start(self, ckpt: Path | None, state: dict) -> None:
+    def start(self, model_src: str, ckpt: Path | None, state: dict) -> None:
         import ray
 
         from ecomrlve.envs import resolve_envs
@@ -548,7 +583,7 @@ class RayBackend:
         cfg = self.cfg
         init_ray(address=cfg.address, num_cpus=cfg.num_cpus)
         if ckpt:  # the scheduler actor restores from run_dir/curriculum.json: make it the checkpoint's
-            _write_text(self.run_dir / "curriculum.json", (ckpt / "curriculum.json").read_text())
+            write_text_atomic(self.run_dir / "curriculum.json", (ckpt / "curriculum.json").read_text())
         t0 = time.perf_counter()
         gpu = cfg.device.startswith("cuda")
         total = float(ray.cluster_resources().get("CPU", 2.0))
@@ -559,12 +594,12 @@ class RayBackend:
             # 2 + 2 threads made a step 1.7x slower than 1 + 1: measured, benchmarks/learner.py)
             threads = max(1, (os.cpu_count() or 2) // 2)
         self.engine = PolicyEngine.options(num_gpus=0.5 if gpu else 0, num_cpus=unit).remote(
-            str(ckpt / "model") if ckpt else cfg.model, device=cfg.device, engine=cfg.engine, dtype=cfg.dtype,
+            model_src, device=cfg.device, engine=cfg.engine, dtype=cfg.dtype,
             temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, prefill=cfg.prefill,
             tool_format=cfg.tool_format, lenient=cfg.lenient, max_batch=cfg.engine_max_batch,
             batch_wait_ms=cfg.batch_wait_ms, threads=threads, engine_kwargs=dict(cfg.engine_opts))
         self.learner = Learner.options(num_gpus=0.5 if gpu else 0, num_cpus=unit).remote(
-            cfg.model, cfg.dapo_config().as_dict(), cfg.device, cfg.max_staleness, str(ckpt) if ckpt else None,
+            model_src, cfg.dapo_config().as_dict(), cfg.device, cfg.max_staleness, str(ckpt) if ckpt else None,
             None, threads)
         spec = SystemSpec(env_ids=resolve_envs(cfg.collection), workers=cfg.workers, shards=cfg.shards,
                           catalog_size=cfg.catalog_size, catalog_dir=cfg.catalog_dir, catalog_seed=cfg.catalog_seed,
@@ -638,9 +673,9 @@ class RayBackend:
 
         if self._ahead is not None:
             self.dispatcher.wait(self._ahead)
-        ray.get(self.learner.save.remote(str(d)))
+        ray.get(self.learner.save.remote(str(d), self.cfg.chat_settings()))
         ray.get(self.system.scheduler.checkpoint.remote())
-        _write_text(d / "curriculum.json", (self.run_dir / "curriculum.json").read_text())
+        write_text_atomic(d / "curriculum.json", (self.run_dir / "curriculum.json").read_text())
         return {}
 
     def finish(self) -> dict:
@@ -693,159 +728,6 @@ def _latest_checkpoint(run_dir: Path) -> Path | None:
     return d
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj) -> None:
-    _write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-# --------------------------------------------------------------------------- SFT
-
-
-def _read_run_dir(run_dir) -> list[dict]:
-    """Episodes of an ``ecomrlve run`` directory (or a parquet file): rows with at least
-    ``messages`` and ``actions`` (JSON strings or lists) and ``env_id``."""
-    import pyarrow.parquet as pq
-
-    p = Path(run_dir)
-    if p.is_file():
-        files = [p]
-    else:
-        try:
-            from .run_dir import TRAJECTORY_FILE
-        except ImportError:
-            TRAJECTORY_FILE = "trajectories.parquet"  # noqa: N806
-        files = [p / TRAJECTORY_FILE] if (p / TRAJECTORY_FILE).exists() else sorted(p.glob("*.parquet"))
-    if not files:
-        raise ValueError(f"{run_dir}: no trajectories parquet found")
-    rows = []
-    for f in files:
-        rows += pq.read_table(f).to_pylist()
-    for i, r in enumerate(rows):
-        for col in ("messages", "actions", "env_id"):
-            if col not in r:
-                raise ValueError(f"{files[0]}: column {col!r} missing (row {i})")
-    return rows
-
-
-def sft_examples(rows: Sequence[dict], codec, only_correct: bool = True) -> tuple[list[tuple[list[int], list[int]]], dict]:
-    """(ids, loss mask) per episode: every agent turn is the canonical action text after the
-    codec's prefill, plus the stop token; only those tokens are in the mask."""
-    from ecomrlve.envs import env_class
-    from ecomrlve.envs.tools import tool_schemas
-    from ecomrlve.policies.codec import EpisodeTokens, TurnTokens, action_to_text
-
-    eos = codec.stop_ids[0]
-    out, skipped = [], {"not_correct": 0, "prefill_mismatch": 0, "bad_row": 0}
-    schemas: dict[str, list] = {}
-    for r in rows:
-        if only_correct and not r.get("is_correct", True):
-            skipped["not_correct"] += 1
-            continue
-        try:
-            messages = json.loads(r["messages"]) if isinstance(r["messages"], str) else list(r["messages"])
-            actions = json.loads(r["actions"]) if isinstance(r["actions"], str) else list(r["actions"])
-            if r["env_id"] not in schemas:
-                schemas[r["env_id"]] = tool_schemas(env_class(r["env_id"]).tools)
-        except (ValueError, TypeError, KeyError):
-            skipped["bad_row"] += 1
-            continue
-        tools = schemas[r["env_id"]]
-        at = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
-        if len(at) < len(actions):
-            skipped["bad_row"] += 1
-            continue
-        ep = EpisodeTokens()
-        ok = True
-        for k, action in enumerate(actions):
-            text = action_to_text(action)
-            if not text.startswith(codec.prefill):
-                ok = False
-                break
-            prompt, _ = codec.next_prompt(ep, {"messages": messages[:at[k]], "tools": tools})
-            comp = codec.encode(text[len(codec.prefill):]) + [eos]
-            ep.turns.append(TurnTokens(prompt, comp, [0.0] * len(comp), "stop", n_messages=at[k]))
-        if not ok or not ep.turns:
-            skipped["prefill_mismatch"] += 1
-            continue
-        for ids, mask, _ in ep.segments():
-            out.append((ids, mask))
-    return out, skipped
-
-
-def run_sft(run_dir, model: str = "smollm2", steps: int = 100, out: str | None = None, batch_size: int = 4,
-            lr: float = 5e-5, device: str = "cpu", prefill: str = '{"', tool_format: str = "auto",
-            only_correct: bool = True, seed: int = 0, max_tokens: int = 8192, log: Callable[[str], None] = print,
-            model_obj=None, tokenizer=None) -> dict:
-    """Supervised warm start on oracle episodes; only agent tokens are in the loss."""
-    import random
-
-    import torch
-
-    from ecomrlve.policies.codec import ChatCodec
-    from ecomrlve.policies.dapo import _micro_batches, make_batch, sft_loss
-    from ecomrlve.policies.models import load_model, save_model
-
-    if model_obj is None:
-        model_obj, tokenizer = load_model(model, device=device, dtype="float32")
-    codec = ChatCodec(tokenizer, tool_format=tool_format, prefill=prefill)
-    rows = _read_run_dir(run_dir)
-    examples, skipped = sft_examples(rows, codec, only_correct)
-    if not examples:
-        raise ValueError(f"no usable episodes in {run_dir} (skipped: {skipped})")
-    log(f"sft: {len(examples)} sequences from {len(rows)} episodes (skipped {skipped}); "
-        f"{sum(sum(m) for _, m in examples)} agent tokens of {sum(len(i) for i, _ in examples)}")
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW([p for p in model_obj.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    order: list[int] = []
-    losses = []
-    t0 = time.perf_counter()
-    tokens = 0
-    model_obj.train()
-    for step in range(1, steps + 1):
-        batch = []
-        for _ in range(min(batch_size, len(examples))):
-            if not order:
-                order = list(range(len(examples)))
-                rng.shuffle(order)
-            batch.append(examples[order.pop()])
-        n_mask = sum(sum(m) for _, m in batch)
-        opt.zero_grad(set_to_none=True)
-        total = 0.0
-        rows_b = [(i, m, [0.0] * len(i), 0.0) for i, m in batch]
-        for mb in _micro_batches(rows_b, max_tokens):
-            ids, attn, mask, _, _ = make_batch(mb, pad, device)
-            loss, n = sft_loss(model_obj, ids, attn, mask)
-            (loss * (n / n_mask)).backward()
-            total += float(loss.detach()) * n / n_mask
-            tokens += int(attn.sum())
-        torch.nn.utils.clip_grad_norm_(model_obj.parameters(), 1.0)
-        opt.step()
-        losses.append(total)
-        if step == 1 or step % 10 == 0 or step == steps:
-            log(f"sft step {step}/{steps}: loss {total:.4f} ({tokens / (time.perf_counter() - t0):.0f} tokens/s)")
-    model_obj.eval()
-    result = {"steps": steps, "sequences": len(examples), "loss_first": losses[0], "loss_last": losses[-1],
-              "tokens_per_s": tokens / (time.perf_counter() - t0), "skipped": skipped}
-    if out:
-        d = save_model(model_obj, tokenizer, Path(out) / "model")
-        _write_json(Path(out) / "sft.json", {**result, "run_dir": str(run_dir), "model": model, "lr": lr,
-                                               "batch_size": batch_size, "prefill": prefill})
-        result["model_dir"] = str(d)
-        log(f"sft: model saved to {d} (use --model {d})")
-    return result
-
-
-# --------------------------------------------------------------------------- CLI
-
-
 class TrainCommand(TrainConfig):
     """``ecomrlve train``: a `TrainConfig` plus shorthands for common DAPO and curriculum options
     and the display."""
@@ -888,41 +770,6 @@ def cmd_train(cfg: TrainCommand) -> int:
 
             trainer.run(on_step=on_step)
     print(trainer.run_dir)
-    return 0
-
-
-class SftConfig(BaseModel):
-    """``ecomrlve sft``: supervised warm start on the correct episodes of an oracle run."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_dir: str = arg(description="run directory (or parquet file) with messages/actions columns", positional=True)
-    model: str = arg("smollm2", "smollm2, a local model directory, or a cached HF id")
-    steps: int = arg(100, "optimizer steps", ge=1)
-    out: str = arg(description="output directory (the model goes to OUT/model)")
-    batch_size: int = arg(4, "episodes per step", ge=1)
-    lr: float = arg(5e-5, "AdamW learning rate", gt=0)
-    device: str = arg("cpu", "cpu or cuda")
-    prefill: str = arg('{"', "assistant prefill; must match the prefill used at train/eval time")
-    tool_format: TOOL_FORMATS = arg("auto", "how tools are shown to the model")
-    all_episodes: bool = arg(False, "also train on episodes that were not correct")
-    seed: int = arg(0, "shuffling seed")
-
-    @field_validator("model")
-    @classmethod
-    def _model_resolves(cls, v: str) -> str:
-        _locate(v)
-        return v
-
-
-def cmd_sft(cfg: SftConfig) -> int:
-    require_extra(("torch", "transformers"), "llm", "`ecomrlve sft`")
-    try:
-        run_sft(cfg.run_dir, cfg.model, cfg.steps, cfg.out, cfg.batch_size, cfg.lr, cfg.device, cfg.prefill,
-                cfg.tool_format, not cfg.all_episodes, cfg.seed)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     return 0
 
 

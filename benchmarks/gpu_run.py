@@ -294,7 +294,7 @@ def oracle_traces(env_ids, catalog, n: int, out_dir: Path, max_d: int = 6) -> di
 
 
 def warm_start(args, catalog, work: Path, log) -> dict:
-    from ecomrlve.actors.train import run_sft
+    from ecomrlve.actors.sft import run_sft
     from ecomrlve.policies.models import load_model
 
     t0 = time.perf_counter()
@@ -538,7 +538,8 @@ def train_schedules(args, sft_dir: str, work: Path, log, result: dict, save, t_s
             "dtype": _dtype(args.device), "group_size": args.group_size, "tasks_per_step": args.tasks_per_step,
             "max_sampling_rounds": args.max_rounds, "max_new_tokens": args.max_new_tokens,
             "catalog_size": args.catalog_size, "seed": args.seed, "checkpoint_every": 10**9, "ray": False,
-            "engine_opts": _engine_opts(args), "dapo": _dapo(args), "axes": dict(args.axes)}
+            "engine_opts": _engine_opts(args), "dapo": _dapo(args), "axes": dict(args.axes),
+            "warm_start": "never"}  # the SFT phase above is this run's warm start
     base["threads"] = max(1, (os.cpu_count() or 1) // len(args.schedules))  # the processes share the CPU cores
     procs = {}
     runs = result.setdefault("runs", {})

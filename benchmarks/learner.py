@@ -92,7 +92,7 @@ def bench_train_run(model_name: str, device: str, new_tokens: int, threads) -> d
                           device=device, group_size=4, tasks_per_step=1, max_new_tokens=new_tokens,
                           max_sampling_rounds=2, catalog_size=2000, checkpoint_every=1000, threads=threads,
                           prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]', lenient=True,
-                          tool_format="none", axes={"T_max": 2}, ray=False)
+                          tool_format="none", axes={"T_max": 2}, ray=False, warm_start="never")
         tr = Trainer(cfg, log=lambda s: None).setup()
         try:
             t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def bench_ray_train(model_name: str, device: str, new_tokens: int, steps: int, t
                               max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1000, threads=threads,
                               prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                               lenient=True, tool_format="none", axes={"T_max": 2}, workers=2, shards=1,
-                              sync=mode == "sync")
+                              sync=mode == "sync", warm_start="never")
             t0 = time.perf_counter()
             tr = Trainer(cfg, log=lambda s: None).setup()
             setup_s = time.perf_counter() - t0

@@ -13,6 +13,10 @@ so the first load converts it once to a plain safetensors directory under the ca
 under a second. The package is located with `importlib.util.find_spec`, never imported
 (its own imports need the ``llm`` CLI and llama-cpp, which we do not use).
 
+A directory written by ``ecomrlve sft`` or a train checkpoint also holds ``chat.json``, the
+chat settings the model was trained with (`save_model(..., chat=...)` writes it;
+`ecomrlve.policies.chat_settings.ChatSettings.for_model` reads it).
+
 No downloads at run time: a Hugging Face id is loaded with
 ``local_files_only=True`` unless ``ECOMRLVE_ALLOW_DOWNLOAD=1`` is set.
 """
@@ -217,9 +221,11 @@ def load_model(name: str, device: str = "cpu", dtype=None, cache_dir=None, train
     return model, tok
 
 
-def save_model(model, tokenizer, out_dir) -> Path:
+def save_model(model, tokenizer, out_dir, chat=None) -> Path:
     """``save_pretrained`` (safetensors) of model and tokenizer into `out_dir`; a peft model
-    is merged first so the directory loads with plain transformers."""
+    is merged first so the directory loads with plain transformers. `chat` (a
+    `ecomrlve.policies.chat_settings.ChatSettings`) is recorded as ``chat.json`` beside them,
+    so whoever loads the directory formats prompts the way the model was trained."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     m = model
@@ -229,4 +235,6 @@ def save_model(model, tokenizer, out_dir) -> Path:
         m = copy.deepcopy(m).merge_and_unload()
     m.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    if chat is not None:
+        chat.save(out, tokenizer)
     return out

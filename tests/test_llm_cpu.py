@@ -173,7 +173,7 @@ def test_train_two_real_steps_smollm2(smol, tmp_path):
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                       lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000,
-                      max_sampling_rounds=4, checkpoint_every=1, seed=0, ray=False)
+                      max_sampling_rounds=4, checkpoint_every=1, seed=0, ray=False, warm_start="never")
     tr = Trainer(cfg, log=lambda s: None).setup()
     learner, engine = tr.backend.learner, tr.backend.engine
     before = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
@@ -207,7 +207,7 @@ def test_resume_continues_from_checkpoint(tiny_dir, tmp_path):
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
                 max_new_tokens=3, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
-                ray=False)
+                ray=False, warm_start="never")
     t1 = Trainer(TrainConfig(steps=1, **base), log=lambda s: None)
     t1.run()
     leased = t1.backend.curriculum.next_task
@@ -238,7 +238,8 @@ def test_cli_registers_train_and_sft():
     import argparse
 
     from ecomrlve.actors.config import parse_model
-    from ecomrlve.actors.train import SftConfig, TrainCommand, TrainConfig, add_train_commands
+    from ecomrlve.actors.sft import SftConfig
+    from ecomrlve.actors.train import TrainCommand, TrainConfig, add_train_commands
 
     def config_from_args(args):
         return parse_model(TrainCommand, args)
@@ -301,12 +302,12 @@ def _oracle_run_dir(catalog, path: Path, episodes=3) -> Path:
 
 
 def test_sft_examples_mask_only_agent_tokens(smol, catalog, tmp_path):
-    from ecomrlve.actors.train import _read_run_dir, sft_examples
+    from ecomrlve.actors.sft import read_episodes, sft_examples
     from ecomrlve.policies.codec import ChatCodec
 
     _, tok = smol
     run = _oracle_run_dir(catalog, tmp_path / "oracle")
-    rows = _read_run_dir(run)
+    rows = read_episodes(run)
     codec = ChatCodec(tok, prefill='{"')
     ex, skipped = sft_examples(rows, codec)
     assert len(ex) == sum(r["is_correct"] for r in rows) and skipped["not_correct"] == len(rows) - len(ex)
@@ -319,7 +320,7 @@ def test_sft_examples_mask_only_agent_tokens(smol, catalog, tmp_path):
 
 
 def test_sft_runs_and_saves_loadable_model(tiny_dir, catalog, tmp_path):
-    from ecomrlve.actors.train import run_sft
+    from ecomrlve.actors.sft import run_sft
     from ecomrlve.policies.models import load_model
 
     run = _oracle_run_dir(catalog, tmp_path / "oracle", episodes=2)
@@ -549,7 +550,7 @@ def test_ray_train_two_steps_through_env_workers(ray_local, smol, tmp_path):
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                       lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000, max_sampling_rounds=4,
-                      checkpoint_every=1, seed=0, workers=2, shards=1, max_staleness=1, sync=False)
+                      checkpoint_every=1, seed=0, workers=2, shards=1, max_staleness=1, sync=False, warm_start="never")
     tr = Trainer(cfg, log=lambda s: None).setup()
     first = tr.checksum
     assert tr.version == 0 and tr.backend.overlap
@@ -595,7 +596,7 @@ def test_ray_train_checkpoint_collects_the_overlapped_round_and_resumes(ray_loca
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
                 max_new_tokens=2, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
-                axes={"T_max": 1}, workers=1, shards=1, shopper="local", sync=False)
+                axes={"T_max": 1}, workers=1, shards=1, shopper="local", sync=False, warm_start="never")
     first = Trainer(TrainConfig(steps=3, **base), log=lambda s: None).setup()
     try:
         m1 = first.train_step()  # its checkpoint played the overlapped round to the end
