@@ -25,13 +25,24 @@ import enum
 import json
 import types
 import typing
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-__all__ = ["ConfigError", "MissingExtra", "arg", "add_arguments", "parse_model", "add_command", "cli_fields", "flag_of", "require_extra",
+__all__ = ["ConfigError", "MissingExtra", "Collection", "arg", "add_arguments", "parse_model", "add_command", "cli_fields", "flag_of", "require_extra",
            "print_error"]
+
+
+def _known_collection(spec: str) -> str:
+    from ecomrlve.envs import resolve_envs
+
+    resolve_envs(spec)  # a ValueError naming the unknown collection or env id
+    return spec
+
+
+# a config field naming environments: a collection (C1, C2, C4, C8), an env id, or a comma-separated mix
+Collection = Annotated[str, AfterValidator(_known_collection)]
 
 _CLI = "cli"  # json_schema_extra key holding the command-line options of a field
 

@@ -27,7 +27,7 @@ from ecomrlve.catalog_service.catalog import CatalogDir
 from ecomrlve.envs import env_class, resolve_envs
 
 from . import run_dir as rd
-from .config import arg
+from .config import Collection, arg
 from .dispatch import Dispatcher
 from .metrics import get_metrics
 from .system import ENV_NODE_RESOURCE, ActorSystem, SystemSpec
@@ -42,7 +42,7 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    collection: str = arg("C8", "collection (C1, C2, C4, C8), env id, or comma-separated mix", short="-c")
+    collection: Collection = arg("C8", "collection (C1, C2, C4, C8), env id, or comma-separated mix", short="-c")
     policy: Literal["heuristic", "oracle"] = arg("heuristic", "agent")
     episodes: int = arg(1000, "episodes", short="-n", ge=1)
     workers: int = arg(2, "env worker actors W", short="-w", ge=1)
@@ -70,12 +70,6 @@ class RunConfig(BaseModel):
     checkpoint_every: int = arg(10, "curriculum checkpoint period", cli=False)
     curriculum: dict = arg(description="CurriculumConfig overrides (tau_num, ...)", default_factory=dict, cli=False)
     resume: str | None = arg(None, "continue the curriculum from a curriculum.json")
-
-    @field_validator("collection")
-    @classmethod
-    def _known_collection(cls, v: str) -> str:
-        resolve_envs(v)
-        return v
 
     @field_validator("env_resource")
     @classmethod

@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from ecomrlve.catalog_service.catalog import CatalogDir
 
-from .config import add_command, arg
+from .config import Collection, add_command, arg
 
 from .rollout import MAX_STEPS
 
@@ -291,7 +291,7 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy: str = arg("heuristic", "heuristic, oracle, or an LLM engine spec such as hf:<model> or openai:<url>")
-    envs: str = arg("C8", "collection (C1, C2, C4, C8), env id, or comma-separated mix")
+    envs: Collection = arg("C8", "collection (C1, C2, C4, C8), env id, or comma-separated mix")
     difficulties: tuple[int, ...] = arg(DEFAULT_DIFFICULTIES, "comma-separated difficulties")
     seeds: int = arg(50, "tasks (evaluation seeds) per env x difficulty", ge=1)
     k: int = arg(4, "k of pass^k", ge=1)
@@ -320,14 +320,6 @@ class EvalConfig(BaseModel):
     engine: dict = arg(description="LLM engine options (device, dtype, temperature, max_new_tokens, model, prefill); "
                                    "the flags above fill the ones not given here", default_factory=dict, cli=False)
     env_ids: tuple[str, ...] = arg((), "the environments `envs` names (set on construction)", cli=False)
-
-    @field_validator("envs")
-    @classmethod
-    def _known_envs(cls, spec: str) -> str:
-        from ecomrlve.envs import resolve_envs
-
-        resolve_envs(spec)
-        return spec
 
     @field_validator("policy")
     @classmethod

@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from ecomrlve.catalog_service.catalog import CatalogDir
 
-from .config import add_command, arg, require_extra
+from .config import Collection, add_command, arg, require_extra
 from .run_dir import write_json_atomic, write_text_atomic
 from .sft import SftConfig, ToolFormat, check_model, cmd_sft
 from .learner import trajectory_of
@@ -75,7 +75,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    collection: str = arg("C1", "collection, env id or comma-separated mix", short="-c")
+    collection: Collection = arg("C1", "collection, env id or comma-separated mix", short="-c")
     model: str = arg("smollm2", "smollm2, a local model directory, or a cached HF id")
     steps: int = arg(10, "optimizer steps", ge=1)
     out: str | None = arg(None, "run directory (default runs/<timestamp>)")
@@ -128,14 +128,6 @@ class TrainConfig(BaseModel):
     curriculum: dict = arg(description="curriculum overrides: tau_num, tau_acc, ...", default_factory=dict, cli=False)
     dapo: dict = arg(description="any DAPOConfig field (lr, eps_high, overlong_buffer, ...)", default_factory=dict)
     threads: int | None = arg(None, "torch CPU threads", ge=1)
-
-    @field_validator("collection")
-    @classmethod
-    def _known_collection(cls, v: str) -> str:
-        from ecomrlve.envs import resolve_envs
-
-        resolve_envs(v)
-        return v
 
     @field_validator("axes")
     @classmethod
