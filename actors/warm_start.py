@@ -50,31 +50,18 @@ def oracle_episodes(env_ids: Sequence[str], catalog, n: int, seed: int = 0) -> l
     """`n` oracle episodes, round-robin over `env_ids` and `DIFFICULTIES`, as rows of the
     trajectory schema's columns that SFT reads (env_id, difficulty, seed, messages, actions
     as JSON, is_correct, r_total, termination_reason)."""
-    from ecomrlve.envs import make_env
     from ecomrlve.policies import OraclePolicy
 
-    rows = []
+    from .rollout import Episode, play
+
+    episodes = []
     for i in range(n):
         env_id = env_ids[i % len(env_ids)]
         d = DIFFICULTIES[(i // len(env_ids)) % len(DIFFICULTIES)]
-        s = SEED_BASE + seed * 100_000 + i
-        env = make_env(env_id, catalog)
-        pol = OraclePolicy(env)
-        obs, _ = env.reset(seed=s, options={"difficulty": d})
-        actions = []
-        while True:
-            a = pol.act(obs)
-            actions.append(a)
-            obs, _, term, trunc, info = env.step(a)
-            if term or trunc:
-                break
-        r = info["reward"]
-        rows.append({"episode_id": i, "env_id": env_id, "difficulty": d, "seed": s,
-                     "messages": json.dumps(env.messages, ensure_ascii=False, default=str),
-                     "actions": json.dumps(actions, ensure_ascii=False, default=str),
-                     "is_correct": bool(r.get("is_correct", False)), "r_total": float(r.get("r_total", -1.0)),
-                     "termination_reason": str(r.get("termination_reason", "")), "turns": int(env.turn)})
-    return rows
+        task = {"episode_id": i, "env_id": env_id, "difficulty": d, "seed": SEED_BASE + seed * 100_000 + i}
+        episodes.append(Episode(task, catalog=catalog))
+    play(episodes, lambda e: OraclePolicy(e.env))
+    return [e.record("oracle", "warm_start") for e in episodes]
 
 
 def probe_observations(rows: Sequence[dict], episodes: int = PROBE_EPISODES,
