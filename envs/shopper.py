@@ -31,7 +31,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Mapping, Protocol
+from typing import Iterable, Mapping, Protocol
 
 import inflect
 import numpy as np
@@ -121,47 +121,88 @@ class TemplatePhraser:
 TEMPLATE_PHRASER = TemplatePhraser()
 
 
-def add_typos(text: str, p: float, rng: np.random.Generator) -> str:
-    """Per-letter typos (swap, drop, double, neighbour key) at rate `p` and occasional slang;
-    words containing digits or id-like tokens are left untouched."""
-    if p <= 0:
+def add_typos(text: str, p: float, rng: np.random.Generator, protect: Iterable[str] = ()) -> str:
+    """Per-letter typos (swap, drop, double, neighbour key) at rate `p` and occasional slang
+    (rate ``min(1, 4p)`` on a word that has a slang form); words containing digits or
+    id-like tokens (``_ - $``) are left untouched, and so are words overlapping an
+    occurrence (case-insensitive) of a `protect` phrase (whole words, so a protected span
+    never leaves a half-noised token).
+
+    The coins are drawn in one call, three per character of `text` (typo or not, which typo,
+    slang or not at a word's first character), so the noise of a word depends only on its
+    position and `rng`: protecting a word leaves every other word's noise as it was."""
+    if p <= 0 or not text:
         return text
-
-    def noisy(match: re.Match) -> str:
-        word = match.group(0)
-        if any(ch.isdigit() for ch in word) or "_" in word or "-" in word or "$" in word:
-            return word
+    coins = rng.random((3, len(text)))
+    typo_at = np.flatnonzero(coins[0] < p).tolist()
+    kind, slang = coins[1], coins[2]
+    p_slang = min(1.0, 4 * p)
+    spans = [m.span() for ph in protect if ph and ph.strip()
+             for m in re.finditer(re.escape(ph), text, re.IGNORECASE)]
+    pieces: list[str] = []
+    last = h = 0
+    for m in _WORD.finditer(text):
+        start, end = m.span()
+        while h < len(typo_at) and typo_at[h] < start:
+            h += 1
+        word = m.group(0)
         bare = word.lower().strip(".,!?")
-        if bare in SLANG and rng.random() < min(1.0, 4 * p):
-            return word.lower().replace(bare, SLANG[bare])
-        chars = list(word)
-        out: list[str] = []
-        i = 0
-        while i < len(chars):
-            ch = chars[i]
-            if ch.isalpha() and rng.random() < p:
-                op = int(rng.integers(4))
-                if op == 0 and i + 1 < len(chars) and chars[i + 1].isalpha():
-                    out += [chars[i + 1], ch]
-                    i += 2
-                    continue
-                if op == 1:
-                    i += 1
-                    continue
-                if op == 2:
-                    out += [ch, ch]
-                    i += 1
-                    continue
-                near = _KEYBOARD_NEIGHBOURS.get(ch.lower())
-                if near:
-                    out.append(near[int(rng.integers(len(near)))])
-                    i += 1
-                    continue
-            out.append(ch)
-            i += 1
-        return "".join(out) or word
+        slangy = bare in SLANG
+        if not slangy and (h == len(typo_at) or typo_at[h] >= end):
+            continue  # no coin landed on this word
+        if _KEEP_WORD.search(word) or any(start < e and s < end for s, e in spans):
+            continue
+        if slangy and slang[start] < p_slang:
+            new = word.lower().replace(bare, SLANG[bare])
+        else:
+            new = _typo_word(word, start, typo_at, h, kind)
+        pieces += [text[last:start], new]
+        last = end
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
 
-    return _WORD.sub(noisy, text)
+
+_KEEP_WORD = re.compile(r"[0-9_$-]")  # digits or id-like tokens: never noised
+
+
+def _typo_word(word: str, start: int, typo_at: list[int], h: int, kind: np.ndarray) -> str:
+    """`word` (at offset `start` of the text) with the typos of the positions in `typo_at`
+    from index `h` on that fall inside it; `kind[pos]` picks the typo (a quarter each: swap
+    with the next letter, drop, double, a neighbouring key) and, for a neighbouring key,
+    which one."""
+    chars = word
+    out: list[str] = []
+    i, n = 0, len(chars)
+    hits = set()
+    while h < len(typo_at) and typo_at[h] < start + n:
+        hits.add(typo_at[h] - start)
+        h += 1
+    while i < n:
+        ch = chars[i]
+        if i in hits and ch.isalpha():
+            k = float(kind[start + i]) * 4
+            op = int(k)
+            if op == 0 and i + 1 < n and chars[i + 1].isalpha():
+                out += [chars[i + 1], ch]
+                i += 2
+                continue
+            if op == 1:
+                i += 1
+                continue
+            if op == 2:
+                out += [ch, ch]
+                i += 1
+                continue
+            near = _KEYBOARD_NEIGHBOURS.get(ch.lower())
+            if near:
+                out.append(near[int((k - op) * len(near))])
+                i += 1
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out) or word
 
 
 def fill(template: str, **values: str) -> str:

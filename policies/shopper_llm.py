@@ -201,24 +201,10 @@ def request_key(request: Mapping[str, Any]) -> str:
 
 
 def add_typos_outside(text: str, p: float, rng: np.random.Generator, protect: Iterable[str] = ()) -> str:
-    """`ecomrlve.envs.shopper.add_typos` at rate `p`, word by word, except on words overlapping an
-    occurrence (case-insensitive) of a `protect` phrase: those stay verbatim. Whole words are
-    protected so a span inside a word never leaves a half-noised token. Words are noised in
-    order from `rng`, exactly as ``add_typos(text, p, rng)`` would with nothing protected."""
-    if p <= 0:
-        return text
-    spans = []
-    for ph in protect:
-        if ph and ph.strip():
-            spans += [m.span() for m in re.finditer(re.escape(ph), text, re.IGNORECASE)]
-
-    def noisy(m: re.Match) -> str:
-        start, end = m.span()
-        if any(start < e and s < end for s, e in spans):
-            return m.group(0)
-        return add_typos(m.group(0), p, rng)
-
-    return _WORD.sub(noisy, text)
+    """`ecomrlve.envs.shopper.add_typos` at rate `p`, except on words overlapping an occurrence
+    (case-insensitive) of a `protect` phrase: those stay verbatim, and every other word gets
+    the noise ``add_typos(text, p, rng)`` would give it."""
+    return add_typos(text, p, rng, protect)
 
 
 def _clean_reply(text: str) -> str:
