@@ -17,6 +17,12 @@ clause and every number, and `evaluate(rule, ctx)` runs the same structure in ex
 (money in cents). Within one policy the (question, scope) pairs are unique: for a given
 question context at most one rule applies.
 
+Rules are made lazily. `RULE_SPECS` fixes what each of the 64 rules is before any draw (id,
+family, question, answer kind, options, the most cases it can have); each rule draws from its
+own row of uniforms, so `StorePolicy.rule_at(i)` builds rule i alone, the same rule whichever
+rules were built before it. `sample_question` builds only the rules of the question types it
+tries (usually one type, 1 to 9 rules); `policy_search` ranks all 64, building the rest.
+
 `StorePolicy.return_windows`, `membership_bonus_days` and `non_returnable_l3` are set from
 the same draws as the "return eligibility" rules (window per department; extra days per
 tier, standard < Plus < Premium; final-sale leaves), so `return_window(line, tier) = window
@@ -310,32 +316,33 @@ def _render(family: str, header: str, clauses: tuple, default: tuple, outcome: C
     return " ".join(parts)
 
 
-def _rule(rule_id: str, topic: str, family: str, title: str, header: str, question: str, kind: str,
-          scope: tuple, clauses: tuple, default: tuple, outcome: Callable[[tuple], str], notes: str = "",
-          options: tuple = (), params: tuple = ()) -> PolicyRule:
-    data = (("family", family), ("question", question), ("kind", kind), ("scope", scope), ("clauses", clauses),
-            ("default", default), ("options", options)) + params
-    return PolicyRule(rule_id=rule_id, topic=topic, title=title, data=data,
-                      render_text=functools.partial(_render, family, header, clauses, default, outcome, notes))
+def _rule(spec: RuleSpec, title: str, header: str, scope: tuple, clauses: tuple, default: tuple,
+          outcome: Callable[[tuple], str], notes: str = "", params: tuple = ()) -> PolicyRule:
+    if len(clauses) + 1 > spec.cases:  # the bound `sample_question` relies on
+        raise RuntimeError(f"rule {spec.rule_id} has {len(clauses) + 1} cases, its spec allows {spec.cases}")
+    data = (("family", spec.family), ("question", spec.question), ("kind", spec.kind), ("scope", scope),
+            ("clauses", clauses), ("default", default), ("options", spec.options)) + params
+    return PolicyRule(rule_id=spec.rule_id, topic=spec.topic, title=title, data=data,
+                      render_text=functools.partial(_render, spec.family, header, clauses, default, outcome, notes))
 
 
 # --------------------------------------------------------------------------- random draws
 
 
-def _uniform_batches(rng: np.random.Generator, n: int):
-    """Uniforms from `rng`, drawn `n` at a time, forever."""
+def _overflow(more: Callable[[], np.random.Generator]):
+    """Uniforms from the generator `more()` makes on the first request, 64 at a time, forever."""
+    rng = more()
     while True:
-        yield from rng.random(n).tolist()
+        yield from rng.random(64).tolist()
 
 
 class _Draws:
-    """Uniforms from the policy stream: `uniform()` is the next one (a C-level iterator step).
-    A policy takes 870-940, so the first 1,024 come in one Generator call, then 256 at a
-    time; the values are the stream's uniforms in order however they are batched, and the
-    stream is the policy's own, so drawing ahead changes nothing else."""
+    """One rule's (or the store's) uniforms: `uniform()` is the next one (a C-level iterator
+    step): the `first` values given, then, should a builder need more, those of the generator
+    `more()` makes. So a rule's draws never depend on which other rules were built, or when."""
 
-    def __init__(self, rng: np.random.Generator, n: int = 1024):
-        self.uniform = itertools.chain(rng.random(n).tolist(), _uniform_batches(rng, 256)).__next__
+    def __init__(self, first: list[float], more: Callable[[], np.random.Generator]):
+        self.uniform = itertools.chain(first, _overflow(more)).__next__
 
     def pick(self, options):
         return options[int(self.uniform() * len(options))]
@@ -586,299 +593,289 @@ def _eligibility_clauses(dr: _Draws, final_sale: tuple, window: int, limits: dic
     return tuple(clauses), _const(outcomes.pop())
 
 
-def _return_rules(dr: _Draws, windows: dict, bonus: dict, final_sale: dict) -> list[PolicyRule]:
-    out = []
+def _eligibility_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, dept: str) -> PolicyRule:
+    name, w, fs, bonus = DEPARTMENT_NAMES[dept], store.windows[dept], store.final_sale[dept], store.bonus
     std, plus, prem = bonus["standard"], bonus["plus"], bonus["premium"]
-    for dept in DEPARTMENTS:
-        name, w, fs = DEPARTMENT_NAMES[dept], windows[dept], final_sale[dept]
-        limits = {t: w + bonus[t] for t in TIERS}
-        clauses, default = _eligibility_clauses(dr, fs, w, limits)
-        notes = (f"The base window is {_days(w)} from delivery; standard accounts get {std} extra days "
-                 f"({w + std} in total), Plus members {plus} extra days ({w + plus} in total) and Premium "
-                 f"members {prem} extra days ({w + prem} in total). The window is the same whatever the "
-                 "item's condition (unopened, opened or damaged).")
-        if fs:
-            notes += " Final-sale items (" + ", ".join(_leaf_phrase(x) for x in fs) + ") are never returnable."
-        else:
-            notes += f" No {name} items are final sale."
-        out.append(_rule(
-            f"returns-eligibility-{_slug(dept)}", "returns", "return_eligibility", f"Return eligibility: {name}",
-            f"Whether an item from the {name} department can be returned.", "return_allowed", "yesno",
-            (("department", dept),),
-            clauses, default, _yesno_outcome("returnable", "not returnable"), notes,
-            params=(("window", w), ("standard_bonus", std), ("plus_bonus", plus), ("premium_bonus", prem),
-                    ("final_sale", fs)),
-        ))
-    return out
+    clauses, default = _eligibility_clauses(dr, fs, w, {t: w + bonus[t] for t in TIERS})
+    notes = (f"The base window is {_days(w)} from delivery; standard accounts get {std} extra days "
+             f"({w + std} in total), Plus members {plus} extra days ({w + plus} in total) and Premium "
+             f"members {prem} extra days ({w + prem} in total). The window is the same whatever the "
+             "item's condition (unopened, opened or damaged).")
+    if fs:
+        notes += " Final-sale items (" + ", ".join(_leaf_phrase(x) for x in fs) + ") are never returnable."
+    else:
+        notes += f" No {name} items are final sale."
+    return _rule(
+        spec, f"Return eligibility: {name}", f"Whether an item from the {name} department can be returned.",
+        (("department", dept),), clauses, default, _yesno_outcome("returnable", "not returnable"), notes,
+        params=(("window", w), ("standard_bonus", std), ("plus_bonus", plus), ("premium_bonus", prem),
+                ("final_sale", fs)),
+    )
 
 
 def _maybe_zero(dr: _Draws, outcome: tuple) -> tuple:
     return _const(0) if dr.coin(P_ZERO) else outcome
 
 
-def _restocking_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for dept in DEPARTMENTS:
-        name = DEPARTMENT_NAMES[dept]
-        threshold = dr.pick(_THRESHOLD_DOLLARS) * 100
-        pcts = _picks(dr, RESTOCKING_PCTS, 5)
-        clauses = _interleave(dr, [
-            ((("condition", "eq", "damaged"),), _maybe_zero(dr, _pct("item_price", pcts[0]))),
-            ((("tier", "eq", "premium"),), _pct("item_price", pcts[1])),
-            ((("condition", "eq", "unopened"),), _pct("item_price", pcts[2])),
-            ((("item_price", "ge", threshold),), _pct("item_price", pcts[3])),
-        ])
-        out.append(_rule(
-            f"returns-restocking-{_slug(dept)}", "returns", "restocking_fee", f"Restocking fees: {name}",
-            f"Restocking fee charged on returned {name} items, deducted from the refund.", "restocking_fee",
-            "money", (("department", dept),), clauses, _pct("item_price", pcts[4]),
-            _money_outcome("no restocking fee ($0)"),
-            f"Fees are rounded to the nearest cent. {CONDITION_NOTE}",
-        ))
-    return out
+def _restocking_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, dept: str) -> PolicyRule:
+    name = DEPARTMENT_NAMES[dept]
+    threshold = dr.pick(_THRESHOLD_DOLLARS) * 100
+    pcts = _picks(dr, RESTOCKING_PCTS, 5)
+    clauses = _interleave(dr, [
+        ((("condition", "eq", "damaged"),), _maybe_zero(dr, _pct("item_price", pcts[0]))),
+        ((("tier", "eq", "premium"),), _pct("item_price", pcts[1])),
+        ((("condition", "eq", "unopened"),), _pct("item_price", pcts[2])),
+        ((("item_price", "ge", threshold),), _pct("item_price", pcts[3])),
+    ])
+    return _rule(
+        spec, f"Restocking fees: {name}",
+        f"Restocking fee charged on returned {name} items, deducted from the refund.",
+        (("department", dept),),
+        clauses,
+        _pct("item_price", pcts[4]),
+        _money_outcome("no restocking fee ($0)"),
+        f"Fees are rounded to the nearest cent. {CONDITION_NOTE}",
+    )
 
 
 _EARLY_MONTHS = {w: tuple(m for m in (1, 2, 3) if m < w) for w in {m for ms, _ in WARRANTY_MONTHS.values() for m in ms}}
 
 
-def _warranty_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for dept in DEPARTMENTS:
-        name = DEPARTMENT_NAMES[dept]
-        months_choices, ext_choices = WARRANTY_MONTHS[dept]
-        w = dr.pick(months_choices)
-        early = dr.pick(_EARLY_MONTHS[w])
-        ext = dr.pick(ext_choices)
-        outs = _varied(dr, WARRANTY_OPTIONS, 5)
-        clauses = _interleave(dr, [
-            ((("issue", "eq", "accidental damage"),), _const(outs[0])),
-            ((("months_owned", "le", early),), _const(outs[1])),
-            ((("months_owned", "le", w),), _const(outs[2])),
-            ((("tier", "eq", "premium"), ("months_owned", "le", w + ext)), _const(outs[3])),
-        ], chains=((1, 2),))
-        notes = (f"Warranty periods: {_months(w)} from purchase, {w + ext} months for Premium members. "
-                 "Possible outcomes: repair, replacement, refund or not covered.")
-        out.append(_rule(
-            f"warranty-{_slug(dept)}", "warranty", "warranty", f"Warranty: {name}",
-            f"What the store warranty does for a faulty item from the {name} department.", "warranty_remedy", "choice",
-            (("department", dept),), clauses, _const(outs[4]), _choice_outcome, notes,
-            options=WARRANTY_OPTIONS, params=(("warranty_months", w), ("premium_extra_months", ext)),
-        ))
-    return out
-
-
-def _return_shipping_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for method in RETURN_METHODS:
-        fees = _picks(dr, RETURN_SHIP_FEES[method], 5)
-        threshold = dr.pick((50, 75, 100, 150)) * 100
-        mname = METHOD_NAMES[method]
-        clauses = _interleave(dr, [
-            ((("condition", "eq", "damaged"),), _maybe_zero(dr, _const(fees[0]))),
-            ((("tier", "eq", "premium"),), _const(fees[1])),
-            ((("tier", "eq", "plus"),), _const(fees[2])),
-            ((("item_price", "ge", threshold),), _const(fees[3])),
-        ])
-        out.append(_rule(
-            f"returns-shipping-{_slug(method)}", "returns", "return_shipping", f"Return shipping: {mname} returns",
-            f"What the shopper pays to send a return back by {mname}.", "return_shipping_fee", "money",
-            (("return_method", method),), clauses, _const(fees[4]), _money_outcome("free ($0)", "{m}"),
-            CONDITION_NOTE,
-        ))
-    return out
-
-
-def _shipping_fee_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for region in REGIONS:
-        menu, free_c, plus_c = SHIPPING[region]
-        fees = _picks(dr, menu, 6)
-        free = dr.pick(free_c)
-        plus_free = free - dr.pick(plus_c)
-        rname = REGION_NAMES[region]
-        clauses = _interleave(dr, [
-            ((("speed", "eq", "overnight"),), _const(fees[0])),
-            ((("tier", "eq", "premium"),), _const(fees[1])),
-            ((("speed", "eq", "expedited"),), _const(fees[2])),
-            ((("order_total", "ge", free * 100),), _maybe_zero(dr, _const(fees[3]))),
-            ((("tier", "eq", "plus"), ("order_total", "ge", plus_free * 100)), _maybe_zero(dr, _const(fees[4]))),
-        ])
-        out.append(_rule(
-            f"shipping-fees-{_slug(region)}", "shipping", "shipping_fee", f"Shipping fees: {rname}",
-            f"Shipping cost of an order shipped to {rname}, by shipping speed (standard, expedited, overnight).",
-            "shipping_fee", "money", (("region", region),), clauses, _const(fees[5]), _money_outcome("free ($0)"),
-        ))
-    return out
-
-
-def _delivery_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for region in REGIONS:
-        lo, hi = DELIVERY_DAYS[region]
-        over, exp, prem, std, oversized = _picks(dr, tuple(range(lo, hi + 1)), 5)
-        rname = REGION_NAMES[region]
-        clauses = _interleave(dr, [
-            ((("speed", "eq", "overnight"),), _const(over)),
-            ((("speed", "eq", "expedited"),), _const(exp)),
-            ((("oversized", "eq", "yes"),), _const(oversized)),
-            ((("tier", "eq", "premium"),), _const(prem)),
-        ])
-        out.append(_rule(
-            f"shipping-delivery-{_slug(region)}", "shipping", "delivery_time", f"Delivery times: {rname}",
-            f"Business days from dispatch to delivery for orders shipped to {rname}.", "delivery_days",
-            "business_days", (("region", region),), clauses, _const(std), _unit_outcome(_business_days),
-        ))
-    return out
-
-
-def _refund_method_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for payment in PAYMENTS:
-        pname = PAYMENT_NAMES[payment]
-        options = GIFT_CARD_REFUND_OPTIONS if payment == "gift card" else REFUND_OPTIONS
-        late = dr.pick((7, 10, 14, 21))
-        outs = _varied(dr, options, 5)
-        clauses = _interleave(dr, [
-            ((("gift", "eq", "yes"),), _const(outs[0])),
-            ((("days_delivered", "gt", late),), _const(outs[1])),
-            ((("tier", "eq", "premium"),), _const(outs[2])),
-            ((("condition", "eq", "opened"),), _const(outs[3])),
-        ])
-        extra = " (a new gift card)" if payment == "gift card" else ""
-        notes = f"Possible outcomes: {options[0]}{extra} or store credit. {CONDITION_NOTE}"
-        out.append(_rule(
-            f"returns-refund-method-{_slug(payment)}", "returns", "refund_method", f"Refund method: paid by {pname}",
-            f"How the refund of a return is issued for purchases paid by {pname}.", "refund_method", "choice",
-            (("payment", payment),), clauses, _const(outs[4]), _choice_outcome, notes, options=options,
-        ))
-    return out
-
-
-def _refund_time_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for payment in PAYMENTS:
-        pname = PAYMENT_NAMES[payment]
-        days = _picks(dr, REFUND_DAYS, 5)
-        threshold = dr.pick((300, 500, 750, 1000)) * 100
-        clauses = _interleave(dr, [
-            ((("tier", "eq", "premium"),), _const(days[0])),
-            ((("return_method", "eq", "drop_off"),), _const(days[1])),
-            ((("return_method", "eq", "pickup"),), _const(days[2])),
-            ((("item_price", "ge", threshold),), _const(days[3])),
-        ])
-        out.append(_rule(
-            f"returns-refund-time-{_slug(payment)}", "returns", "refund_time",
-            f"Refund processing time: paid by {pname}",
-            f"Business days from receiving a return to issuing the refund, for purchases paid by {pname}.",
-            "refund_days", "business_days", (("payment", payment),), clauses, _const(days[4]),
-            _unit_outcome(_business_days),
-        ))
-    return out
-
-
-def _price_protection_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for tier in TIERS:
-        tname = TIER_NAMES[tier]
-        windows, caps = PROTECTION[tier]
-        window, cap = dr.pick(windows), dr.pick(caps) * 100
-        minimum = dr.between(5, min(25, cap // 100 - 5)) * 100
-        shares = [("slot", "price_drop") if p == 100 else _pct("price_drop", p)
-                  for p in _picks(dr, PROTECTION_PCTS + (100,), 4)]
-        clauses = _interleave(dr, [
-            ((("days_purchased", "gt", window),), _maybe_zero(dr, shares[0])),
-            ((("clearance", "eq", "yes"),), shares[1]),
-            ((("price_drop", "ge", cap),), _const(cap)),
-            ((("price_drop", "lt", minimum),), _maybe_zero(dr, shares[2])),
-        ])
-        who = "standard accounts" if tier == "standard" else f"{tname} members"
-        out.append(_rule(
-            f"pricing-protection-{tier}", "pricing", "price_protection", f"Price protection: {tname} members",
-            f"If our own price drops after purchase, {who} get back part of the difference.", "price_protection",
-            "money", (("tier", tier),), clauses, shares[3],
-            _money_outcome("nothing ($0)", "{m}"), "Amounts are rounded to the nearest cent.",
-        ))
-    return out
-
-
-def _price_match_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for dept in DEPARTMENTS:
-        name = DEPARTMENT_NAMES[dept]
-        window = dr.pick((7, 14, 30))
-        gap = dr.pick((25, 50, 100)) * 100
-        outs = _varied(dr, YES_NO, 6)
-        clauses = _interleave(dr, [
-            ((("competitor", "eq", "online marketplace"),), _const(outs[0])),
-            ((("clearance", "eq", "yes"),), _const(outs[1])),
-            ((("days_purchased", "gt", window),), _const(outs[2])),
-            ((("tier", "eq", "premium"),), _const(outs[3])),
-            ((("price_gap", "ge", gap),), _const(outs[4])),
-        ])
-        out.append(_rule(
-            f"pricing-match-{_slug(dept)}", "pricing", "price_match", f"Price matching: {name}",
-            f"Whether we match a competitor's lower price on an item from the {name} department bought from us "
-            "(refunding the "
-            "difference). Competitors are major retailers, online marketplace sellers and local stores.",
-            "price_match", "yesno", (("department", dept),), clauses, _const(outs[5]),
-            _yesno_outcome("we match the price", "no price match"),
-        ))
-    return out
-
-
-def _points_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for tier in TIERS:
-        tname = TIER_NAMES[tier]
-        base = dr.pick(POINT_RATES[tier])
-        d1, d2 = dr.subset(DEPARTMENTS, 2) if dr.coin() else dr.subset(DEPARTMENTS, 2)[::-1]
-        threshold = dr.pick(_THRESHOLD_DOLLARS) * 100
-        clauses = _interleave(dr, [
-            ((("department", "eq", d1),), ("rate", "order_total", base + dr.pick((3, 4)))),
-            ((("department", "eq", d2),), ("rate", "order_total", base + 2)),
-            ((("order_total", "ge", threshold),), ("rate", "order_total", base + 1)),
-        ])
-        who = "standard accounts" if tier == "standard" else f"{tname} members"
-        out.append(_rule(
-            f"membership-points-{tier}", "membership", "reward_points", f"Reward points: {tname} members",
-            f"Reward points {who} earn on an order, per whole dollar of the order total.", "reward_points",
-            "points", (("tier", tier),), clauses, ("rate", "order_total", base), _points_outcome,
-        ))
-    return out
-
-
-def _cancellation_rules(dr: _Draws) -> list[PolicyRule]:
-    out = []
-    for tier in ("plus", "premium"):
-        tname = TIER_NAMES[tier]
-        fee = dr.pick(MEMBER_FEES[tier]) * 100
-        grace = dr.pick((7, 14))
-        partial_days = dr.pick((30, 60, 90))
-        refunds = [fee * p // 100 for p in _picks(dr, REFUND_PCTS, 5)]
-        clauses = _interleave(dr, [
-            ((("plan", "eq", "monthly"),), _maybe_zero(dr, _const(refunds[0]))),
-            ((("days_member", "le", grace), ("benefits_used", "eq", "no")), _const(refunds[1])),
-            ((("days_member", "le", partial_days),), _const(refunds[2])),
-            ((("benefits_used", "eq", "no"),), _const(refunds[3])),
-        ], chains=((1, 2), (1, 3)))
-        notes = f"The annual {tname} fee is {money(fee)}."
-        out.append(_rule(
-            f"membership-cancellation-{tier}", "membership", "membership_cancellation",
-            f"Membership cancellation: {tname}",
-            f"Refund of the annual {tname} membership fee when a member cancels.", "membership_refund", "money",
-            (("tier", tier),), clauses, _const(refunds[4]), _money_outcome("no refund ($0)", "a refund of {m}"),
-            notes, params=(("annual_fee", fee),),
-        ))
-    return out
-
-
-def _bonus_rule(dr: _Draws, bonus: dict) -> PolicyRule:
-    tiers = _picks(dr, TIERS, 3)
-    clauses = tuple(((("tier", "eq", t),), _const(bonus[t])) for t in tiers[:2])
+def _warranty_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, dept: str) -> PolicyRule:
+    name = DEPARTMENT_NAMES[dept]
+    months_choices, ext_choices = WARRANTY_MONTHS[dept]
+    w = dr.pick(months_choices)
+    early = dr.pick(_EARLY_MONTHS[w])
+    ext = dr.pick(ext_choices)
+    outs = _varied(dr, WARRANTY_OPTIONS, 5)
+    clauses = _interleave(dr, [
+        ((("issue", "eq", "accidental damage"),), _const(outs[0])),
+        ((("months_owned", "le", early),), _const(outs[1])),
+        ((("months_owned", "le", w),), _const(outs[2])),
+        ((("tier", "eq", "premium"), ("months_owned", "le", w + ext)), _const(outs[3])),
+    ], chains=((1, 2),))
+    notes = (f"Warranty periods: {_months(w)} from purchase, {w + ext} months for Premium members. "
+             "Possible outcomes: repair, replacement, refund or not covered.")
     return _rule(
-        "membership-return-bonus", "membership", "return_bonus", "Membership return bonus",
-        "Extra days every account tier gets on the return window of every department.", "return_bonus_days",
-        "days", (), clauses, _const(bonus[tiers[2]]), _unit_outcome(_extra_days),
+        spec, f"Warranty: {name}",
+        f"What the store warranty does for a faulty item from the {name} department.",
+        (("department", dept),),
+        clauses,
+        _const(outs[4]),
+        _choice_outcome,
+        notes,
+        params=(("warranty_months", w), ("premium_extra_months", ext)),
+    )
+
+
+def _return_shipping_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, method: str) -> PolicyRule:
+    fees = _picks(dr, RETURN_SHIP_FEES[method], 5)
+    threshold = dr.pick((50, 75, 100, 150)) * 100
+    mname = METHOD_NAMES[method]
+    clauses = _interleave(dr, [
+        ((("condition", "eq", "damaged"),), _maybe_zero(dr, _const(fees[0]))),
+        ((("tier", "eq", "premium"),), _const(fees[1])),
+        ((("tier", "eq", "plus"),), _const(fees[2])),
+        ((("item_price", "ge", threshold),), _const(fees[3])),
+    ])
+    return _rule(
+        spec, f"Return shipping: {mname} returns",
+        f"What the shopper pays to send a return back by {mname}.",
+        (("return_method", method),),
+        clauses,
+        _const(fees[4]),
+        _money_outcome("free ($0)", "{m}"),
+        CONDITION_NOTE,
+    )
+
+
+def _shipping_fee_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, region: str) -> PolicyRule:
+    menu, free_c, plus_c = SHIPPING[region]
+    fees = _picks(dr, menu, 6)
+    free = dr.pick(free_c)
+    plus_free = free - dr.pick(plus_c)
+    rname = REGION_NAMES[region]
+    clauses = _interleave(dr, [
+        ((("speed", "eq", "overnight"),), _const(fees[0])),
+        ((("tier", "eq", "premium"),), _const(fees[1])),
+        ((("speed", "eq", "expedited"),), _const(fees[2])),
+        ((("order_total", "ge", free * 100),), _maybe_zero(dr, _const(fees[3]))),
+        ((("tier", "eq", "plus"), ("order_total", "ge", plus_free * 100)), _maybe_zero(dr, _const(fees[4]))),
+    ])
+    return _rule(
+        spec, f"Shipping fees: {rname}",
+        f"Shipping cost of an order shipped to {rname}, by shipping speed (standard, expedited, overnight).",
+        (("region", region),),
+        clauses,
+        _const(fees[5]),
+        _money_outcome("free ($0)"),
+    )
+
+
+def _delivery_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, region: str) -> PolicyRule:
+    lo, hi = DELIVERY_DAYS[region]
+    over, exp, prem, std, oversized = _picks(dr, tuple(range(lo, hi + 1)), 5)
+    rname = REGION_NAMES[region]
+    clauses = _interleave(dr, [
+        ((("speed", "eq", "overnight"),), _const(over)),
+        ((("speed", "eq", "expedited"),), _const(exp)),
+        ((("oversized", "eq", "yes"),), _const(oversized)),
+        ((("tier", "eq", "premium"),), _const(prem)),
+    ])
+    return _rule(
+        spec, f"Delivery times: {rname}",
+        f"Business days from dispatch to delivery for orders shipped to {rname}.",
+        (("region", region),),
+        clauses,
+        _const(std),
+        _unit_outcome(_business_days),
+    )
+
+
+def _refund_method_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, payment: str) -> PolicyRule:
+    pname = PAYMENT_NAMES[payment]
+    options = spec.options
+    late = dr.pick((7, 10, 14, 21))
+    outs = _varied(dr, options, 5)
+    clauses = _interleave(dr, [
+        ((("gift", "eq", "yes"),), _const(outs[0])),
+        ((("days_delivered", "gt", late),), _const(outs[1])),
+        ((("tier", "eq", "premium"),), _const(outs[2])),
+        ((("condition", "eq", "opened"),), _const(outs[3])),
+    ])
+    extra = " (a new gift card)" if payment == "gift card" else ""
+    notes = f"Possible outcomes: {options[0]}{extra} or store credit. {CONDITION_NOTE}"
+    return _rule(
+        spec, f"Refund method: paid by {pname}",
+        f"How the refund of a return is issued for purchases paid by {pname}.",
+        (("payment", payment),),
+        clauses,
+        _const(outs[4]),
+        _choice_outcome,
+        notes,
+    )
+
+
+def _refund_time_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, payment: str) -> PolicyRule:
+    pname = PAYMENT_NAMES[payment]
+    days = _picks(dr, REFUND_DAYS, 5)
+    threshold = dr.pick((300, 500, 750, 1000)) * 100
+    clauses = _interleave(dr, [
+        ((("tier", "eq", "premium"),), _const(days[0])),
+        ((("return_method", "eq", "drop_off"),), _const(days[1])),
+        ((("return_method", "eq", "pickup"),), _const(days[2])),
+        ((("item_price", "ge", threshold),), _const(days[3])),
+    ])
+    return _rule(
+        spec, f"Refund processing time: paid by {pname}",
+        f"Business days from receiving a return to issuing the refund, for purchases paid by {pname}.",
+        (("payment", payment),),
+        clauses,
+        _const(days[4]),
+        _unit_outcome(_business_days),
+    )
+
+
+def _price_protection_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, tier: str) -> PolicyRule:
+    tname = TIER_NAMES[tier]
+    windows, caps = PROTECTION[tier]
+    window, cap = dr.pick(windows), dr.pick(caps) * 100
+    minimum = dr.between(5, min(25, cap // 100 - 5)) * 100
+    shares = [("slot", "price_drop") if p == 100 else _pct("price_drop", p)
+              for p in _picks(dr, PROTECTION_PCTS + (100,), 4)]
+    clauses = _interleave(dr, [
+        ((("days_purchased", "gt", window),), _maybe_zero(dr, shares[0])),
+        ((("clearance", "eq", "yes"),), shares[1]),
+        ((("price_drop", "ge", cap),), _const(cap)),
+        ((("price_drop", "lt", minimum),), _maybe_zero(dr, shares[2])),
+    ])
+    who = "standard accounts" if tier == "standard" else f"{tname} members"
+    return _rule(
+        spec, f"Price protection: {tname} members",
+        f"If our own price drops after purchase, {who} get back part of the difference.",
+        (("tier", tier),),
+        clauses,
+        shares[3],
+        _money_outcome("nothing ($0)", "{m}"),
+        "Amounts are rounded to the nearest cent.",
+    )
+
+
+def _price_match_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, dept: str) -> PolicyRule:
+    name = DEPARTMENT_NAMES[dept]
+    window = dr.pick((7, 14, 30))
+    gap = dr.pick((25, 50, 100)) * 100
+    outs = _varied(dr, YES_NO, 6)
+    clauses = _interleave(dr, [
+        ((("competitor", "eq", "online marketplace"),), _const(outs[0])),
+        ((("clearance", "eq", "yes"),), _const(outs[1])),
+        ((("days_purchased", "gt", window),), _const(outs[2])),
+        ((("tier", "eq", "premium"),), _const(outs[3])),
+        ((("price_gap", "ge", gap),), _const(outs[4])),
+    ])
+    return _rule(
+        spec, f"Price matching: {name}",
+        f"Whether we match a competitor's lower price on an item from the {name} department bought from us " "(refunding the " "difference). Competitors are major retailers, online marketplace sellers and local stores.",
+        (("department", dept),),
+        clauses,
+        _const(outs[5]),
+        _yesno_outcome("we match the price", "no price match"),
+    )
+
+
+def _points_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, tier: str) -> PolicyRule:
+    tname = TIER_NAMES[tier]
+    base = dr.pick(POINT_RATES[tier])
+    d1, d2 = dr.subset(DEPARTMENTS, 2) if dr.coin() else dr.subset(DEPARTMENTS, 2)[::-1]
+    threshold = dr.pick(_THRESHOLD_DOLLARS) * 100
+    clauses = _interleave(dr, [
+        ((("department", "eq", d1),), ("rate", "order_total", base + dr.pick((3, 4)))),
+        ((("department", "eq", d2),), ("rate", "order_total", base + 2)),
+        ((("order_total", "ge", threshold),), ("rate", "order_total", base + 1)),
+    ])
+    who = "standard accounts" if tier == "standard" else f"{tname} members"
+    return _rule(
+        spec, f"Reward points: {tname} members",
+        f"Reward points {who} earn on an order, per whole dollar of the order total.",
+        (("tier", tier),),
+        clauses,
+        ("rate", "order_total", base),
+        _points_outcome,
+    )
+
+
+def _cancellation_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, tier: str) -> PolicyRule:
+    tname = TIER_NAMES[tier]
+    fee = dr.pick(MEMBER_FEES[tier]) * 100
+    grace = dr.pick((7, 14))
+    partial_days = dr.pick((30, 60, 90))
+    refunds = [fee * p // 100 for p in _picks(dr, REFUND_PCTS, 5)]
+    clauses = _interleave(dr, [
+        ((("plan", "eq", "monthly"),), _maybe_zero(dr, _const(refunds[0]))),
+        ((("days_member", "le", grace), ("benefits_used", "eq", "no")), _const(refunds[1])),
+        ((("days_member", "le", partial_days),), _const(refunds[2])),
+        ((("benefits_used", "eq", "no"),), _const(refunds[3])),
+    ], chains=((1, 2), (1, 3)))
+    notes = f"The annual {tname} fee is {money(fee)}."
+    return _rule(
+        spec, f"Membership cancellation: {tname}",
+        f"Refund of the annual {tname} membership fee when a member cancels.",
+        (("tier", tier),),
+        clauses,
+        _const(refunds[4]),
+        _money_outcome("no refund ($0)", "a refund of {m}"),
+        notes,
+        params=(("annual_fee", fee),),
+    )
+
+
+def _bonus_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, key: None) -> PolicyRule:
+    tiers = _picks(dr, TIERS, 3)
+    clauses = tuple(((("tier", "eq", t),), _const(store.bonus[t])) for t in tiers[:2])
+    return _rule(
+        spec, "Membership return bonus",
+        "Extra days every account tier gets on the return window of every department.",
+        (), clauses, _const(store.bonus[tiers[2]]), _unit_outcome(_extra_days),
     )
 
 
@@ -886,15 +883,87 @@ def _slug(s: str) -> str:
     return s.replace(" & ", "-").replace(" ", "-").replace("_", "-")
 
 
-def generate_policy(rng: np.random.Generator) -> StorePolicy:
-    """A store policy of 64 rules over returns, shipping, pricing, membership and warranty,
-    every parameter drawn from `rng`.
+@dataclass(frozen=True)
+class _StoreDraws:
+    """The store-wide draws the eligibility and bonus rules share with `StorePolicy`."""
 
-    `rng` must be the policy's own stream (nothing else may draw from it): the return
-    windows, bonus days and final-sale leaves are drawn now, the rules on first access of
-    `StorePolicy.rules`, continuing the same stream, so they are the same whenever (and
-    whether) they are made."""
-    dr = _Draws(rng)
+    windows: dict[str, int]  # department -> return window (days)
+    bonus: dict[str, int]  # tier -> extra days
+    final_sale: dict[str, tuple[str, ...]]  # department -> final-sale leaves
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """What is fixed about one rule before any draw: its id, topic, family, the question it
+    answers (with the answer kind and the options of a choice), the scope key it is made for
+    (a department, region, payment, tier or return method; None for a store-wide rule), the
+    most cases (the default counted) a rule of it can have, and its builder
+    ``build(draws, store, spec, key) -> PolicyRule``."""
+
+    rule_id: str
+    topic: str
+    family: str
+    question: str
+    kind: str
+    options: tuple[str, ...]
+    cases: int
+    key: object
+    build: Callable[[_Draws, _StoreDraws, "RuleSpec", object], PolicyRule]
+
+
+def _specs(rule_id: Callable[[object], str], topic: str, family: str, question: str, kind: str, cases: int,
+           keys: tuple, build: Callable, options: Callable[[object], tuple] = lambda key: ()) -> list[RuleSpec]:
+    return [RuleSpec(rule_id(k), topic, family, question, kind, options(k), cases, k, build) for k in keys]
+
+
+# An eligibility rule has at most one case per cell of the largest store shape (final sale
+# or not x 3 tiers x 5 day buckets between 4 thresholds): every case decides at least one.
+_ELIGIBILITY_CASES = 2 * len(TIERS) * 5
+
+RULE_SPECS: tuple[RuleSpec, ...] = tuple(
+    _specs(lambda d: f"returns-eligibility-{_slug(d)}", "returns", "return_eligibility", "return_allowed", "yesno",
+           _ELIGIBILITY_CASES, DEPARTMENTS, _eligibility_rule)
+    + _specs(lambda d: f"returns-restocking-{_slug(d)}", "returns", "restocking_fee", "restocking_fee", "money", 5,
+             DEPARTMENTS, _restocking_rule)
+    + _specs(lambda m: f"returns-shipping-{_slug(m)}", "returns", "return_shipping", "return_shipping_fee", "money", 5,
+             RETURN_METHODS, _return_shipping_rule)
+    + _specs(lambda p: f"returns-refund-method-{_slug(p)}", "returns", "refund_method", "refund_method", "choice", 5,
+             PAYMENTS, _refund_method_rule,
+             options=lambda p: GIFT_CARD_REFUND_OPTIONS if p == "gift card" else REFUND_OPTIONS)
+    + _specs(lambda p: f"returns-refund-time-{_slug(p)}", "returns", "refund_time", "refund_days", "business_days", 5,
+             PAYMENTS, _refund_time_rule)
+    + _specs(lambda r: f"shipping-fees-{_slug(r)}", "shipping", "shipping_fee", "shipping_fee", "money", 6,
+             REGIONS, _shipping_fee_rule)
+    + _specs(lambda r: f"shipping-delivery-{_slug(r)}", "shipping", "delivery_time", "delivery_days",
+             "business_days", 5, REGIONS, _delivery_rule)
+    + _specs(lambda t: f"pricing-protection-{t}", "pricing", "price_protection", "price_protection", "money", 5,
+             TIERS, _price_protection_rule)
+    + _specs(lambda d: f"pricing-match-{_slug(d)}", "pricing", "price_match", "price_match", "yesno", 6,
+             DEPARTMENTS, _price_match_rule)
+    + _specs(lambda t: f"membership-points-{t}", "membership", "reward_points", "reward_points", "points", 4,
+             TIERS, _points_rule)
+    + _specs(lambda t: f"membership-cancellation-{t}", "membership", "membership_cancellation", "membership_refund",
+             "money", 5, ("plus", "premium"), _cancellation_rule)
+    + _specs(lambda _: "membership-return-bonus", "membership", "return_bonus", "return_bonus_days", "days", 3,
+             (None,), _bonus_rule)
+    + _specs(lambda d: f"warranty-{_slug(d)}", "warranty", "warranty", "warranty_remedy", "choice", 5,
+             DEPARTMENTS, _warranty_rule, options=lambda d: WARRANTY_OPTIONS)
+)
+_STORE_DRAWS = 48  # the store-wide draws take at most 42 (more would continue the policy stream)
+_RULE_DRAWS = 32  # uniforms per rule (a rule takes at most 21 in 3,000 stores); more continue on its own generator
+
+
+def generate_policy(rng: np.random.Generator) -> StorePolicy:
+    """A store policy of 64 rules (`RULE_SPECS`) over returns, shipping, pricing, membership
+    and warranty, every parameter drawn from `rng`.
+
+    `rng` must be the policy's own stream (nothing else may draw from it). The return
+    windows, bonus days and final-sale leaves are drawn now. Each rule draws from its own
+    row of uniforms (drawn, for all rules at once, when the first rule is needed) and is
+    built on first need (`StorePolicy.rule_at`): a rule is the same whichever rules were
+    built before it, and whether they were built at all."""
+    store_draws = rng.random(_STORE_DRAWS).tolist()
+    dr = _Draws(store_draws, lambda: rng)
     windows = {d: dr.pick(WINDOW_CHOICES[d]) for d in DEPARTMENTS}
     plus = dr.between(11, 22)
     bonus = {"standard": dr.pick(STANDARD_BONUS), "plus": plus, "premium": plus + dr.between(5, 16)}
@@ -902,29 +971,23 @@ def generate_policy(rng: np.random.Generator) -> StorePolicy:
     for d in DEPARTMENTS:
         pool, lo, hi = FINAL_SALE_POOL[d]
         final_sale[d] = dr.subset(pool, dr.between(lo, hi))
+    store = _StoreDraws(windows, bonus, final_sale)
+    rows: list[list[float]] = []
 
-    def make_rules() -> list[PolicyRule]:
-        return (
-            _return_rules(dr, windows, bonus, final_sale)
-            + _restocking_rules(dr)
-            + _return_shipping_rules(dr)
-            + _refund_method_rules(dr)
-            + _refund_time_rules(dr)
-            + _shipping_fee_rules(dr)
-            + _delivery_rules(dr)
-            + _price_protection_rules(dr)
-            + _price_match_rules(dr)
-            + _points_rules(dr)
-            + _cancellation_rules(dr)
-            + [_bonus_rule(dr, bonus)]
-            + _warranty_rules(dr)
-        )
+    def make_rule(index: int) -> PolicyRule:
+        if not rows:  # one row per rule: its uniforms, then the seed of its overflow generator
+            rows.extend(rng.random((len(RULE_SPECS), _RULE_DRAWS + 1)).tolist())
+        row = rows[index]
+        seed = int(row[-1] * (1 << 53))
+        spec = RULE_SPECS[index]
+        return spec.build(_Draws(row[:-1], lambda: np.random.default_rng(seed)), store, spec, spec.key)
 
     return StorePolicy(
         return_windows=windows,
         membership_bonus_days=bonus,
         non_returnable_l3=frozenset(leaf for d in DEPARTMENTS for leaf in final_sale[d]),
-        make_rules=make_rules,
+        rule_ids=tuple(s.rule_id for s in RULE_SPECS),
+        make_rule=make_rule,
     )
 
 
@@ -1179,8 +1242,10 @@ def _first(permutation: np.ndarray, lead: int | None) -> list[int]:
 def sample_question(policy: StorePolicy, depth: int, rng: np.random.Generator, p_edge: float = 0.0,
                     families: tuple[str, ...] | None = None, stratum: int | None = None) -> PolicyQuestion:
     """A question whose answer depends on exactly the first `depth` cases of one rule
-    (`depth` is capped at the deepest rule). Target first: a question type (the question
-    and its answer options) uniformly among the types with a rule deep enough; for yes/no
+    (a depth no rule of the store reaches falls to the deepest one reached). Target first: a
+    question type (the question and its answer options) uniformly among the types whose
+    rules can be that deep (`RuleSpec.cases`; a type none of whose rules in this store is
+    deep enough is passed over), building only the rules of the types tried; for yes/no
     and option questions the answer uniformly among the type's options, then a rule of the
     type whose case `depth` gives that answer; for amounts and counts a rule of the type
     uniformly (the store's menus spread the values). So no answer is favoured by the
@@ -1191,19 +1256,20 @@ def sample_question(policy: StorePolicy, depth: int, rng: np.random.Generator, p
     expectation. Numeric slots sit on a case's threshold with probability `p_edge`. Every
     item question names a department and a leaf of it (a returnable one unless a case is
     about final sale)."""
-    rules = [r for r in policy.rules if families is None or r.param("family") in families]
-    if not rules:
+    specs = [(i, s) for i, s in enumerate(RULE_SPECS) if families is None or s.family in families]
+    if not specs:
         raise ValueError("no policy rules to ask about")
-    depths = [max_depth(r) for r in rules]
-    depth = max(1, min(depth, max(depths)))
+    depth = max(1, min(depth, max(s.cases for _, s in specs)))
     while depth >= 1:
-        types: dict[tuple, list[PolicyRule]] = {}
-        for r, r_depth in zip(rules, depths):
-            if r_depth >= depth:
-                types.setdefault((r.param("question"), r.param("options")), []).append(r)
+        types: dict[tuple, list[int]] = {}  # (question, options) -> rules whose spec can reach `depth`
+        for i, s in specs:
+            if s.cases >= depth:
+                types.setdefault((s.question, s.options), []).append(i)
         keys = list(types)
         for t in _first(rng.permutation(len(keys)), None if stratum is None else stratum % len(keys)):
-            cands = types[keys[t]]
+            cands = [r for r in map(policy.rule_at, types[keys[t]]) if max_depth(r) >= depth]
+            if not cands:
+                continue
             order = [cands[int(j)] for j in rng.permutation(len(cands))]
             if cands[0].param("kind") in ("yesno", "choice"):
                 options = cands[0].param("options") or YES_NO

@@ -229,18 +229,28 @@ class PolicyRule:
 @dataclass
 class StorePolicy:
     """The store's rules. `return_window(line, tier)` is the single source the return tools
-    and the verifiers use for eligibility. `rules` is made by `make_rules` on first access
-    (episodes that only check returns never need the 64 rules)."""
+    and the verifiers use for eligibility. Rules are made by `make_rule(index)` on first
+    need, each once: `rule_at(i)` makes one, `rules` all of them in `rule_ids` order
+    (episodes that only check returns never need the 64 rules, and a policy question needs
+    only the rules of its type)."""
 
     return_windows: dict[str, int] = field(default_factory=dict)  # category_l1 (lower) -> days
     default_return_window: int = 30
     membership_bonus_days: dict[str, int] = field(default_factory=dict)  # tier -> extra days
     non_returnable_l3: frozenset[str] = frozenset()
-    make_rules: Callable[[], list[PolicyRule]] = field(default=list, repr=False, compare=False)
+    rule_ids: tuple[str, ...] = ()
+    make_rule: Callable[[int], PolicyRule] | None = field(default=None, repr=False, compare=False)
+    _made: dict[int, PolicyRule] = field(default_factory=dict, repr=False, compare=False)
+
+    def rule_at(self, index: int) -> PolicyRule:
+        rule = self._made.get(index)
+        if rule is None:
+            rule = self._made[index] = self.make_rule(index)
+        return rule
 
     @functools.cached_property
     def rules(self) -> list[PolicyRule]:
-        return self.make_rules()
+        return [self.rule_at(i) for i in range(len(self.rule_ids))]
 
     def return_window(self, line: OrderLine, tier: str = "standard") -> int:
         base = self.return_windows.get(line.category_l1.lower(), self.default_return_window)

@@ -16,7 +16,9 @@ from ecomrlve.envs.store_policy import (
     DEPARTMENTS,
     FINAL_SALE_POOL,
     MONEY_SLOTS,
+    RULE_SPECS,
     UNKNOWN,
+    _Draws,
     evaluate,
     generate_policy,
     max_depth,
@@ -186,6 +188,47 @@ def test_generate_policy_is_deterministic_and_varies():
     assert all(len(t) > 1 for t in texts_of.values()), [k for k, t in texts_of.items() if len(t) == 1]
     windows = {tuple(policy(s).return_windows.values()) for s in range(12)}
     assert len(windows) > 1
+
+
+def test_rule_specs_say_what_each_rule_is():
+    """`sample_question` picks question types from the specs before building any rule."""
+    assert len(RULE_SPECS) == 64 and len({s.rule_id for s in RULE_SPECS}) == 64
+    for seed in range(30):
+        p = policy(seed)
+        assert p.rule_ids == tuple(s.rule_id for s in RULE_SPECS)
+        for spec, r in zip(RULE_SPECS, p.rules):
+            assert (r.rule_id, r.topic, r.param("family"), r.param("question"), r.param("kind"), r.param("options")) \
+                == (spec.rule_id, spec.topic, spec.family, spec.question, spec.kind, spec.options)
+            if spec.family == "return_eligibility":
+                assert 4 <= max_depth(r) <= spec.cases
+            else:
+                assert max_depth(r) == spec.cases, spec.rule_id
+
+
+def test_a_rule_is_the_same_whichever_rules_were_built_before_it():
+    for seed in range(6):
+        every = policy(seed).rules
+        lazy = policy(seed)
+        order = [int(i) for i in np.random.default_rng(seed).permutation(len(every))]
+        got = {i: lazy.rule_at(i) for i in order[:20]}  # a few, in a random order
+        for i, r in got.items():
+            assert (r.rule_id, r.text, r.data) == (every[i].rule_id, every[i].text, every[i].data)
+        assert [(r.rule_id, r.text, r.data) for r in lazy.rules] == [(r.rule_id, r.text, r.data) for r in every]
+
+
+def test_a_question_builds_only_the_rules_it_needs():
+    made = []
+    for seed in range(40):
+        p = policy(seed)
+        q = sample_question(p, 1 + seed % 5, np.random.default_rng(seed), stratum=seed)
+        assert q.rule.rule_id in {p.rule_ids[i] for i in p._made}
+        made.append(len(p._made))
+    assert max(made) <= 9 and sum(made) / len(made) < 5, made  # at most one type of rules (9 departments)
+
+
+def test_draws_continue_on_their_own_generator_when_the_row_runs_out():
+    dr = _Draws([0.25, 0.5], lambda: np.random.default_rng(3))
+    assert [dr.uniform() for _ in range(4)] == [0.25, 0.5] + np.random.default_rng(3).random(2).tolist()
 
 
 def test_every_case_of_every_rule_is_reachable():
