@@ -273,6 +273,30 @@ def test_non_sequential_ids_use_a_dict(small):
     assert sliced.row_of("p0000049") == 49 and sliced.row_of("p0000050") is None
 
 
+def test_text_cells_equal_arrow_values_however_the_column_is_stored(small, tmp_path):
+    """Text cells are sliced from the column's UTF-8 buffer when it is one chunk without
+    nulls; sliced (offset) arrays, several chunks, nulls and non-sequential ids read the same."""
+    rows = (0, 1, 17, 4_999, 9_999)
+    loaded = Catalog.load(small.save(tmp_path / "cat"))
+    for cat in (small, loaded):
+        for r in rows:
+            assert cat.product_id(r) == cat.value("product_id", r) == f"p{r:07d}"
+            for name in ("title", "description"):
+                assert cat.value(name, r) == small.table.column(name)[r].as_py()
+    chunked = Catalog.from_table(pa.concat_tables([small.table.slice(0, 6), small.table.slice(6, 14)]))
+    offset = Catalog.from_table(small.table.slice(3, 12))
+    shuffled = Catalog.from_table(small.table.take(pa.array([9, 4, 1, 7])))
+    descriptions = small.table.column("description").combine_chunks()
+    with_nulls = Catalog.from_table(small.table.slice(0, 20).set_column(
+        small.table.schema.get_field_index("description"), "description",
+        pa.array([None if i % 3 == 0 else d for i, d in enumerate(descriptions[:20].to_pylist())], pa.string())))
+    for cat, source in ((chunked, range(20)), (offset, range(3, 15)), (shuffled, (9, 4, 1, 7)), (with_nulls, range(20))):
+        for r, s in enumerate(source):
+            expected = small.table.column("description")[s].as_py() if cat is not with_nulls or s % 3 else None
+            assert (cat.product_id(r), cat.value("title", r), cat.value("description", r)) == \
+                (f"p{s:07d}", small.table.column("title")[s].as_py(), expected)
+
+
 def test_save_load_round_trip(small, tmp_path):
     small.save(tmp_path / "cat")
     manifest = json.loads((tmp_path / "cat" / "manifest.json").read_text())
