@@ -324,6 +324,8 @@ class Catalog:
         return self._table
 
     def _row(self, row: int) -> int:
+        if type(row) is int and 0 <= row < self._n:  # the common case, checked first
+            return row
         if isinstance(row, (bool, np.bool_)) or not isinstance(row, (int, np.integer)):
             raise TypeError(f"row must be an integer, got {type(row).__name__}")
         r = int(row)
@@ -399,8 +401,9 @@ class Catalog:
         """One cell as a Python value: str / float / int / list[str], None for null.
         Float32 ratings are rounded to 6 decimals (4.3 stays 4.3)."""
         r = self._row(row)
-        if name in CATEGORICAL_COLUMNS:
-            codes, values = self.codes(name)
+        cached = self._codes.get(name)  # a categorical column already decoded
+        if cached is not None or name in CATEGORICAL_COLUMNS:
+            codes, values = cached or self.codes(name)
             code = int(codes[r])
             return values[code] if code >= 0 else None
         if name in NUMERIC_COLUMNS:

@@ -303,7 +303,8 @@ def unique_item_phrases(world: World, order: Order, line: OrderLine, scope: str 
     """Descriptions ('the blue Acme kettle') that match `line` and, with scope 'line', no
     other line of the world's orders; with scope 'order', no line of another order."""
     target = line_features(world, line)
-    feats = [(o, ln, line_features(world, ln)) for o in world.orders for ln in o.lines]
+    leaf = line.category_l3  # every description names the leaf: only lines of the same leaf can clash
+    feats = [(o, ln, line_features(world, ln)) for o in world.orders for ln in o.lines if ln.category_l3 == leaf]
     out = []
     for keys in DESCRIPTIONS:
         if any(target[k] is None for k in keys):

@@ -12,7 +12,7 @@ import datetime as dt
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -83,11 +83,29 @@ def variant_axis(catalog: CatalogLike, row: int) -> str | None:
     for a product that carries none, the first qualifying attribute of its leaf in that same
     order (its variants then take values from the leaf's list)."""
     vocab = catalog.leaf_vocabulary(catalog.value("category_l3", row) or "")
-    dept = (catalog.value("category_l1", row) or "").lower()
+    choices = _axis_choices(vocab, (catalog.value("category_l1", row) or "").lower())
+    for attribute in choices:
+        if catalog.value(attribute, row) in vocab[attribute]:
+            return attribute
+    return choices[0] if choices else None
+
+
+_AXIS_CHOICES: dict[tuple[int, str], tuple[Mapping, tuple[str, ...]]] = {}
+
+
+def _axis_choices(vocab: Mapping[str, Sequence[str]], dept: str) -> tuple[str, ...]:
+    """The attributes with at least two values in the leaf vocabulary `vocab`, ranked as
+    `variant_axis` says. A pure function of its arguments, memoised per vocabulary object (a
+    catalog derives each leaf's once; the memo holds it, so its id is never reused)."""
+    key = (id(vocab), dept)
+    hit = _AXIS_CHOICES.get(key)
+    if hit is not None and hit[0] is vocab:
+        return hit[1]
     ranked = dict.fromkeys(VARIANT_AXES.get(dept, DEFAULT_VARIANT_AXES) + ATTRIBUTE_COLUMNS)
-    choices = [a for a in ranked if len(vocab.get(a, ())) >= 2]
-    carried = [a for a in choices if catalog.value(a, row) in vocab[a]]
-    return (carried or choices or [None])[0]
+    choices = tuple(a for a in ranked if len(vocab.get(a, ())) >= 2)
+    if len(_AXIS_CHOICES) < 8192:
+        _AXIS_CHOICES[key] = (vocab, choices)
+    return choices
 
 
 def neighbour_values(vocabulary: Sequence[str], value: str, n: int, salt: str) -> list[str]:
@@ -97,6 +115,16 @@ def neighbour_values(vocabulary: Sequence[str], value: str, n: int, salt: str) -
     Values on an ordered ladder (apparel sizes) come by rung distance from `value`; numbers
     with the same unit ("65W", "128GB", shoe size "9.5") by numeric distance; the rest follow
     in a digest order keyed by `salt`."""
+    near, rest = _near_values(tuple(vocabulary), value)
+    if len(near) >= n:
+        return list(near[:n])
+    return (list(near) + sorted(rest, key=lambda v: stable_digest(f"{salt}|{v}")))[:n]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _near_values(vocabulary: tuple[str, ...], value: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the values of `vocabulary` near `value` on a ladder or by number, nearest first; the
+    values neither near nor `value`) for `neighbour_values`: a pure function, memoised."""
     others = [v for v in dict.fromkeys(vocabulary) if v and v != value]
     near: list[str] = []
     for ladder in ORDERED_LADDERS:
@@ -108,8 +136,7 @@ def neighbour_values(vocabulary: Sequence[str], value: str, n: int, salt: str) -
         unit, x = m.group(2), float(m.group(1))
         same_unit = [(abs(float(mv.group(1)) - x), v) for v in others if (mv := _NUMBER.match(v)) and mv.group(2) == unit]
         near = [v for _, v in sorted(same_unit)]
-    rest = sorted((v for v in others if v not in near), key=lambda v: stable_digest(f"{salt}|{v}"))
-    return (near + rest)[:n]
+    return tuple(near), tuple(v for v in others if v not in near)
 
 
 def variant_values(catalog: CatalogLike, row: int, attribute: str, salt: str) -> list[str]:
