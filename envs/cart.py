@@ -54,9 +54,14 @@ class CartItem:
 
 @dataclass
 class StockOut:
+    """A goal item that sells out the turn after a tool first shows it to the agent (so the
+    agent always sees it in stock first, and a late start does not make the stock-out cheaper)."""
+
     index: int  # which goal item sells out
+    row: int  # its catalog row
     alternative: CartItem
     announced: bool = False
+    scheduled: bool = False  # its turn is set (`world.scheduled_stockouts`)
 
 
 @dataclass
@@ -173,8 +178,7 @@ class CartEnv(ShopEnv):
             if alt_row is not None and fits:
                 taken.add(alt_row)
                 alt = self._item(rng, alt_row, it.quantity, wanted_value=it.variant_value if it.variant_id else None)
-                goal.stockout = StockOut(victim, alt)
-                self.world.scheduled_stockouts.append((1, it.row))
+                goal.stockout = StockOut(victim, it.row, alt)  # scheduled once the agent has seen it (`_on_tool`)
 
         history = [it.product_id for it in items] + distractors
         if goal.stockout:
@@ -191,7 +195,7 @@ class CartEnv(ShopEnv):
         self.goal = goal
         self.plan_turns = self._oracle_turns(len(items), bool(self.shopper.omitted), goal.stockout is not None)
         # the plan's shopper-caused turns: the question (with the history read, or after it)
-        # and telling the shopper of the stock-out (turn 1)
+        # and telling the shopper of the stock-out (turn 1: the history read on turn 0 shows it)
         self.plan_caused = ({int(self.axes.B_tool == 1)} if self.shopper.omitted else set()) | (
             {1} if goal.stockout else set())
         self._cart_shown = -1  # the turn of the last cart_view
@@ -242,6 +246,10 @@ class CartEnv(ShopEnv):
     def _on_tool(self, name, args, result) -> None:
         if name == "cart_view" and "error" not in result:
             self._cart_shown = self.world.clock.turn
+        so = self.goal.stockout
+        if so and not so.scheduled and self.catalog.product_id(so.row) in self.seen_ids:
+            so.scheduled = True
+            self.world.scheduled_stockouts.append((self.world.clock.turn + 1, so.row))
 
     def _task_units(self) -> dict[tuple[str, str | None], int]:
         """(product, variant) -> units added since this task began (a journey shares the cart)."""

@@ -76,6 +76,22 @@ def test_ordering_and_the_same_ceiling_everywhere(env):
     assert failures == []
 
 
+def test_a_cart_stock_out_lands_the_turn_after_the_agent_first_sees_the_product(catalog):
+    """E_CART's stock-out is timed by the agent's progress, not the clock: an agent that
+    starts late still sees the product in stock first, so it pays the same turns to tell the
+    shopper (a fixed turn-1 stock-out let a late agent fold the telling into a turn it needed
+    anyway, and a wasted first turn cost nothing)."""
+    env = make_env("E_CART", catalog)
+    next(s for s in range(200) if env.reset(seed=s, options={"difficulty": 6}) and env.goal.stockout)
+    so = env.goal.stockout
+    env.step({"assistant_message": "One moment please."})  # turn 0 shows nothing
+    assert env.world.scheduled_stockouts == [] and env.world.in_stock(so.row)
+    env.step({"tool_calls": [{"name": "user_get_visit_history", "args": {}}]})  # turn 1 shows it
+    assert env.world.scheduled_stockouts == [(2, so.row)] and env.world.in_stock(so.row)
+    env.step({"tool_calls": [{"name": "cart_view", "args": {}}]})
+    assert not env.world.in_stock(so.row)
+
+
 def test_an_extra_turn_of_the_agents_lowers_efficiency(catalog):
     """The oracle with one wasted turn of its own (a message with nothing to act on) is still
     correct but no longer earns the maximum r_eff."""
