@@ -3,8 +3,11 @@
 Every random choice in an episode flows from `(seed, env_id, difficulty)` through
 `numpy.random.Generator`. Each concern (goal, world, shopper text, noise, search
 distractors, ...) draws from its own named stream, so adding a draw in one concern never
-shifts another. Stream names are turned into integers with CRC-32, which is stable across
-processes (unlike the salted built-in string hash, which depends on PYTHONHASHSEED).
+shifts another. A stream is a PCG64 generator whose 256-bit seed (state and increment) is
+the BLAKE2b digest of ``"seed|env_id|difficulty|stream"``: stable across processes (unlike
+the salted built-in string hash, which depends on PYTHONHASHSEED), independent streams for
+different keys, and about a quarter of the cost of seeding through `numpy.random.SeedSequence`
+(2 us instead of 8; an episode opens 5 to 10 streams).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import zlib
 
 import numpy as np
+from numpy.random.bit_generator import ISeedSequence
 
 
 def stable_int(text: str) -> int:
@@ -26,19 +30,35 @@ def stable_digest(text: str, n_bytes: int = 8) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=n_bytes).digest(), "big")
 
 
-_WORD = 1 << 32  # SeedSequence takes an int below this as one uint32 entropy word
+class DigestSeed(ISeedSequence):
+    """A seed of 256 given bits (a digest) for a numpy bit generator: `generate_state` hands
+    out the digest's words, so ``PCG64(DigestSeed(d))`` takes its 128-bit state and increment
+    from `d` directly."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, digest: bytes):
+        if len(digest) != 32:
+            raise ValueError(f"a DigestSeed holds 32 bytes, got {len(digest)}")
+        self.digest = digest
+
+    def generate_state(self, n_words: int, dtype=np.uint32) -> np.ndarray:
+        little = _LITTLE_ENDIAN.get(dtype) or np.dtype(dtype).newbyteorder("<")  # the same words on every machine
+        if n_words * little.itemsize > len(self.digest):
+            raise ValueError(f"a DigestSeed has {len(self.digest) // little.itemsize} words of {little}, {n_words} asked")
+        words = np.frombuffer(self.digest, dtype=little, count=n_words)
+        return words if little.isnative else words.astype(little.newbyteorder("="))
+
+
+_LITTLE_ENDIAN = {np.uint64: np.dtype("<u8"), np.uint32: np.dtype("<u4")}
 
 
 def episode_rng(seed: int, env_id: str, difficulty: int, stream: str) -> np.random.Generator:
     """The generator of stream `stream` for episode (env_id, difficulty, seed)."""
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    entropy = [int(seed), stable_int(env_id), int(difficulty), stable_int(stream)]
-    if seed < _WORD and 0 <= difficulty < _WORD:
-        # SeedSequence reads a list int below 2**32 as one uint32 word: the same entropy,
-        # without its per-int coercion (this and skipping default_rng's dispatch halve the cost)
-        entropy = np.array(entropy, dtype=np.uint32)
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+    key = f"{int(seed)}|{env_id}|{int(difficulty)}|{stream}".encode("utf-8")
+    return np.random.Generator(np.random.PCG64(DigestSeed(hashlib.blake2b(key, digest_size=32).digest())))
 
 
 class WeightedIndex:

@@ -10,7 +10,9 @@ import pytest
 from ecomrlve.envs import make_env
 from ecomrlve.envs.cart import CART_RIGHT, CART_RIGHT_UNTHANKED
 
-SEED, D = 37, 8  # three items: 3 x diaper bag (Navy), 2 x body wash (any variant), 1 x hammer (22 oz, omitted)
+# three items: 3 x electric toothbrush (Black), 2 x hiking backpack (any variant), 1 x trekking pole (Blue,
+# its colour omitted at first); no stock-out
+SEED, D, AXES = 14827, 8, {"p_missing": 0.3, "p_oos": 0.0}
 
 
 def _add(env, adds):
@@ -23,15 +25,16 @@ def _add(env, adds):
 
 
 def _broken(env):
-    """Wrong variant of item 0, three body washes instead of two, no hammer, one extra."""
+    """Wrong variant of item 0, three backpacks instead of two, no trekking pole, one extra."""
     g, world = env.goal, env.world
-    bag, wash, hammer = g.items
-    wrong = next(v for v in world.variants_of(bag.product_id) if v.variant_id != bag.variant_id)
-    wash_v = world.variants_of(wash.product_id)
+    brush, backpack, pole = g.items
+    wrong = next(v for v in world.variants_of(brush.product_id) if v.variant_id != brush.variant_id)
+    backpack_v = world.variants_of(backpack.product_id)
     extra = g.distractors[0]
     extra_v = world.variants_of(extra)
     env.step({"tool_calls": [{"name": "user_get_visit_history", "args": {}}]})
-    _add(env, [(bag.product_id, wrong.variant_id, 3), (wash.product_id, wash_v[0].variant_id if wash_v else None, 3),
+    _add(env, [(brush.product_id, wrong.variant_id, 3),
+               (backpack.product_id, backpack_v[0].variant_id if backpack_v else None, 3),
                (extra, extra_v[0].variant_id if extra_v else None, 1)])
     return wrong
 
@@ -39,18 +42,19 @@ def _broken(env):
 @pytest.fixture
 def env(catalog):
     e = make_env("E_CART", catalog)
-    e.reset(seed=SEED, options={"difficulty": D})
-    assert [(it.phrase, it.quantity) for it in e.goal.items] == [
-        ("the Skip Hop diaper bag", 3), ("the Native body wash", 2), ("the Milwaukee hammer", 1)]
+    e.reset(seed=SEED, options={"difficulty": D, "axes": AXES})
+    assert [(it.phrase, it.quantity, it.variant_value) for it in e.goal.items] == [
+        ("the Philips Sonicare electric toothbrush", 3, "Black"), ("the Mystery Ranch hiking backpack", 2, None),
+        ("the Black Diamond trekking pole", 1, "Blue")]
     assert e.goal.stockout is None and e.shopper.omitted == ["variant:2"]
     return e
 
 
 EXPECTED = (
-    "You added the Gray version of the Skip Hop diaper bag; I need it in Navy. "
-    "I need two of the Native body washes, not three. "
-    "I still need the Milwaukee hammer in size 22 oz. "
-    "I didn't ask for the Ruvalino diaper bag, please take it out."
+    "You added the Blue version of the Philips Sonicare electric toothbrush; I need it in Black. "
+    "I need two of the Mystery Ranch hiking backpacks, not three. "
+    "I still need the Black Diamond trekking pole in Blue. "
+    "I didn't ask for the Oral-B electric toothbrush, please take it out."
 )
 
 
@@ -71,7 +75,7 @@ def test_every_wrong_line_is_named_in_one_message(env, action):
     assert utt.clean_text.endswith(EXPECTED)
     assert utt.clean_text[: -len(EXPECTED)].strip() in ("Not quite.", "Hmm, a few things are off.",
                                                          "That's not quite right.")
-    # the omitted hammer variant was said out loud: no longer tracked as omitted
+    # the omitted pole variant was said out loud: no longer tracked as omitted
     assert "variant:2" in utt.slots and env.shopper.omitted == []
     assert env.shopper.caused_turns == caused and turn not in env.shopper.caused_turns  # the agent's turn
     assert not env.done
@@ -80,11 +84,11 @@ def test_every_wrong_line_is_named_in_one_message(env, action):
 def test_a_correct_cart_is_confirmed_and_thanks_need_a_message(env):
     g = env.goal
     env.step({"tool_calls": [{"name": "user_get_visit_history", "args": {}}]})
-    hammer_v = g.items[2].variant_id
-    wash_v = env.world.variants_of(g.items[1].product_id)
+    pole_v = g.items[2].variant_id
+    backpack_v = env.world.variants_of(g.items[1].product_id)
     _add(env, [(g.items[0].product_id, g.items[0].variant_id, 3),
-               (g.items[1].product_id, wash_v[0].variant_id if wash_v else None, 2),
-               (g.items[2].product_id, hammer_v, 1)])
+               (g.items[1].product_id, backpack_v[0].variant_id if backpack_v else None, 2),
+               (g.items[2].product_id, pole_v, 1)])
     n_user = len(env.utterances)
     env.step({"tool_calls": [{"name": "cart_view", "args": {}}]})
     assert env.utterances[-1].kind == "confirm" and env.utterances[-1].clean_text in CART_RIGHT_UNTHANKED
@@ -118,15 +122,15 @@ def test_corrections_fix_the_cart_when_followed(env):
     g, world = env.goal, env.world
     env.step({"assistant_message": "Done, added it."})
     lines = {(ln.product_id, ln.variant_id): ln.line_id for ln in world.cart}
-    bag, wash, hammer = g.items
-    wash_v = world.variants_of(wash.product_id)
+    brush, backpack, pole = g.items
+    backpack_v = world.variants_of(backpack.product_id)
     extra_v = world.variants_of(g.distractors[0])
     fix = [
-        {"name": "cart_remove", "args": {"line_id": lines[(bag.product_id, wrong.variant_id)]}},
-        {"name": "cart_add", "args": {"product_id": bag.product_id, "variant_id": bag.variant_id, "quantity": 3}},
+        {"name": "cart_remove", "args": {"line_id": lines[(brush.product_id, wrong.variant_id)]}},
+        {"name": "cart_add", "args": {"product_id": brush.product_id, "variant_id": brush.variant_id, "quantity": 3}},
         {"name": "cart_set_quantity", "args": {
-            "line_id": lines[(wash.product_id, wash_v[0].variant_id if wash_v else None)], "quantity": 2}},
-        {"name": "cart_add", "args": {"product_id": hammer.product_id, "variant_id": hammer.variant_id, "quantity": 1}},
+            "line_id": lines[(backpack.product_id, backpack_v[0].variant_id if backpack_v else None)], "quantity": 2}},
+        {"name": "cart_add", "args": {"product_id": pole.product_id, "variant_id": pole.variant_id, "quantity": 1}},
         {"name": "cart_remove", "args": {"line_id": lines[(g.distractors[0], extra_v[0].variant_id if extra_v else None)]}},
     ]
     env.step({"tool_calls": fix[: env.axes.B_tool]})
@@ -159,7 +163,7 @@ def test_journey_cart_subtasks_get_the_same_review(catalog):
 def test_return_replacement_cart_gets_the_same_review(catalog):
     """E_RETURN's replacement: two units of a product that misses wanted features are both named."""
     env = make_env("E_RETURN", catalog)
-    env.reset(seed=5, options={"difficulty": 10})
+    env.reset(seed=2, options={"difficulty": 10})
     rep = env.goal.replacement
     assert rep is not None
     rows = catalog.category_rows(catalog.value("category_l3", rep.row))
@@ -173,18 +177,19 @@ def test_return_replacement_cart_gets_the_same_review(catalog):
     n_user = len(env.utterances)
     env.step({"assistant_message": "I've put a replacement in your cart."})
     assert [u.clean_text for u in env.utterances[n_user:]] == [
-        "I only need one replacement. The Mattel toy car won't work: I need one in Pink."]
+        "I only need one replacement. The Logitech keyboard won't work: I need one from Microsoft."]
     assert env.utterances[-1].kind == "correction"
 
 
 def test_a_wrong_variant_in_a_wrong_quantity_gets_both_named(env):
     g, world = env.goal, env.world
-    bag = g.items[0]
-    wrong = next(v for v in world.variants_of(bag.product_id) if v.variant_id != bag.variant_id)
+    brush = g.items[0]
+    wrong = next(v for v in world.variants_of(brush.product_id) if v.variant_id != brush.variant_id)
     env.step({"tool_calls": [{"name": "user_get_visit_history", "args": {}}]})
-    _add(env, [(bag.product_id, wrong.variant_id, 2)])
+    _add(env, [(brush.product_id, wrong.variant_id, 2)])
     env.step({"assistant_message": "Added."})
     text = env.utterances[-1].clean_text
-    assert text.endswith("You added the Gray version of the Skip Hop diaper bag; I need it in Navy. "
-                         "I need three of the Skip Hop diaper bags, not two. "
-                         "I still need two of the Native body washes. I still need the Milwaukee hammer in size 22 oz.")
+    assert text.endswith("You added the Blue version of the Philips Sonicare electric toothbrush; I need it in Black. "
+                         "I need three of the Philips Sonicare electric toothbrushes, not two. "
+                         "I still need two of the Mystery Ranch hiking backpacks. "
+                         "I still need the Black Diamond trekking pole in Blue.")
