@@ -147,6 +147,10 @@ class CatalogLike(Protocol):
         attribute) for `category_rows(category_l3)`, aligned with it; a read-only slice of a
         compact per-leaf block, O(1)."""
 
+    def category_positions(self, category_l3: str, rows: np.ndarray) -> np.ndarray | None:
+        """Where each of `rows` sits in `category_rows(category_l3)` (aligned with
+        `category_column`), or None when some row is not of that leaf; O(len(rows))."""
+
     def category_postings(self, category_l3: str, column: str, value: str) -> np.ndarray:
         """Rows of leaf `category_l3` whose categorical `column` (``brand`` or an attribute
         column) equals `value` exactly, ascending int64; O(log + result)."""

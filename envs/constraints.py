@@ -212,8 +212,16 @@ def compatible_rows(catalog: CatalogLike, constraints: Sequence[Constraint]) -> 
         return np.flatnonzero(mask(catalog, constraints)).astype(np.int64)
     best, source = _smallest_candidates(catalog, constraints)
     rows = np.asarray(best, dtype=np.int64)
-    if source.kind == "price_max":
-        rows = np.sort(rows)
+    if source.kind == "price_max":  # price order -> row order: mark their places in the leaf (no sort)
+        leaf = str(next(c for c in constraints if c.kind == "category").value)
+        places = catalog.category_positions(leaf, rows)
+        if places is None:  # (not a catalog's own price list)
+            rows = np.sort(rows)
+        else:
+            leaf_rows = catalog.category_rows(leaf)
+            keep = np.zeros(len(leaf_rows), dtype=bool)
+            keep[places] = True
+            rows = np.asarray(leaf_rows[keep], dtype=np.int64)
     return _filter(catalog, constraints, source, rows)
 
 

@@ -263,11 +263,9 @@ class DiscoveryEnv(SearchStockout, ShopEnv):
         """name -> the values of column `name` (numeric, or brand / attribute codes) at
         `rows`: from the target leaf's per-leaf columns when every row is of that leaf."""
         cat, leaf = self.catalog, self.goal.leaf
-        leaf_rows = cat.category_rows(leaf)
-        if len(rows) > 1 and len(leaf_rows):
-            pos = np.searchsorted(leaf_rows, rows)
-            np.minimum(pos, len(leaf_rows) - 1, out=pos)
-            if np.array_equal(leaf_rows.take(pos), rows):
+        if len(rows) > 1:
+            pos = cat.category_positions(leaf, rows)
+            if pos is not None:
                 return lambda name: cat.category_column(leaf, name).take(pos)
         numeric = {"price", "rating", "ship_days", "rating_count"}
         return lambda name: (cat.numeric(name) if name in numeric else cat.codes(name)[0]).take(rows)
@@ -395,7 +393,8 @@ class DiscoveryEnv(SearchStockout, ShopEnv):
         pool = self.pool_rows()
         pool_u = self.utility(pool)
         u_max = float(pool_u.max()) if len(pool) else 0.0
-        ideal_u = np.sort(pool_u)[::-1][:k]
+        top = pool_u if len(pool_u) <= k else np.partition(pool_u, len(pool_u) - k)[len(pool_u) - k:]
+        ideal_u = np.sort(top)[::-1]  # the k best utilities, best first (a partition: O(pool))
         details: dict = {
             "k": k, "m": m, "n_pool": int(len(pool)), "target_id": goal.target_id,
             "oos_id": cat.product_id(goal.oos_row) if goal.oos_row is not None else None,

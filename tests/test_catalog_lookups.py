@@ -102,6 +102,23 @@ def _random_constraints(catalog: Catalog, rng: np.random.Generator) -> list[Cons
     return out + picked if rng.random() < 0.9 else picked  # some sets without a category
 
 
+def test_category_positions_align_rows_with_the_per_leaf_columns(catalog):
+    rng = np.random.default_rng(4)
+    leaves = sorted(catalog.category_counts())
+    for leaf in leaves[:: max(1, len(leaves) // 12)]:
+        rows = catalog.category_rows(leaf)
+        some = np.sort(rng.choice(rows, size=min(len(rows), 7), replace=False))
+        shuffled = rng.permutation(some)
+        for picked in (rows, some, shuffled):
+            positions = catalog.category_positions(leaf, picked)
+            assert np.array_equal(rows[positions], picked)
+            assert np.array_equal(catalog.category_column(leaf, "price")[positions], catalog.numeric("price")[picked])
+        other = catalog.category_rows(leaves[0] if leaf != leaves[0] else leaves[1])
+        assert catalog.category_positions(leaf, np.concatenate([some, other[:1]])) is None
+    assert catalog.category_positions("no such leaf", rows[:2]) is None
+    assert len(catalog.category_positions(leaves[0], np.zeros(0, dtype=np.int64))) == 0
+
+
 def test_compatible_rows_equal_full_mask(catalog):
     rng = np.random.default_rng(1)
     for _ in range(300):
