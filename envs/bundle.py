@@ -346,6 +346,7 @@ class Requirement:
     constraints: list[Constraint]
     mask: np.ndarray | None = None  # rows meeting every constraint (stock ignored); see `BundleEnv.requirement_mask`
     ref_cents: int = 0  # the cheap-ish reference price used for the budget
+    by_price: tuple | None = None  # (len(constraints), rows, cents): `BundleEnv._by_price`, memoised
 
     @property
     def noun(self) -> str:
@@ -447,14 +448,20 @@ class BundleEnv(SearchStockout, ShopEnv):
         return compatible_rows(self.catalog, [Constraint("category", req.leaf), *req.constraints])
 
     def _by_price(self, req: Requirement) -> tuple[np.ndarray, np.ndarray]:
-        """Rows meeting `req`'s constraints ordered by (cents, row), and their cents."""
-        if not req.constraints:
-            rows, cents = self.catalog.category_rows_by_price(req.leaf)
-            return np.asarray(rows, dtype=np.int64), cents
-        rows = self._compatible(req)
-        cents = self._cents(rows)
-        order = np.lexsort((rows, cents))
-        return rows[order], cents[order]
+        """Rows meeting `req`'s constraints ordered by (cents, row), and their cents
+        (memoised on `req` while its constraints stay the same: a stock-out search asks for
+        them once per candidate)."""
+        if req.by_price is None or req.by_price[0] != len(req.constraints):
+            if not req.constraints:
+                rows, cents = self.catalog.category_rows_by_price(req.leaf)
+                rows = np.asarray(rows, dtype=np.int64)
+            else:
+                rows = self._compatible(req)
+                cents = self._cents(rows)
+                order = np.lexsort((rows, cents))
+                rows, cents = rows[order], cents[order]
+            req.by_price = (len(req.constraints), rows, cents)
+        return req.by_price[1], req.by_price[2]
 
     def _feasible_cents(self, req: Requirement) -> np.ndarray:
         """Sorted cents of the rows meeting `req`'s constraints and in stock (pending
