@@ -111,32 +111,34 @@ class Constraint:
             return int(catalog.numeric("ship_days")[row]) <= int(self.value)
         return catalog.value(self.attribute, row) == self.value
 
-    def mask(self, catalog: CatalogLike) -> np.ndarray:
+    @property
+    def column(self) -> str:
+        """The catalog column the constraint reads (codes for the categorical ones)."""
+        return {"category": "category_l3", "brand": "brand", "price_max": "price", "rating_min": "rating",
+                "ship_days_max": "ship_days"}.get(self.kind) or str(self.attribute)
+
+    def mask_values(self, catalog: CatalogLike, values: np.ndarray) -> np.ndarray:
+        """Whether each value of the constraint's `column` (codes for a categorical column,
+        taken at any rows) meets it: the one implementation of the arithmetic `holds` states."""
         if self.kind in ("category", "brand", "attribute"):
-            column = {"category": "category_l3", "brand": "brand"}.get(self.kind, self.attribute)
-            code = code_of(catalog, column, self.value)
-            if code is None:
-                return np.zeros(len(catalog), dtype=bool)
-            return catalog.codes(column)[0] == code
+            code = code_of(catalog, self.column, self.value)
+            return np.zeros(len(values), dtype=bool) if code is None else values == code
         if self.kind == "price_max":
-            return np.round(catalog.numeric("price") * 100) <= _cents(float(self.value))
+            return np.round(values * 100) <= _cents(float(self.value))
         if self.kind == "rating_min":
-            return catalog.numeric("rating") >= float(self.value) - 1e-6
-        return catalog.numeric("ship_days") <= int(self.value)
+            return values >= float(self.value) - 1e-6
+        return values <= int(self.value)
+
+    def _values(self, catalog: CatalogLike) -> np.ndarray:
+        column = self.column
+        return catalog.codes(column)[0] if self.kind in ("category", "brand", "attribute") else catalog.numeric(column)
+
+    def mask(self, catalog: CatalogLike) -> np.ndarray:
+        return self.mask_values(catalog, self._values(catalog))
 
     def mask_rows(self, catalog: CatalogLike, rows: np.ndarray) -> np.ndarray:
         """`mask(catalog)[rows]`, computed on `rows` only (the same arithmetic per row)."""
-        if self.kind in ("category", "brand", "attribute"):
-            column = {"category": "category_l3", "brand": "brand"}.get(self.kind, self.attribute)
-            code = code_of(catalog, column, self.value)
-            if code is None:
-                return np.zeros(len(rows), dtype=bool)
-            return catalog.codes(column)[0][rows] == code
-        if self.kind == "price_max":
-            return np.round(catalog.numeric("price")[rows] * 100) <= _cents(float(self.value))
-        if self.kind == "rating_min":
-            return catalog.numeric("rating")[rows] >= float(self.value) - 1e-6
-        return catalog.numeric("ship_days")[rows] <= int(self.value)
+        return self.mask_values(catalog, self._values(catalog)[rows])
 
 
 _CODE_INDEX: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # catalog -> column -> value -> code
@@ -190,10 +192,21 @@ def _smallest_candidates(catalog: CatalogLike, constraints: Sequence[Constraint]
     return best, source
 
 
-def _filter(catalog: CatalogLike, constraints: Sequence[Constraint], source: Constraint, rows: np.ndarray) -> np.ndarray:
+def _filter(catalog: CatalogLike, constraints: Sequence[Constraint], source: Constraint, rows: np.ndarray,
+            leaf_start: int | None = None) -> np.ndarray:
     """`rows` meeting the constraints a candidate list from `source` does not guarantee.
     (Leaf lists hold the rows whose leaf is that category, so the category constraint holds
-    for every candidate: category values are unique in a catalog's dictionary.)"""
+    for every candidate: category values are unique in a catalog's dictionary.) With
+    `leaf_start`, `rows` are ``category_rows(leaf)[leaf_start:leaf_start + len(rows)]`` and
+    the constraints read the leaf's compact per-leaf columns over the same span (contiguous
+    reads) instead of gathering from the full columns."""
+    if leaf_start is not None and len(rows):
+        leaf, end = str(source.value), leaf_start + len(rows)
+        keep = np.ones(len(rows), dtype=bool)
+        for c in constraints:
+            if c.kind != "category":
+                keep &= c.mask_values(catalog, catalog.category_column(leaf, c.column)[leaf_start:end])
+        return rows[keep]
     for c in constraints:
         if not len(rows):
             break
@@ -212,6 +225,8 @@ def compatible_rows(catalog: CatalogLike, constraints: Sequence[Constraint]) -> 
         return np.flatnonzero(mask(catalog, constraints)).astype(np.int64)
     best, source = _smallest_candidates(catalog, constraints)
     rows = np.asarray(best, dtype=np.int64)
+    if source.kind == "category":  # the whole leaf
+        return _filter(catalog, constraints, source, rows, leaf_start=0)
     if source.kind == "price_max":  # price order -> row order: mark their places in the leaf (no sort)
         leaf = str(next(c for c in constraints if c.kind == "category").value)
         places = catalog.category_positions(leaf, rows)
@@ -236,7 +251,8 @@ def count_compatible(catalog: CatalogLike, constraints: Sequence[Constraint], li
     best, source = _smallest_candidates(catalog, constraints)
     found, start, size = 0, 0, 64
     while start < len(best) and found < limit:
-        rows = _filter(catalog, constraints, source, np.asarray(best[start : start + size], dtype=np.int64))
+        rows = _filter(catalog, constraints, source, np.asarray(best[start : start + size], dtype=np.int64),
+                       leaf_start=start if source.kind == "category" else None)
         found += int(keep(rows).sum()) if keep is not None else len(rows)
         start, size = start + size, size * 4
     return min(found, limit)

@@ -324,11 +324,11 @@ class DiscoveryEnv(SearchStockout, ShopEnv):
         constraints (valid ones first), then shown in `shown_ids`, then of highest utility,
         then of lowest row. None when the leaf has no such product."""
         goal, cat = self.goal, self.catalog
+        shown_rows = [r for r in (self.world.row(i) for i in shown_ids) if r is not None]
         valid = self._compatible_rows()  # meeting every constraint: the first choices when any is left
         valid = valid[self.world.stock_mask(valid, exclude_pending=True) & (valid != goal.target_row)]
         if len(valid):
-            shown = np.isin(valid, [r for r in (self.world.row(i) for i in shown_ids) if r is not None])
-            return int(valid[np.lexsort((valid, -self.utility(valid), ~shown))[0]])
+            return self._best_of(valid, _members(valid, shown_rows))
         rows = np.asarray(cat.category_rows(goal.leaf), dtype=np.int64)
         rows = rows[self.world.stock_mask(rows, exclude_pending=True) & (rows != goal.target_row)]
         if not len(rows):
@@ -336,9 +336,17 @@ class DiscoveryEnv(SearchStockout, ShopEnv):
         met = np.zeros(len(rows), dtype=np.int64)
         for c in goal.constraints:
             met += c.mask_rows(cat, rows)
-        shown = np.isin(rows, [r for r in (self.world.row(i) for i in shown_ids) if r is not None])
-        order = np.lexsort((rows, -self.utility(rows), ~shown, -met))
-        return int(rows[order[0]])
+        most = rows[met == met.max()]
+        return self._best_of(most, _members(most, shown_rows))
+
+    def _best_of(self, rows: np.ndarray, shown: np.ndarray) -> int:
+        """The first row of ``rows[np.lexsort((rows, -utility, ~shown))]`` (`rows` ascending):
+        the shown rows if any, else all; the highest utility; the lowest row. Utility is
+        computed only for the rows that can win (a search shows a handful of the thousands of
+        rows a pool has at 2M products)."""
+        pick = rows[shown] if shown.any() else rows
+        u = self.utility(pick)
+        return int(pick[int(np.flatnonzero(u == u.max())[0])])
 
     # ------------------------------------------------------------------ shopper reactions
     def _mentioned(self, message: str) -> list[int]:
@@ -448,6 +456,18 @@ class DiscoveryEnv(SearchStockout, ShopEnv):
         details["n_extra"] = extra
         correct = top_satisfies and top_in_stock and top_searched and extra == 0
         return TaskScore(float(r_task), bool(correct), details)
+
+
+def _members(rows: np.ndarray, few: list[int]) -> np.ndarray:
+    """``np.isin(rows, few)`` for ascending `rows` and a handful of `few`: O(len(few) log
+    len(rows)) lookups instead of sorting both."""
+    out = np.zeros(len(rows), dtype=bool)
+    if len(rows) and few:
+        at = np.searchsorted(rows, few)
+        hit = at < len(rows)
+        at = at[hit]
+        out[at[rows[at] == np.asarray(few, dtype=np.int64)[hit]]] = True
+    return out
 
 
 def _count_kind(constraints: list[Constraint], stated: set[str], kind: str) -> int:
