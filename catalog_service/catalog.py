@@ -576,7 +576,7 @@ class Catalog:
         """Where each of `rows` (any order) sits in `category_rows(category_l3)`, so that
         ``category_column(category_l3, name).take(positions)`` reads their values; None when
         some row is not of that leaf. O(len(rows)): one gather from a row -> position array
-        derived once per catalog from the row lookups (about 30 ms and 4 bytes a row)."""
+        derived once per catalog from the row lookups (about 15 ms at 2M products, 4 bytes a row)."""
         code = self._leaf_code(category_l3)
         if code is None:
             return None
