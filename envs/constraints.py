@@ -227,13 +227,14 @@ def compatible_rows(catalog: CatalogLike, constraints: Sequence[Constraint]) -> 
     rows = np.asarray(best, dtype=np.int64)
     if source.kind == "category":  # the whole leaf
         return _filter(catalog, constraints, source, rows, leaf_start=0)
-    if source.kind == "price_max":  # price order -> row order: mark their places in the leaf (no sort)
+    if source.kind == "price_max":  # price order -> row order
         leaf = str(next(c for c in constraints if c.kind == "category").value)
-        places = catalog.category_positions(leaf, rows)
-        if places is None:  # (not a catalog's own price list)
+        leaf_rows = catalog.category_rows(leaf)
+        # many rows: mark their places in the leaf (O(leaf)) rather than sort them (O(n log n))
+        places = catalog.category_positions(leaf, rows) if len(rows) * len(rows).bit_length() > len(leaf_rows) else None
+        if places is None:
             rows = np.sort(rows)
         else:
-            leaf_rows = catalog.category_rows(leaf)
             keep = np.zeros(len(leaf_rows), dtype=bool)
             keep[places] = True
             rows = np.asarray(leaf_rows[keep], dtype=np.int64)
