@@ -32,6 +32,22 @@ def run_episode(env, policy, seed: int, difficulty: int, max_steps: int = 64):
     raise AssertionError("episode did not end")
 
 
+def save_tiny_llama(directory, tokenizer) -> str:
+    """Save a 2-layer random Llama (hidden size 16, seed 0) with `tokenizer` to `directory`,
+    like a checkpoint: a model that loads fast and writes no valid action. Returns the path."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
+                                   tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
 def loopback_only() -> bool:
     """True inside a network namespace whose only interface is loopback (``unshare -n``)."""
     try:

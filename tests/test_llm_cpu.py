@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import save_tiny_llama
 from ecomrlve.policies.codec import action_to_text
 
 
@@ -39,19 +40,8 @@ def smol():
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory, smol):
     """A 2-layer random Llama with SmolLM2's tokenizer, saved like a checkpoint (fast)."""
-    import torch
-    import transformers
-
     _, tok = smol
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
-                                   tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    transformers.LlamaForCausalLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return str(d)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", tok)
 
 
 # --------------------------------------------------------------------------- models

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import save_tiny_llama
 from ecomrlve.policies.chat_settings import DEFAULT, ChatSettings
 
 
@@ -25,21 +26,9 @@ def _need_llm():
 def tiny_dir(tmp_path_factory):
     """A 2-layer random Llama with SmolLM2's tokenizer (writes no valid action)."""
     _need_llm()
-    import torch
-    import transformers
-
     from ecomrlve.policies.models import load_tokenizer
 
-    tok = load_tokenizer("smollm2")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
-                                   tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    transformers.LlamaForCausalLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return str(d)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", load_tokenizer("smollm2"))
 
 
 def _checksum(model_dir) -> str:
