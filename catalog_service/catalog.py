@@ -582,7 +582,8 @@ class Catalog:
             return None
         rows = np.asarray(rows, dtype=np.int64)
         positions = self._leaf_positions().take(rows).astype(np.int64)
-        block = self.lookups().leaf_rows[self.lookups().leaf_slice(code)]
+        lk = self.lookups()
+        block = lk.leaf_rows[lk.leaf_slice(code)]
         if len(rows) and not (len(block) and np.array_equal(block.take(positions, mode="clip"), rows)):
             return None
         return positions

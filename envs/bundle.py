@@ -346,6 +346,7 @@ class Requirement:
     constraints: list[Constraint]
     mask: np.ndarray | None = None  # rows meeting every constraint (stock ignored); see `BundleEnv.requirement_mask`
     ref_cents: int = 0  # the cheap-ish reference price used for the budget
+    compatible: tuple | None = None  # (len(constraints), rows): `BundleEnv._compatible`, memoised
     by_price: tuple | None = None  # (len(constraints), rows, cents): `BundleEnv._by_price`, memoised
 
     @property
@@ -444,8 +445,12 @@ class BundleEnv(SearchStockout, ShopEnv):
         return all(int(codes[r]) != code for r in touched)
 
     def _compatible(self, req: Requirement) -> np.ndarray:
-        """Rows of `req`'s leaf meeting its constraints (stock ignored), ascending."""
-        return compatible_rows(self.catalog, [Constraint("category", req.leaf), *req.constraints])
+        """Rows of `req`'s leaf meeting its constraints (stock ignored), ascending (memoised on
+        `req` while its constraints stay the same: the budget and the price order both need them)."""
+        if req.compatible is None or req.compatible[0] != len(req.constraints):
+            rows = compatible_rows(self.catalog, [Constraint("category", req.leaf), *req.constraints])
+            req.compatible = (len(req.constraints), rows)
+        return req.compatible[1]
 
     def _by_price(self, req: Requirement) -> tuple[np.ndarray, np.ndarray]:
         """Rows meeting `req`'s constraints ordered by (cents, row), and their cents
