@@ -609,7 +609,7 @@ def _eligibility_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, dept: str)
         spec, f"Return eligibility: {name}", f"Whether an item from the {name} department can be returned.",
         (("department", dept),), clauses, default, _yesno_outcome("returnable", "not returnable"), notes,
         params=(("window", w), ("standard_bonus", std), ("plus_bonus", plus), ("premium_bonus", prem),
-                ("final_sale", fs)),
+        ("final_sale", fs)),
     )
 
 
@@ -629,11 +629,8 @@ def _restocking_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, dept: str) 
     ])
     return _rule(
         spec, f"Restocking fees: {name}",
-        f"Restocking fee charged on returned {name} items, deducted from the refund.",
-        (("department", dept),),
-        clauses,
-        _pct("item_price", pcts[4]),
-        _money_outcome("no restocking fee ($0)"),
+        f"Restocking fee charged on returned {name} items, deducted from the refund.", (("department", dept),),
+        clauses, _pct("item_price", pcts[4]), _money_outcome("no restocking fee ($0)"),
         f"Fees are rounded to the nearest cent. {CONDITION_NOTE}",
     )
 
@@ -657,13 +654,8 @@ def _warranty_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, dept: str) ->
     notes = (f"Warranty periods: {_months(w)} from purchase, {w + ext} months for Premium members. "
              "Possible outcomes: repair, replacement, refund or not covered.")
     return _rule(
-        spec, f"Warranty: {name}",
-        f"What the store warranty does for a faulty item from the {name} department.",
-        (("department", dept),),
-        clauses,
-        _const(outs[4]),
-        _choice_outcome,
-        notes,
+        spec, f"Warranty: {name}", f"What the store warranty does for a faulty item from the {name} department.",
+        (("department", dept),), clauses, _const(outs[4]), _choice_outcome, notes,
         params=(("warranty_months", w), ("premium_extra_months", ext)),
     )
 
@@ -679,13 +671,8 @@ def _return_shipping_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, method
         ((("item_price", "ge", threshold),), _const(fees[3])),
     ])
     return _rule(
-        spec, f"Return shipping: {mname} returns",
-        f"What the shopper pays to send a return back by {mname}.",
-        (("return_method", method),),
-        clauses,
-        _const(fees[4]),
-        _money_outcome("free ($0)", "{m}"),
-        CONDITION_NOTE,
+        spec, f"Return shipping: {mname} returns", f"What the shopper pays to send a return back by {mname}.",
+        (("return_method", method),), clauses, _const(fees[4]), _money_outcome("free ($0)", "{m}"), CONDITION_NOTE,
     )
 
 
@@ -705,10 +692,7 @@ def _shipping_fee_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, region: s
     return _rule(
         spec, f"Shipping fees: {rname}",
         f"Shipping cost of an order shipped to {rname}, by shipping speed (standard, expedited, overnight).",
-        (("region", region),),
-        clauses,
-        _const(fees[5]),
-        _money_outcome("free ($0)"),
+        (("region", region),), clauses, _const(fees[5]), _money_outcome("free ($0)"),
     )
 
 
@@ -723,12 +707,8 @@ def _delivery_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, region: str) 
         ((("tier", "eq", "premium"),), _const(prem)),
     ])
     return _rule(
-        spec, f"Delivery times: {rname}",
-        f"Business days from dispatch to delivery for orders shipped to {rname}.",
-        (("region", region),),
-        clauses,
-        _const(std),
-        _unit_outcome(_business_days),
+        spec, f"Delivery times: {rname}", f"Business days from dispatch to delivery for orders shipped to {rname}.",
+        (("region", region),), clauses, _const(std), _unit_outcome(_business_days),
     )
 
 
@@ -747,12 +727,8 @@ def _refund_method_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, payment:
     notes = f"Possible outcomes: {options[0]}{extra} or store credit. {CONDITION_NOTE}"
     return _rule(
         spec, f"Refund method: paid by {pname}",
-        f"How the refund of a return is issued for purchases paid by {pname}.",
-        (("payment", payment),),
-        clauses,
-        _const(outs[4]),
-        _choice_outcome,
-        notes,
+        f"How the refund of a return is issued for purchases paid by {pname}.", (("payment", payment),), clauses,
+        _const(outs[4]), _choice_outcome, notes,
     )
 
 
@@ -769,10 +745,7 @@ def _refund_time_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, payment: s
     return _rule(
         spec, f"Refund processing time: paid by {pname}",
         f"Business days from receiving a return to issuing the refund, for purchases paid by {pname}.",
-        (("payment", payment),),
-        clauses,
-        _const(days[4]),
-        _unit_outcome(_business_days),
+        (("payment", payment),), clauses, _const(days[4]), _unit_outcome(_business_days),
     )
 
 
@@ -792,12 +765,8 @@ def _price_protection_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, tier:
     who = "standard accounts" if tier == "standard" else f"{tname} members"
     return _rule(
         spec, f"Price protection: {tname} members",
-        f"If our own price drops after purchase, {who} get back part of the difference.",
-        (("tier", tier),),
-        clauses,
-        shares[3],
-        _money_outcome("nothing ($0)", "{m}"),
-        "Amounts are rounded to the nearest cent.",
+        f"If our own price drops after purchase, {who} get back part of the difference.", (("tier", tier),),
+        clauses, shares[3], _money_outcome("nothing ($0)", "{m}"), "Amounts are rounded to the nearest cent.",
     )
 
 
@@ -815,11 +784,9 @@ def _price_match_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, dept: str)
     ])
     return _rule(
         spec, f"Price matching: {name}",
-        f"Whether we match a competitor's lower price on an item from the {name} department bought from us " "(refunding the " "difference). Competitors are major retailers, online marketplace sellers and local stores.",
-        (("department", dept),),
-        clauses,
-        _const(outs[5]),
-        _yesno_outcome("we match the price", "no price match"),
+        f"Whether we match a competitor's lower price on an item from the {name} department bought from us "
+        "(refunding the difference). Competitors are major retailers, online marketplace sellers and local stores.",
+        (("department", dept),), clauses, _const(outs[5]), _yesno_outcome("we match the price", "no price match"),
     )
 
 
@@ -836,11 +803,8 @@ def _points_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, tier: str) -> P
     who = "standard accounts" if tier == "standard" else f"{tname} members"
     return _rule(
         spec, f"Reward points: {tname} members",
-        f"Reward points {who} earn on an order, per whole dollar of the order total.",
-        (("tier", tier),),
-        clauses,
-        ("rate", "order_total", base),
-        _points_outcome,
+        f"Reward points {who} earn on an order, per whole dollar of the order total.", (("tier", tier),), clauses,
+        ("rate", "order_total", base), _points_outcome,
     )
 
 
@@ -859,12 +823,8 @@ def _cancellation_rule(dr: _Draws, store: _StoreDraws, spec: RuleSpec, tier: str
     notes = f"The annual {tname} fee is {money(fee)}."
     return _rule(
         spec, f"Membership cancellation: {tname}",
-        f"Refund of the annual {tname} membership fee when a member cancels.",
-        (("tier", tier),),
-        clauses,
-        _const(refunds[4]),
-        _money_outcome("no refund ($0)", "a refund of {m}"),
-        notes,
+        f"Refund of the annual {tname} membership fee when a member cancels.", (("tier", tier),), clauses,
+        _const(refunds[4]), _money_outcome("no refund ($0)", "a refund of {m}"), notes,
         params=(("annual_fee", fee),),
     )
 
