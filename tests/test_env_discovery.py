@@ -260,6 +260,29 @@ def test_stockout_victim_is_never_the_target(env):
             assert env.goal.oos_row != env.goal.target_row
 
 
+def test_stockout_victim_is_the_lexsort_winner(env):
+    """The victim is the first row of the full ordering (most constraints met, shown first,
+    highest utility, lowest row), though only the rows that can win are scored."""
+    rng = np.random.default_rng(0)
+    checked = 0
+    for seed in range(60):
+        reset(env, seed, seed % 13, p_oos=1.0)
+        goal, cat = env.goal, env.catalog
+        rows = np.asarray(cat.category_rows(goal.leaf), dtype=np.int64)
+        rows = rows[env.world.stock_mask(rows, exclude_pending=True) & (rows != goal.target_row)]
+        if not len(rows):
+            continue
+        shown = [cat.product_id(int(r)) for r in rng.choice(rows, size=min(3, len(rows)), replace=False)]
+        if seed % 3 == 0:
+            shown = []  # nothing shown: the whole pool competes
+        met = sum(c.mask_rows(cat, rows).astype(np.int64) for c in goal.constraints)
+        is_shown = np.isin(rows, [cat.row_of(i) for i in shown])
+        expected = int(rows[np.lexsort((rows, -env.utility(rows), ~is_shown, -met))[0]])
+        assert env._stockout_victim(shown) == expected, seed
+        checked += 1
+    assert checked >= 50
+
+
 # --------------------------------------------------------------------------- shopper
 
 def test_omitted_slots_are_exactly_the_phrases_missing_from_the_opening(env):
