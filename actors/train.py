@@ -46,6 +46,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -108,6 +109,8 @@ class TrainConfig(BaseModel):
     axes: dict = arg(description="axis override for every task, e.g. T_max=2", flag="--axis", default_factory=dict)
     max_staleness: int = arg(1, "refuse data more than this many versions old", ge=0)
     checkpoint_every: int = arg(10, "steps between checkpoints", ge=1)
+    keep_checkpoints: int = arg(2, "newest checkpoints kept on disk; older ones are deleted once a newer one "
+                                   "is complete (0 keeps all)", ge=0)
     resume: str | None = arg(None, "a run directory to continue from its latest checkpoint")
     ray: bool = arg(True, "the Ray actor system (--in-process: one process, no Ray)", off="--in-process")
     workers: int = arg(2, "env worker actors", short="-w", ge=1)
@@ -353,12 +356,14 @@ class Trainer:
 
     def checkpoint(self) -> Path:
         """``checkpoints/step_NNNNNN/`` (layout in the module docstring), then
-        ``checkpoints/latest`` names it."""
+        ``checkpoints/latest`` names it, then all but the newest ``keep_checkpoints`` step
+        directories are deleted. A crash at any point leaves ``latest`` naming a complete one."""
         d = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
         extra = self.backend.save(d)  # model/, optimizer.pt, learner.json, curriculum.json
         write_json_atomic(d / "train_state.json", {"step": self.step, "version": self.backend.version,
                                              "engine_checksum": self.backend.checksum, **extra})
         write_text_atomic(self.run_dir / "checkpoints" / "latest", d.name + "\n")
+        prune_checkpoints(d.parent, self.cfg.keep_checkpoints, keep=d.name)
         return d
 
     def run(self, on_step: Callable[[dict], None] | None = None) -> list[dict]:
@@ -708,6 +713,20 @@ def _run_dir(cfg: TrainConfig) -> Path:
         p = Path(cfg.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         p.mkdir(parents=True, exist_ok=True)
         return p.resolve()
+
+
+def prune_checkpoints(checkpoints: Path, n: int, keep: str) -> list[str]:
+    """Delete all but the newest ``n`` ``step_NNNNNN`` directories under ``checkpoints``
+    (``n == 0``: delete none). ``keep`` (the one ``latest`` names) is never deleted. A
+    checkpoint of SmolLM2-135M is 1.6 GB (fp32 weights + AdamW state): without this a run of
+    1000 steps checkpointed every 10 would fill a disk. Returns the deleted names."""
+    if n == 0:
+        return []
+    steps = sorted(p.name for p in checkpoints.glob("step_*") if p.is_dir())
+    doomed = [name for name in steps[:-n] if name != keep]
+    for name in doomed:
+        shutil.rmtree(checkpoints / name)
+    return doomed
 
 
 def _latest_checkpoint(run_dir: Path) -> Path | None:

@@ -156,7 +156,8 @@ def test_train_two_real_steps_smollm2(smol, tmp_path):
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                       lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000,
-                      max_sampling_rounds=4, checkpoint_every=1, seed=0, ray=False, warm_start="never")
+                      max_sampling_rounds=4, checkpoint_every=1, keep_checkpoints=1, seed=0, ray=False,
+                      warm_start="never")
     tr = Trainer(cfg, log=lambda s: None).setup()
     learner, engine = tr.backend.learner, tr.backend.engine
     before = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
@@ -177,6 +178,7 @@ def test_train_two_real_steps_smollm2(smol, tmp_path):
     ck = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
     assert (ck / "model" / "config.json").exists() and (ck / "optimizer.pt").exists()
     assert json.loads((ck / "train_state.json").read_text())["step"] == 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_000002"]  # step 1's pruned
     import pyarrow.parquet as pq
 
     rows = pq.read_table(run / "trajectories.parquet").to_pylist()
@@ -190,7 +192,7 @@ def test_resume_continues_from_checkpoint(tiny_dir, tmp_path):
 
     base = dict(collection="E_CART", model=tiny_dir, out=str(tmp_path / "run"), group_size=2, tasks_per_step=1,
                 max_new_tokens=3, max_sampling_rounds=1, catalog_size=2000, checkpoint_every=1, tool_format="none",
-                ray=False, warm_start="never")
+                ray=False, warm_start="never", keep_checkpoints=1)
     t1 = Trainer(TrainConfig(steps=1, **base), log=lambda s: None)
     t1.run()
     leased = t1.backend.curriculum.next_task
@@ -198,10 +200,28 @@ def test_resume_continues_from_checkpoint(tiny_dir, tmp_path):
     assert t2.step == 1 and t2.backend.curriculum.next_task == leased
     t2.run()
     assert t2.step == 2 and t2.backend.curriculum.next_task > leased
+    checkpoints = Path(t2.run_dir) / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step_000002"]  # the resumed-from one pruned
+    t3 = Trainer(TrainConfig(steps=2, resume=str(tmp_path / "run"), **base), log=lambda s: None).setup()
+    assert t3.step == 2  # the pruned run still resumes from its newest checkpoint
     import pyarrow.parquet as pq
 
     assert len(pq.read_table(Path(t2.run_dir) / "trajectories.parquet")) == 4
     assert (Path(t2.run_dir) / "summary.md").exists()
+
+
+def test_prune_checkpoints_keeps_the_newest_and_the_latest(tmp_path):
+    from ecomrlve.actors.train import prune_checkpoints
+
+    for step in (1, 2, 10, 11, 30):
+        (tmp_path / f"step_{step:06d}" / "model").mkdir(parents=True)
+    (tmp_path / "latest").write_text("step_000030\n")
+    assert prune_checkpoints(tmp_path, 0, keep="step_000030") == []
+    assert prune_checkpoints(tmp_path, 2, keep="step_000030") == ["step_000001", "step_000002", "step_000010"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step_000011", "step_000030"]
+    # the directory `latest` names survives even when it is not among the newest
+    assert prune_checkpoints(tmp_path, 1, keep="step_000011") == []
+    assert prune_checkpoints(tmp_path, 1, keep="step_000030") == ["step_000011"]
 
 
 def test_train_config_errors_name_the_field():
@@ -209,6 +229,8 @@ def test_train_config_errors_name_the_field():
 
     with pytest.raises(ValueError, match="group_size"):
         TrainConfig(group_size=1)
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        TrainConfig(keep_checkpoints=-1)
     with pytest.raises(ValueError, match="unknown environment"):
         TrainConfig(collection="C9")
     with pytest.raises(ValueError, match="bogus"):
@@ -533,7 +555,8 @@ def test_ray_train_two_steps_through_env_workers(ray_local, smol, tmp_path):
     cfg = TrainConfig(collection="E_CART", steps=2, out=str(tmp_path / "run"), group_size=4, tasks_per_step=1,
                       max_new_tokens=4, prefill='{"tool_calls": [{"name": "user_get_visit_history", "args": {}}]',
                       lenient=True, tool_format="none", axes={"T_max": 1}, catalog_size=2000, max_sampling_rounds=4,
-                      checkpoint_every=1, seed=0, workers=2, shards=1, max_staleness=1, sync=False, warm_start="never")
+                      checkpoint_every=2, seed=0, workers=2, shards=1, max_staleness=1, sync=False,
+                      warm_start="never")  # one 1.6 GB checkpoint, at the end
     tr = Trainer(cfg, log=lambda s: None).setup()
     first = tr.checksum
     assert tr.version == 0 and tr.backend.overlap
