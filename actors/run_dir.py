@@ -175,28 +175,25 @@ def read_trajectories(run_dir) -> pa.Table:
 class TrajectoryWriterImpl:
     """Appends trajectory records to ``<run_dir>/trajectories.parquet``.
 
-    With `append` (a resumed run) the episodes already in the file are kept: they are read,
-    the old file is moved aside, and they are written first into the new file (the moved
-    file is deleted only once they are); their ids count as written, so a re-run episode is
-    dropped as a duplicate."""
+    Rows go to ``trajectories.parquet.partial``, which `close` moves into place: a parquet
+    file is readable only once its footer is written, so until then the previous
+    ``trajectories.parquet`` is left whole. With `append` (a resumed run) the episodes
+    already in that file are written first and their ids count as written, so a re-run
+    episode is dropped as a duplicate. A run killed before `close` therefore leaves the file
+    as the last closed run wrote it (resuming reads it again), never a file without a footer."""
 
     def __init__(self, run_dir: str, row_group: int = 256, append: bool = False):
         self.path = Path(run_dir) / TRAJECTORY_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_suffix(".parquet.partial")
         self.row_group = max(1, int(row_group))
-        old = None
-        if append and self.path.exists():
-            old = pq.read_table(self.path)
-            prev = self.path.with_suffix(".parquet.prev")
-            os.replace(self.path, prev)
-        self._writer = pq.ParquetWriter(str(self.path), TRAJECTORY_SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(str(self.partial), TRAJECTORY_SCHEMA, compression="zstd")
         self._buffer: list[dict] = []
         self.ids: set[int] = set()
         self.duplicates = 0
-        if old is not None:
-            self.write(old.to_pylist())
+        if append and self.path.exists():
+            self.write(pq.read_table(self.path).to_pylist())
             self.flush()
-            prev.unlink()
 
     def write(self, records: Sequence[dict]) -> int:
         """Buffer `records` (a resolved ObjectRef when called through Ray); returns how
@@ -220,10 +217,12 @@ class TrajectoryWriterImpl:
             self._buffer = []
 
     def close(self) -> dict:
-        self.flush()
+        """Write the footer and move the file into place (idempotent)."""
         if self._writer is not None:
+            self.flush()
             self._writer.close()
             self._writer = None
+            os.replace(self.partial, self.path)
         return {"path": str(self.path), "episodes": len(self.ids), "duplicates_dropped": self.duplicates}
 
 

@@ -166,3 +166,23 @@ def test_trajectory_writer_append_keeps_earlier_episodes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [TRAJECTORY_FILE]
     TrajectoryWriterImpl(str(tmp_path)).close()  # without append a new run starts empty
     assert pq.read_table(tmp_path / TRAJECTORY_FILE).num_rows == 0
+
+
+def test_trajectory_writer_killed_before_close_leaves_the_last_closed_file(tmp_path):
+    """A run killed mid-way (never closed) must not leave a parquet file without a footer:
+    the last closed file stays readable and a resumed run appends to it."""
+    from ecomrlve.actors.run_dir import TRAJECTORY_FILE, TrajectoryWriterImpl
+
+    w = TrajectoryWriterImpl(str(tmp_path))
+    w.write([_rec(1), _rec(2)])
+    w.close()
+    killed = TrajectoryWriterImpl(str(tmp_path), append=True)
+    killed.write([_rec(i) for i in range(3, 303)])  # past a row group: rows flushed to the unfinished file
+    del killed  # no close: as if the process died
+    assert pq.read_table(tmp_path / TRAJECTORY_FILE).column("episode_id").to_pylist() == [1, 2]
+    w = TrajectoryWriterImpl(str(tmp_path), append=True)
+    w.write([_rec(3), _rec(4)])
+    assert w.close()["episodes"] == 4
+    assert pq.read_table(tmp_path / TRAJECTORY_FILE).column("episode_id").to_pylist() == [1, 2, 3, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [TRAJECTORY_FILE]
+    assert w.close()["episodes"] == 4  # closing twice is harmless
