@@ -27,10 +27,10 @@ from ecomrlve.catalog_service.catalog import CatalogDir
 
 from .config import add_command, arg
 
-from .evaluate import DEFAULT_CATALOG_SIZE, load_catalog
+from .evaluate import DEFAULT_CATALOG_SIZE, EPISODES_FILE, load_catalog
 from .rollout import Episode
+from .run_dir import TRAJECTORY_FILE, TRAJECTORY_PARTS, trajectory_files
 
-TRAJECTORY_FILES = ("trajectories.parquet", "episodes.parquet")
 REWARD_FIELDS = ("r_task", "r_eff", "r_hall", "r_total", "is_correct", "termination_reason", "turns")
 
 __all__ = ["ReplayResult", "ReplayConfig", "replay_episode", "load_episode", "add_replay_commands", "REWARD_FIELDS"]
@@ -54,13 +54,17 @@ class ReplayResult:
         return not self.diffs
 
 
-def _trajectory_file(run_dir: Path) -> Path:
-    for name in TRAJECTORY_FILES:
-        if (run_dir / name).is_file():
-            return run_dir / name
+def _trajectory_files(run_dir: Path) -> list[Path]:
+    """A parquet file given directly; else a run directory's trajectories (closed file and
+    parts alike, so a killed run replays too); else an eval directory's episodes."""
     if run_dir.is_file() and run_dir.suffix == ".parquet":
-        return run_dir
-    raise ReplayError(f"{run_dir}: no {' or '.join(TRAJECTORY_FILES)}")
+        return [run_dir]
+    files = trajectory_files(run_dir)
+    if files:
+        return files
+    if (run_dir / EPISODES_FILE).is_file():
+        return [run_dir / EPISODES_FILE]
+    raise ReplayError(f"{run_dir}: no {TRAJECTORY_FILE} (or {TRAJECTORY_PARTS}/) and no {EPISODES_FILE}")
 
 
 def load_episode(run_dir, episode_id: int) -> tuple[dict, dict]:
@@ -68,11 +72,12 @@ def load_episode(run_dir, episode_id: int) -> tuple[dict, dict]:
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ReplayError(f"{run_dir}: no such run directory")
-    path = _trajectory_file(run_dir)
-    table = pq.read_table(path)
-    rows = table.filter(pc.equal(table["episode_id"], int(episode_id))).to_pylist()
+    rows = []
+    for path in _trajectory_files(run_dir):
+        table = pq.read_table(path)
+        rows += table.filter(pc.equal(table["episode_id"], int(episode_id))).to_pylist()
     if not rows:
-        raise ReplayError(f"{path}: no episode {episode_id}")
+        raise ReplayError(f"{run_dir}: no episode {episode_id}")
     cfg_path = (run_dir if run_dir.is_dir() else run_dir.parent) / "config.json"
     config = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
     return rows[0], config

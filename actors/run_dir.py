@@ -2,15 +2,17 @@
 
     runs/<timestamp>/
         config.json              the run's configuration
-        trajectories.parquet     one row per episode (schema: TRAJECTORY_SCHEMA)
+        trajectories.parquet     one row per episode (schema: TRAJECTORY_SCHEMA), once the run closes
+        trajectories.parts/      until then: the flushed records, one whole parquet file a flush
         curriculum.json          the curriculum state (checkpointed during the run, final at the end)
         summary.md               per-environment table: episodes, success, reward, turns, window
         difficulty.png           difficulty of each finished episode per env (and the window h)
         success.png              rolling success rate per env over its episodes
 
 Trajectories reach `TrajectoryWriter` (a Ray actor) as ObjectRefs: the driver never
-materialises them. The writer appends row groups to the parquet file and drops an episode id
-it has already written, so a re-dispatched task can never appear twice.
+materialises them. The writer flushes them as whole parquet parts while the run goes (a killed
+run keeps all but its last unflushed records), merges them into one file at close, and drops
+an episode id it has already written, so a re-dispatched task can never appear twice.
 
 Where the directory goes (`RunOutput`): ``--out`` is a local path or a pyarrow filesystem URI
 (``s3://bucket/runs/x``, ``gs://...``, ``file:///mnt/shared/x``; anything
@@ -31,6 +33,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -39,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 TRAJECTORY_FILE = "trajectories.parquet"
+TRAJECTORY_PARTS = "trajectories.parts"  # a run's flushed parts until it closes
 CURRICULUM_FILE = "curriculum.json"
 SUMMARY_FILE = "summary.md"
 CONFIG_FILE = "config.json"
@@ -64,7 +68,7 @@ TRAJECTORY_SCHEMA = pa.schema([
 
 __all__ = ["TRAJECTORY_SCHEMA", "TrajectoryWriter", "new_run_dir", "RunOutput", "check_out", "in_ray_job",
            "default_runs_root", "write_summary", "write_plots",
-           "read_trajectories", "TRAJECTORY_FILE", "CURRICULUM_FILE", "SUMMARY_FILE", "CONFIG_FILE"]
+           "read_trajectories", "trajectory_files", "TRAJECTORY_FILE", "TRAJECTORY_PARTS", "CURRICULUM_FILE", "SUMMARY_FILE", "CONFIG_FILE"]
 
 
 JOB_RUNS_ROOT = "~/ecomrlve_runs"  # the run directories of `ray job submit` runs without --out
@@ -168,36 +172,71 @@ def new_run_dir(out: str | None = None, root: str | os.PathLike | None = None) -
     return path.resolve()
 
 
+def trajectory_files(run_dir) -> list[Path]:
+    """The parquet files holding a run directory's trajectories, in write order: the closed
+    ``trajectories.parquet`` (if any), then the parts of a run that has not closed (a live
+    run, or one killed before closing). Their episode ids are disjoint."""
+    run_dir = Path(run_dir)
+    closed = run_dir / TRAJECTORY_FILE
+    parts = sorted((run_dir / TRAJECTORY_PARTS).glob("part-*.parquet"))
+    return ([closed] if closed.is_file() else []) + parts
+
+
 def read_trajectories(run_dir) -> pa.Table:
-    return pq.read_table(Path(run_dir) / TRAJECTORY_FILE)
+    """Every trajectory a run directory holds (`trajectory_files`), as one table.
+    Raises FileNotFoundError naming the directory when it holds none."""
+    files = trajectory_files(run_dir)
+    if not files:
+        raise FileNotFoundError(f"{run_dir}: no {TRAJECTORY_FILE} and no {TRAJECTORY_PARTS}/ parts")
+    return pa.concat_tables([pq.read_table(f).select(TRAJECTORY_SCHEMA.names).cast(TRAJECTORY_SCHEMA)
+                             for f in files])
 
 
 class TrajectoryWriterImpl:
-    """Appends trajectory records to ``<run_dir>/trajectories.parquet``.
+    """Writes a run's trajectory records to ``<run_dir>/trajectories.parquet``, durably as it goes.
 
-    Rows go to ``trajectories.parquet.partial``, which `close` moves into place: a parquet
-    file is readable only once its footer is written, so until then the previous
-    ``trajectories.parquet`` is left whole. With `append` (a resumed run) the episodes
-    already in that file are written first and their ids count as written, so a re-run
-    episode is dropped as a duplicate. A run killed before `close` therefore leaves the file
-    as the last closed run wrote it (resuming reads it again), never a file without a footer."""
+    Every `flush` (each `row_group` new records, or the first `write` at least `flush_every_s`
+    seconds after the previous flush) writes one whole parquet file,
+    ``trajectories.parts/part-NNNNNN.parquet``, under a temporary name renamed into place, so a
+    part is complete or absent. `close` (idempotent) merges the closed file, then the parts,
+    into ``trajectories.parquet`` (written as ``.partial`` and renamed) and deletes the parts.
+    A run killed before `close` therefore loses at most its unflushed records (under
+    `row_group`, and under `flush_every_s` of them): `read_trajectories`, `ecomrlve replay`
+    and SFT read the closed file and the parts alike.
 
-    def __init__(self, run_dir: str, row_group: int = 256, append: bool = False):
-        self.path = Path(run_dir) / TRAJECTORY_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    With `append` (a resumed run) the episodes already in the directory, closed file and
+    parts left by a killed run, count as written, so a re-run episode is dropped as a
+    duplicate and the earlier record is kept. Without `append` a new run replaces what the
+    directory held. Merging streams row groups: memory stays one row group, whatever the
+    run's length."""
+
+    def __init__(self, run_dir: str, row_group: int = 256, append: bool = False, flush_every_s: float = 30.0):
+        run_dir = Path(run_dir)
+        self.path = run_dir / TRAJECTORY_FILE
+        self.parts = run_dir / TRAJECTORY_PARTS
         self.partial = self.path.with_suffix(".parquet.partial")
         self.row_group = max(1, int(row_group))
-        self._writer = pq.ParquetWriter(str(self.partial), TRAJECTORY_SCHEMA, compression="zstd")
+        self.flush_every_s = float(flush_every_s)
         self._buffer: list[dict] = []
         self.ids: set[int] = set()
         self.duplicates = 0
-        if append and self.path.exists():
-            self.write(pq.read_table(self.path).to_pylist())
-            self.flush()
+        self._closed = False
+        if not append:
+            self.path.unlink(missing_ok=True)
+            shutil.rmtree(self.parts, ignore_errors=True)
+        self.parts.mkdir(parents=True, exist_ok=True)
+        for stale in self.parts.glob("*.tmp"):  # a part a killed run was writing: never renamed, so not whole
+            stale.unlink()
+        for f in trajectory_files(run_dir):
+            self.ids.update(pq.read_table(f, columns=["episode_id"]).column("episode_id").to_pylist())
+        self._next_part = 1 + max((int(f.stem.split("-")[1]) for f in self.parts.glob("part-*.parquet")), default=-1)
+        self._last_flush = time.monotonic()
 
     def write(self, records: Sequence[dict]) -> int:
         """Buffer `records` (a resolved ObjectRef when called through Ray); returns how
         many were new."""
+        if self._closed:
+            raise RuntimeError(f"{self.path}: the trajectory writer is closed")
         n = 0
         for rec in records:
             eid = int(rec["episode_id"])
@@ -207,22 +246,34 @@ class TrajectoryWriterImpl:
             self.ids.add(eid)
             self._buffer.append({k: rec.get(k) for k in TRAJECTORY_SCHEMA.names})
             n += 1
-        if len(self._buffer) >= self.row_group:
+        if len(self._buffer) >= self.row_group or time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
         return n
 
     def flush(self) -> None:
-        if self._buffer:
-            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=TRAJECTORY_SCHEMA))
-            self._buffer = []
+        """Write the buffered records as the next part (nothing when the buffer is empty)."""
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        part = self.parts / f"part-{self._next_part:06d}.parquet"
+        tmp = part.with_suffix(".parquet.tmp")
+        pq.write_table(pa.Table.from_pylist(self._buffer, schema=TRAJECTORY_SCHEMA), tmp, compression="zstd")
+        os.replace(tmp, part)
+        self._next_part += 1
+        self._buffer = []
 
     def close(self) -> dict:
-        """Write the footer and move the file into place (idempotent)."""
-        if self._writer is not None:
+        """Merge the closed file and the parts into ``trajectories.parquet`` (idempotent)."""
+        if not self._closed:
             self.flush()
-            self._writer.close()
-            self._writer = None
+            with pq.ParquetWriter(str(self.partial), TRAJECTORY_SCHEMA, compression="zstd") as out:
+                for f in trajectory_files(self.path.parent):
+                    for batch in pq.ParquetFile(f).iter_batches(batch_size=self.row_group):
+                        table = pa.Table.from_batches([batch])
+                        out.write_table(table.select(TRAJECTORY_SCHEMA.names).cast(TRAJECTORY_SCHEMA))
             os.replace(self.partial, self.path)
+            shutil.rmtree(self.parts, ignore_errors=True)
+            self._closed = True
         return {"path": str(self.path), "episodes": len(self.ids), "duplicates_dropped": self.duplicates}
 
 

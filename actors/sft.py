@@ -13,7 +13,7 @@ from typing import Callable, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from .config import arg, require_extra
-from .run_dir import write_json_atomic
+from .run_dir import trajectory_files, write_json_atomic
 
 __all__ = ["SftConfig", "cmd_sft", "run_sft", "sft_examples", "read_episodes", "check_model", "ToolFormat"]
 
@@ -40,11 +40,7 @@ def read_episodes(run_dir) -> list[dict]:
     if p.is_file():
         files = [p]
     else:
-        try:
-            from .run_dir import TRAJECTORY_FILE
-        except ImportError:
-            TRAJECTORY_FILE = "trajectories.parquet"  # noqa: N806
-        files = [p / TRAJECTORY_FILE] if (p / TRAJECTORY_FILE).exists() else sorted(p.glob("*.parquet"))
+        files = trajectory_files(p) or sorted(p.glob("*.parquet"))
     if not files:
         raise ValueError(f"{run_dir}: no trajectories parquet found")
     rows = []

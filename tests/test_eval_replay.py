@@ -177,8 +177,9 @@ def test_eval_cli(tmp_path, capsys):
 # --------------------------------------------------------------------------- replay
 
 
-def _record_run(run_dir, catalog, env_id="E_CART", n=3):
-    """A run directory in actors/run_dir.py's schema, written without Ray."""
+def _record_run(run_dir, catalog, env_id="E_CART", n=3, close=True):
+    """A run directory in actors/run_dir.py's schema, written without Ray (`close=False`:
+    as a run killed after flushing its records leaves it)."""
     from ecomrlve.actors.rollout import Episode, play
     from ecomrlve.actors.run_dir import TrajectoryWriterImpl, write_config
     from ecomrlve.policies import HeuristicPolicy
@@ -188,7 +189,10 @@ def _record_run(run_dir, catalog, env_id="E_CART", n=3):
         episode = Episode({"env_id": env_id, "difficulty": 2 + i, "seed": i, "episode_id": 100 + i}, catalog=catalog)
         play([episode], lambda e: HeuristicPolicy())
         writer.write([episode.record("heuristic", "test", wall_ms=1.0)])
-    writer.close()
+    if close:
+        writer.close()
+    else:
+        writer.flush()
     write_config(run_dir, {"catalog_size": 20_000, "catalog_seed": 0, "catalog_dir": None, "shopper_backend": "template"})
 
 
@@ -205,6 +209,16 @@ def test_replay_reproduces_recorded_rewards(catalog, tmp_path, capsys):
     assert "identical" in out and "shopper" in out and "r_total" in out
     assert _cli("replay", str(run), "999") == 2
     assert _cli("replay", str(tmp_path / "missing"), "1") == 2
+
+
+def test_replay_an_episode_of_a_killed_run(catalog, tmp_path):
+    """A run killed before closing has only trajectory parts: replay reads them."""
+    _require("E_CART")
+    run = tmp_path / "run"
+    _record_run(run, catalog, n=2, close=False)
+    assert not (run / "trajectories.parquet").exists()
+    assert replay_episode(run, 101, catalog=catalog).identical
+    assert _cli("replay", str(run), "101", "--quiet") == 0
 
 
 def test_replay_detects_a_different_reward(catalog, tmp_path, capsys):

@@ -168,21 +168,43 @@ def test_trajectory_writer_append_keeps_earlier_episodes(tmp_path):
     assert pq.read_table(tmp_path / TRAJECTORY_FILE).num_rows == 0
 
 
-def test_trajectory_writer_killed_before_close_leaves_the_last_closed_file(tmp_path):
-    """A run killed mid-way (never closed) must not leave a parquet file without a footer:
-    the last closed file stays readable and a resumed run appends to it."""
-    from ecomrlve.actors.run_dir import TRAJECTORY_FILE, TrajectoryWriterImpl
+def test_trajectory_writer_killed_run_keeps_its_flushed_parts_and_resume_takes_them_over(tmp_path):
+    """A run killed mid-way (never closed) loses only its unflushed records: the last closed
+    file stays whole, every flushed part is a whole parquet file that `read_trajectories`
+    reads, a half-written part is ignored, and a resumed run counts all of it as written."""
+    from ecomrlve.actors.run_dir import TRAJECTORY_FILE, TRAJECTORY_PARTS, TrajectoryWriterImpl, read_trajectories
+    from ecomrlve.actors.sft import read_episodes
 
     w = TrajectoryWriterImpl(str(tmp_path))
     w.write([_rec(1), _rec(2)])
     w.close()
-    killed = TrajectoryWriterImpl(str(tmp_path), append=True)
-    killed.write([_rec(i) for i in range(3, 303)])  # past a row group: rows flushed to the unfinished file
+    killed = TrajectoryWriterImpl(str(tmp_path), append=True, row_group=100)
+    killed.write([_rec(i) for i in range(3, 253)])  # past a row group: flushed as one part
+    killed.write([_rec(i) for i in range(253, 290)])  # 37 records stay in the buffer
     del killed  # no close: as if the process died
+    (tmp_path / TRAJECTORY_PARTS / "part-000009.parquet.tmp").write_bytes(b"PAR1 half a part")  # died mid-flush
     assert pq.read_table(tmp_path / TRAJECTORY_FILE).column("episode_id").to_pylist() == [1, 2]
+    assert read_trajectories(tmp_path).column("episode_id").to_pylist() == list(range(1, 253))
+    assert [r["episode_id"] for r in read_episodes(tmp_path)] == list(range(1, 253))  # SFT reads it too
     w = TrajectoryWriterImpl(str(tmp_path), append=True)
-    w.write([_rec(3), _rec(4)])
-    assert w.close()["episodes"] == 4
-    assert pq.read_table(tmp_path / TRAJECTORY_FILE).column("episode_id").to_pylist() == [1, 2, 3, 4]
+    assert w.write([_rec(252), _rec(253), _rec(254)]) == 2  # 252 was flushed before the kill
+    assert w.close() == {"path": str(tmp_path / TRAJECTORY_FILE), "episodes": 254, "duplicates_dropped": 1}
+    assert pq.read_table(tmp_path / TRAJECTORY_FILE).column("episode_id").to_pylist() == list(range(1, 255))
     assert sorted(p.name for p in tmp_path.iterdir()) == [TRAJECTORY_FILE]
-    assert w.close()["episodes"] == 4  # closing twice is harmless
+    assert w.close()["episodes"] == 254  # closing twice is harmless
+    with pytest.raises(RuntimeError, match="closed"):
+        w.write([_rec(999)])
+
+
+def test_trajectory_writer_flushes_a_part_after_flush_every_s(tmp_path):
+    """At LLM speed a row group can take an hour: a write after `flush_every_s` flushes what
+    is buffered, so a kill loses at most that long of episodes."""
+    from ecomrlve.actors.run_dir import TRAJECTORY_PARTS, TrajectoryWriterImpl, read_trajectories
+
+    w = TrajectoryWriterImpl(str(tmp_path), flush_every_s=3600)
+    w.write([_rec(1)])
+    assert not list((tmp_path / TRAJECTORY_PARTS).iterdir())
+    w.flush_every_s = 0.0
+    w.write([_rec(2)])
+    assert [p.name for p in (tmp_path / TRAJECTORY_PARTS).iterdir()] == ["part-000000.parquet"]
+    assert read_trajectories(tmp_path).column("episode_id").to_pylist() == [1, 2]
