@@ -542,6 +542,8 @@ def test_ray_learner_pushes_verified_weights_to_policy_engine(ray_local, tiny_di
                 ray.kill(locals()[actor], no_restart=True)
 
 
+@pytest.mark.slow  # 85 s on 2 cores; the default run keeps the Ray path (tiny model, checkpoint + resume below)
+# and real SmolLM2 updates (test_train_two_real_steps_smollm2)
 def test_ray_train_two_steps_through_env_workers(ray_local, smol, tmp_path):
     """`ecomrlve train` on the actor system: the scheduler leases tasks, EnvWorkers play
     them (catalog shards, the shopper on Serve) with SmolLM2 in a PolicyEngine, the Learner
