@@ -42,13 +42,17 @@ class Transcript:
         return " ".join(self.user_texts()).lower()
 
     def results(self, tool: str) -> list[dict]:
+        """`tool`'s results in call order; an error result (``{"error": ...}``, e.g. an
+        unknown id) is not a result and is left out."""
         out = []
         for m in self.messages:
             if m["role"] == "tool" and m.get("name") == tool:
                 try:
-                    out.append(json.loads(m["content"]))
+                    result = json.loads(m["content"])
                 except json.JSONDecodeError:
                     continue
+                if isinstance(result, dict) and "error" not in result:
+                    out.append(result)
         return out
 
     def called(self, tool: str) -> int:
@@ -159,7 +163,7 @@ def bundle_strategy(t: Transcript) -> dict:
     m = _CATEGORY_LIST.search(text)
     names = [n.strip() for n in re.split(r",| and ", m.group(1))] if m else []
     names = [n for n in names if n]
-    searched = {r["query"]: r.get("results", []) for r in t.results("catalog_search")}
+    searched = {r.get("query"): r.get("results", []) for r in t.results("catalog_search")}
     todo = [n for n in names if n not in searched]
     if todo and t.turns_left() > 1:
         return {"tool_calls": [call("catalog_search", query=n, filters={"in_stock": True}, top_k=10)
@@ -228,6 +232,7 @@ def _pick(text: str, table, default: str) -> str:
 
 
 ORDER_QUESTION = "Which order do you mean?"
+NO_ORDER = {"assistant_message": "I can't find any order on your account."}  # order_list listed none
 
 
 def _order_unnamed(t: Transcript) -> bool:
@@ -249,11 +254,13 @@ def status_strategy(t: Transcript) -> dict:
     if ask:
         return {"tool_calls": [call("ask_user", question=ORDER_QUESTION)]}
     order_id = _best_order(t)
+    if order_id is None:
+        return dict(NO_ORDER)
     got = {r.get("order_id"): r for r in t.results("order_get")}
     if order_id not in got:
         return {"tool_calls": [call("order_get", order_id=order_id)]}
     order = got[order_id]
-    answer = {"selected_order_id": order_id, "order_status": order["status"]}
+    answer = {"selected_order_id": order_id, "order_status": order.get("status")}
     if order.get("eta") and any(w in t.user_text() for w in ("when", "arrive", "eta", "deliver")):
         answer["eta"] = order["eta"]
     return {"answer": answer}
@@ -269,6 +276,8 @@ def return_strategy(t: Transcript) -> dict:
         return {"tool_calls": calls}
     text = t.user_text()
     order_id = _best_order(t)
+    if order_id is None:
+        return dict(NO_ORDER)
     got = {r.get("order_id"): r for r in t.results("order_get")}
     if order_id not in got:
         return {"tool_calls": [call("order_get", order_id=order_id)]}

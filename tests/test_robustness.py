@@ -28,6 +28,7 @@ def _assert_clean(rep, n):
     assert rep.actions == n
     assert rep.escapes == [], rep.escapes[:3]
     assert rep.violations == [], rep.violations[:3]
+    assert rep.policy_errors == {}  # the heuristic reads fuzzed histories (error results included) without raising
     return summary
 
 
@@ -41,9 +42,32 @@ def test_fuzzed_actions_never_escape_step(catalog):
 @pytest.mark.slow
 def test_fuzzed_actions_never_escape_step_at_scale(catalog):
     rep = fuzz_episodes(catalog, SLOW_FUZZ, seed=2, p_fuzz=0.7, well_behaved=lambda env: HeuristicPolicy())
-    summary = _assert_clean(rep, SLOW_FUZZ)
-    assert summary["step_ms_p99"] < 100  # generous: a step is about 0.2 ms at the median
-    assert summary["step_ms_max"] < 1_000
+    _assert_clean(rep, SLOW_FUZZ)  # step times are printed, not asserted (benchmarks/ measures speed)
+
+
+def test_heuristic_skips_error_results_and_an_empty_order_list():
+    """A tool error (``{"error": ...}``) is not a result: an order_get error must not be read
+    as the order, and with no orders to look at the heuristic says so instead of calling
+    order_get without an id."""
+    from ecomrlve.policies.heuristic import Transcript, status_strategy
+
+    def obs(*tool_results):
+        msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "Where is order W1234567?"}]
+        msgs += [{"role": "tool", "name": name, "content": json.dumps(r)} for name, r in tool_results]
+        return {"messages": msgs, "tool_budget": 3, "turn_budget": 8, "turn": 1, "turns_left": 7}
+
+    listed = ("order_list", {"orders": [{"order_id": "W1234567", "items": ["Lamp"]}]})
+    t = Transcript(obs(listed, ("order_get", {"error": "no order with id 'W1'"})))
+    assert t.results("order_get") == []
+    assert status_strategy(t) == {"tool_calls": [{"name": "order_get", "args": {"order_id": "W1234567"}}]}
+    got = ("order_get", {"order_id": "W1234567", "status": "shipped"})
+    assert status_strategy(Transcript(obs(listed, got))) == {
+        "answer": {"selected_order_id": "W1234567", "order_status": "shipped"}}
+    empty = Transcript(obs(("order_list", {"orders": []})))
+    empty.messages[1]["content"] = "Where is my order?"  # no id, and already asked which order:
+    empty.messages.insert(2, {"role": "assistant", "tool_calls": [
+        {"function": {"name": "ask_user", "arguments": "{}"}}]})
+    assert status_strategy(empty) == {"assistant_message": "I can't find any order on your account."}
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
