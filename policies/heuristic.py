@@ -300,13 +300,74 @@ def return_strategy(t: Transcript) -> dict:
 DEFAULT_INTENT = "E_PD"  # a journey request no intent words match
 
 
+# words of a shopper's lead into a new request ("Thanks! One more thing."): a leading sentence
+# made only of these carries nothing to search for
+LEAD_WORDS = frozenset(
+    "thanks thank great perfect okay ok alright all right one more thing another request something else too "
+    "there's there have got also".split())
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def drop_lead(text: str) -> str:
+    """`text` without its leading sentences that hold only `LEAD_WORDS` (the rest unchanged)."""
+    sentences = _SENTENCE_END.split(text)
+    i = 0
+    while i < len(sentences) - 1 and set(re.findall(r"[a-z']+", sentences[i].lower())) - STOP <= LEAD_WORDS:
+        i += 1
+    return " ".join(sentences[i:])
+
+
+def _osa_within(a: str, b: str, budget: int) -> bool:
+    """Optimal-string-alignment distance of `a` and `b` (swap, drop, double, wrong key: one
+    edit each) is at most `budget`."""
+    if abs(len(a) - len(b)) > budget:
+        return False
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if prev2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > budget:
+            return False
+        prev2, prev = prev, cur
+    return prev[-1] <= budget
+
+
+def _typo_match(phrase: str, words: list[str]) -> bool:
+    """`phrase` occurs in `words` with at most one typo per 7 letters (at least one)."""
+    n = len(phrase.split())
+    budget = 1 + len(phrase) // 8
+    return any(_osa_within(phrase, " ".join(words[i:i + n]), budget)
+               for i in range(len(words) - n + 1))
+
+
+def request_kind(text: str) -> str:
+    """The kind of request `text` (lower case) is: the first kind whose intent words occur
+    in it; failing that (a shopper's typos), the first whose words occur with typos; else
+    `DEFAULT_INTENT`."""
+    table = intent_table()
+    kind = next((k for k, phrases in table if any(w in text for w in phrases)), None)
+    if kind is None:
+        words = re.findall(r"[a-z']+:?", text)
+        kind = next((k for k, phrases in table if any(len(w) >= 4 and _typo_match(w, words) for w in phrases)),
+                    DEFAULT_INTENT)
+    return kind
+
+
 def journey_strategy(t: Transcript) -> dict:
-    """Treat the messages since the last answer as one request; guess its kind from words."""
+    """Treat the messages since the last answer as one request, its shopper's lead
+    ("Thanks! One more thing.") dropped; guess its kind from words."""
     start = max((i for i, m in enumerate(t.messages) if m["role"] == "assistant" and "answer" in m), default=0)
-    sub_obs = dict(t.obs, messages=[t.messages[0]] + t.messages[start + 1:])
-    sub = Transcript(sub_obs)
+    messages = [t.messages[0]] + t.messages[start + 1:]
+    if start:
+        at = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+        if at is not None:
+            messages[at] = dict(messages[at], content=drop_lead(messages[at]["content"]))
+    sub = Transcript(dict(t.obs, messages=messages))
     first = next((m["content"].lower() for m in sub.messages if m["role"] == "user"), "")
-    kind = next((k for k, words in intent_table() if any(w in first for w in words)), DEFAULT_INTENT)
+    kind = request_kind(first)
     action = strategy_for(kind)(sub)
     if "answer" in action:
         action["answer"] = dict(action["answer"], env=kind)
