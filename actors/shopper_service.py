@@ -51,7 +51,7 @@ BATCH_WAIT_TIMEOUT_S = 0.005  # how long the first request of a batch waits for 
 MAX_OPEN_BATCHES = 1024
 
 __all__ = [
-    "ShopperBackend", "TemplateBackend", "register_backend", "make_backend", "ShopperService", "deploy_shopper",
+    "ShopperBackend", "TemplateBackend", "register_backend", "make_backend", "backend_factory", "backend_wants_gpu", "ShopperService", "deploy_shopper",
     "ShopperClient", "LocalShopperClient", "EpisodePhraser", "phrase_request", "validate_request", "phrase_batch_of",
     "APP_NAME",
     "MAX_BATCH_SIZE", "BATCH_WAIT_TIMEOUT_S",
@@ -101,8 +101,9 @@ def register_backend(name: str, factory: Callable[..., ShopperBackend] | str) ->
     _BACKENDS[name] = factory
 
 
-def make_backend(name: str, options: dict | None = None) -> ShopperBackend:
-    """Backend `name`: a registered name, or any ``"module:Class"`` import path."""
+def backend_factory(name: str) -> Callable[..., ShopperBackend]:
+    """The factory of backend `name` (a registered name, or any ``"module:Class"`` import
+    path), imported if need be; raises ValueError naming an unknown backend."""
     factory = _BACKENDS.get(name, name if ":" in name else None)
     if factory is None:
         raise ValueError(f"unknown shopper backend {name!r}; known: {', '.join(sorted(_BACKENDS))} "
@@ -112,7 +113,18 @@ def make_backend(name: str, options: dict | None = None) -> ShopperBackend:
 
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)
-    return factory(**(options or {}))
+    return factory
+
+
+def backend_wants_gpu(name: str) -> bool:
+    """Whether backend `name` declares ``wants_gpu = True`` (a model that runs on a GPU when
+    its replica has one: the LLM backend); such replicas are placed on GPU nodes."""
+    return bool(getattr(backend_factory(name), "wants_gpu", False))
+
+
+def make_backend(name: str, options: dict | None = None) -> ShopperBackend:
+    """Backend `name`: a registered name, or any ``"module:Class"`` import path."""
+    return backend_factory(name)(**(options or {}))
 
 
 def validate_request(request: Any) -> dict:
@@ -258,16 +270,20 @@ def deploy_shopper(
     resources: dict | None = None,
     max_batch_size: int = MAX_BATCH_SIZE,
     batch_wait_timeout_s: float = BATCH_WAIT_TIMEOUT_S,
+    num_gpus: float = 0.0,
 ):
     """Start the shopper application (Serve with no HTTP proxy) and return its handle.
     `max_batch_size` / `batch_wait_timeout_s` shape the ``@serve.batch`` queue of a
-    batching backend (``max_batch_size=1`` calls the backend one request at a time)."""
+    batching backend (``max_batch_size=1`` calls the backend one request at a time).
+    `resources` / `num_gpus` go to each replica's actor options (placement)."""
     from ray import serve
 
     serve.start(proxy_location="Disabled")
     actor_opts: dict = {"num_cpus": num_cpus}
     if resources:
         actor_opts["resources"] = dict(resources)
+    if num_gpus:
+        actor_opts["num_gpus"] = float(num_gpus)
     app = _deployment_class().options(
         num_replicas=num_replicas,
         max_ongoing_requests=max(1, int(max_ongoing_requests), int(max_batch_size)),

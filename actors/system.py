@@ -20,7 +20,8 @@ What it builds (docs/operations.md, "What runs where"):
 
 Placement: on a cluster whose nodes carry the custom resource ``SystemSpec.env_resource``
 (default ``ecomrlve_env``, cluster.yaml's CPU node type), env workers, catalog shards and the
-shopper replicas each request 0.001 of it, so they run only on those nodes, and workers and
+template shopper's replicas each request 0.001 of it, so they run only on those nodes (an LLM
+shopper goes to the GPU node type instead when one is up: `shopper_placement`), and workers and
 shards are spread over them (Ray's SPREAD strategy) so one lost node takes only its share;
 their CPU requests are planned from those nodes' CPUs. The scheduler and the trajectory
 writer are pinned to the caller's node (the run directory is there). Without the resource
@@ -46,7 +47,10 @@ NAMESPACE = "ecomrlve"
 ENV_NODE_RESOURCE = "ecomrlve_env"  # custom resource of cluster.yaml's CPU node type
 GPU_NODE_RESOURCE = "ecomrlve_gpu"  # custom resource of cluster.yaml's GPU node type
 
-__all__ = ["SystemSpec", "ActorSystem", "plan_cpus", "NAMESPACE", "ENV_NODE_RESOURCE", "GPU_NODE_RESOURCE"]
+SHOPPER_GPUS = 0.25  # the GPU share of an LLM shopper replica on a GPU node
+
+__all__ = ["SystemSpec", "ActorSystem", "plan_cpus", "shopper_placement", "NAMESPACE", "ENV_NODE_RESOURCE",
+           "GPU_NODE_RESOURCE", "SHOPPER_GPUS"]
 
 
 @dataclass
@@ -67,6 +71,7 @@ class SystemSpec:
     shopper: str = "serve"  # serve | local | none
     shopper_backend: str = "template"
     shopper_replicas: int = 1
+    shopper_gpus: float = SHOPPER_GPUS  # per replica of a GPU-wanting backend on a GPU node
     worker_cpus: float | None = None  # None: planned from the cluster's CPUs
     shard_cpus: float | None = None
     env_resource: str = ENV_NODE_RESOURCE
@@ -82,6 +87,19 @@ def plan_cpus(total_cpus: float, workers: int, shards: int) -> tuple[float, floa
     worker = min(1.0, round(budget * 0.7 / workers, 3))
     shard = min(1.0, round(budget * 0.3 / shards, 3))
     return max(worker, 0.01), max(shard, 0.01)
+
+
+def shopper_placement(wants_gpu: bool, cluster_resources: dict, env_labels: dict,
+                      gpus: float = SHOPPER_GPUS) -> dict:
+    """The shopper replicas' placement (`deploy_shopper`'s ``resources`` and ``num_gpus``):
+    a backend that wants a GPU (the LLM shopper) goes to cluster.yaml's GPU node type, a
+    sliver of ``ecomrlve_gpu`` and `gpus` of a GPU, when the cluster has such a node up;
+    otherwise (the template shopper, or no GPU node) it goes with the env workers
+    (`env_labels`, possibly empty: anywhere)."""
+    if wants_gpu and cluster_resources.get(GPU_NODE_RESOURCE):
+        return {"resources": {GPU_NODE_RESOURCE: 0.001},
+                "num_gpus": float(gpus) if cluster_resources.get("GPU") else 0.0}
+    return {"resources": dict(env_labels), "num_gpus": 0.0}
 
 
 class ActorSystem:
@@ -175,7 +193,7 @@ class ActorSystem:
         if labels:  # workers and shards fit on the labelled nodes only
             nodes = self._placement_nodes(labels)
             total = max(sum(n["Resources"].get("CPU", 0.0) for n in nodes) - reserved_cpus, 0.2)
-            log(f"placement: workers, shards and shopper on the {len(nodes)} node(s) with resource "
+            log(f"placement: workers, shards and the template shopper on the {len(nodes)} node(s) with resource "
                 f"{', '.join(labels)}")
         else:
             total = max(ray.cluster_resources().get("CPU", 2.0) - reserved_cpus, 0.2)
@@ -193,13 +211,19 @@ class ActorSystem:
         log(f"shards: {cfg.shards} up in {time.perf_counter() - t0:.1f} s")
 
         if cfg.shopper == "serve":
-            from .shopper_service import ShopperClient, deploy_shopper
+            from .shopper_service import ShopperClient, backend_wants_gpu, deploy_shopper
 
             t0 = time.perf_counter()
+            place = shopper_placement(backend_wants_gpu(cfg.shopper_backend), ray.cluster_resources(), labels,
+                                      cfg.shopper_gpus)
             handle = deploy_shopper(cfg.shopper_backend, max_ongoing_requests=cfg.workers * cfg.max_concurrent * 2,
-                                    num_replicas=cfg.shopper_replicas, resources=labels or None)
+                                    num_replicas=cfg.shopper_replicas, resources=place["resources"] or None,
+                                    num_gpus=place["num_gpus"])
             self.shopper_client = ShopperClient(handle, cfg.shopper_backend)
-            log(f"shopper: Serve deployment ({cfg.shopper_backend}) up in {time.perf_counter() - t0:.1f} s")
+            where = ", ".join(place["resources"]) or "any node"
+            gpu = f", {place['num_gpus']:g} GPU each" if place["num_gpus"] else ""
+            log(f"shopper: Serve deployment ({cfg.shopper_backend}) on {where}{gpu}, up in "
+                f"{time.perf_counter() - t0:.1f} s")
         elif cfg.shopper == "local":
             from .shopper_service import LocalShopperClient
 

@@ -350,21 +350,27 @@ def phrase(utterance, slots: Mapping[str, Any], noise: float = 0.0, key: str = "
 
 class LLMShopperBackend:
     """`ecomrlve.actors.shopper_service` backend: ``register_backend("llm", LLMShopperBackend)``;
-    options: ``model`` (default smollm2), ``device``, ``engine`` (hf), or ``base_url`` +
-    ``model`` for an OpenAI-compatible server."""
+    options: ``model`` (default smollm2), ``device`` (``auto``: the GPU its replica was given,
+    else the CPU), ``engine`` (hf), or ``base_url`` + ``model`` for an OpenAI-compatible server.
+    ``wants_gpu``: on a cluster with a GPU node type, its replicas are placed there."""
 
     name = "llm"
+    wants_gpu = True
 
-    def __init__(self, model: str = "smollm2", device: str = "cpu", base_url: str | None = None,
+    def __init__(self, model: str = "smollm2", device: str = "auto", base_url: str | None = None,
                  max_new_tokens: int = 96, **_: Any):
         if base_url:
             from .engines import OpenAIEngine
 
             engine, tok = OpenAIEngine(base_url, model), None
         else:
+            import torch
+
             from .engines import HFEngine
             from .models import load_model
 
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
             m, tok = load_model(model, device=device)
             engine = HFEngine(m, tok, device=device)
         self.phraser = ShopperPhraser(engine, tok, max_new_tokens=max_new_tokens)

@@ -231,3 +231,37 @@ def test_path_transport_names_the_node_without_the_catalog(cluster, catalog_dir,
     monkeypatch.setattr(drv, "_catalog_digest_on_node", other_catalog)
     with pytest.raises(ValueError, match="holds another catalog"):
         d._check_catalog_on_nodes(nodes)
+
+
+def _gpu_node_resources() -> dict:
+    """The custom resources of cluster.yaml's GPU node type."""
+    types = yaml.safe_load((ROOT / "cluster.yaml").read_text())["available_node_types"]
+    return {k: float(v) for k, v in types["gpu"]["resources"].items()}
+
+
+def test_llm_shopper_replica_runs_on_the_gpu_node(cluster):
+    """With a node of cluster.yaml's GPU type up (one logical GPU here), the LLM shopper's
+    replica lands on it with its GPU share, as the driver places it; the template shopper's
+    placement keeps it on the env nodes. The LLM backend points at an OpenAI-compatible URL
+    it never calls, so no model loads."""
+    import ray
+
+    from ecomrlve.actors.shopper_service import backend_wants_gpu, deploy_shopper, shutdown_shopper
+    from ecomrlve.actors.system import shopper_placement
+
+    c, resources = cluster["cluster"], cluster["resources"]
+    gpu_node = c.add_node(num_cpus=1, num_gpus=1, resources=_gpu_node_resources())
+    c.wait_for_nodes()
+    try:
+        env_labels = {k: 0.001 for k in resources}
+        place = shopper_placement(backend_wants_gpu("llm"), ray.cluster_resources(), env_labels)
+        assert place["resources"] == {"ecomrlve_gpu": 0.001} and place["num_gpus"] > 0
+        handle = deploy_shopper("llm", {"base_url": "http://127.0.0.1:9/v1", "model": "unused"},
+                                resources=place["resources"], num_gpus=place["num_gpus"])
+        stats = handle.stats.remote().result(timeout_s=60)
+        assert stats["backend"] == "llm" and stats["node_id"] == gpu_node.node_id
+        assert shopper_placement(backend_wants_gpu("template"), ray.cluster_resources(), env_labels) == {
+            "resources": env_labels, "num_gpus": 0.0}
+    finally:
+        shutdown_shopper()
+        c.remove_node(gpu_node)

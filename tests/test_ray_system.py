@@ -415,6 +415,26 @@ def test_cli_registers_run_and_catalog_and_rejects_bad_input(capsys):
 # --------------------------------------------------------------------------- env worker in process (no Ray started)
 
 
+def test_llm_shopper_goes_to_the_gpu_node_type_and_the_template_with_the_env_workers():
+    """cluster.yaml puts the LLM shopper on the `gpu` node type: a backend that wants a GPU
+    asks for a sliver of ecomrlve_gpu and a GPU share when such a node is up; the template
+    shopper (and any backend, without a GPU node) stays with the env workers."""
+    from ecomrlve.actors.shopper_service import backend_wants_gpu
+    from ecomrlve.actors.system import SHOPPER_GPUS, shopper_placement
+
+    assert backend_wants_gpu("llm") and not backend_wants_gpu("template")
+    assert not backend_wants_gpu("ecomrlve.actors.shopper_service:TemplateBackend")
+    with pytest.raises(ValueError, match="unknown shopper backend 'nope'"):
+        backend_wants_gpu("nope")
+    env = {"ecomrlve_env": 0.001}
+    gpu_cluster = {"CPU": 40.0, "GPU": 1.0, "ecomrlve_env": 1000.0, "ecomrlve_gpu": 1000.0}
+    assert shopper_placement(True, gpu_cluster, env) == {"resources": {"ecomrlve_gpu": 0.001}, "num_gpus": SHOPPER_GPUS}
+    assert shopper_placement(False, gpu_cluster, env) == {"resources": env, "num_gpus": 0.0}
+    no_gpu_node = {"CPU": 32.0, "ecomrlve_env": 1000.0}
+    assert shopper_placement(True, no_gpu_node, env) == {"resources": env, "num_gpus": 0.0}
+    assert shopper_placement(True, {"CPU": 2.0}, {}) == {"resources": {}, "num_gpus": 0.0}  # a laptop
+
+
 def test_env_worker_records_errors_and_uses_the_shopper_backend(catalog):
     import asyncio
 
