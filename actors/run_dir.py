@@ -182,14 +182,18 @@ def trajectory_files(run_dir) -> list[Path]:
     return ([closed] if closed.is_file() else []) + parts
 
 
+def _conform(table: pa.Table) -> pa.Table:
+    """`table` with TRAJECTORY_SCHEMA's columns, in its order and types."""
+    return table.select(TRAJECTORY_SCHEMA.names).cast(TRAJECTORY_SCHEMA)
+
+
 def read_trajectories(run_dir) -> pa.Table:
     """Every trajectory a run directory holds (`trajectory_files`), as one table.
     Raises FileNotFoundError naming the directory when it holds none."""
     files = trajectory_files(run_dir)
     if not files:
         raise FileNotFoundError(f"{run_dir}: no {TRAJECTORY_FILE} and no {TRAJECTORY_PARTS}/ parts")
-    return pa.concat_tables([pq.read_table(f).select(TRAJECTORY_SCHEMA.names).cast(TRAJECTORY_SCHEMA)
-                             for f in files])
+    return pa.concat_tables([_conform(pq.read_table(f)) for f in files])
 
 
 class TrajectoryWriterImpl:
@@ -227,9 +231,10 @@ class TrajectoryWriterImpl:
         self.parts.mkdir(parents=True, exist_ok=True)
         for stale in self.parts.glob("*.tmp"):  # a part a killed run was writing: never renamed, so not whole
             stale.unlink()
-        for f in trajectory_files(run_dir):
+        files = trajectory_files(run_dir)
+        for f in files:
             self.ids.update(pq.read_table(f, columns=["episode_id"]).column("episode_id").to_pylist())
-        self._next_part = 1 + max((int(f.stem.split("-")[1]) for f in self.parts.glob("part-*.parquet")), default=-1)
+        self._next_part = 1 + max((int(f.stem.split("-")[1]) for f in files if f.parent == self.parts), default=-1)
         self._last_flush = time.monotonic()
 
     def write(self, records: Sequence[dict]) -> int:
@@ -269,8 +274,7 @@ class TrajectoryWriterImpl:
             with pq.ParquetWriter(str(self.partial), TRAJECTORY_SCHEMA, compression="zstd") as out:
                 for f in trajectory_files(self.path.parent):
                     for batch in pq.ParquetFile(f).iter_batches(batch_size=self.row_group):
-                        table = pa.Table.from_batches([batch])
-                        out.write_table(table.select(TRAJECTORY_SCHEMA.names).cast(TRAJECTORY_SCHEMA))
+                        out.write_table(_conform(pa.Table.from_batches([batch])))
             os.replace(self.partial, self.path)
             shutil.rmtree(self.parts, ignore_errors=True)
             self._closed = True
