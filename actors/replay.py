@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
@@ -73,9 +72,8 @@ def load_episode(run_dir, episode_id: int) -> tuple[dict, dict]:
     if not run_dir.exists():
         raise ReplayError(f"{run_dir}: no such run directory")
     rows = []
-    for path in _trajectory_files(run_dir):
-        table = pq.read_table(path)
-        rows += table.filter(pc.equal(table["episode_id"], int(episode_id))).to_pylist()
+    for path in _trajectory_files(run_dir):  # only the episode's rows are read (row-group statistics)
+        rows += pq.read_table(path, filters=[("episode_id", "=", int(episode_id))]).to_pylist()
     if not rows:
         raise ReplayError(f"{run_dir}: no episode {episode_id}")
     cfg_path = (run_dir if run_dir.is_dir() else run_dir.parent) / "config.json"
